@@ -1,0 +1,1 @@
+//! Verdict's Raft glue (placeholder until the replication issue lands).

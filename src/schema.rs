@@ -1,0 +1,114 @@
+//! The schema language: SpiceDB's schema DSL compiled to a typed IR.
+//!
+//! ```text
+//! text ─▶ lexer ─▶ parser ─▶ ast::SchemaFile ─▶ compiler ─▶ ir::Schema
+//!                                   │
+//!                                   └─▶ format (canonical printer)
+//! ```
+//!
+//! This module owns syntax, name resolution, type checking (including caveat
+//! CEL expressions) and formatting. It does not evaluate anything: the engine
+//! walks [`ir::Schema`], and caveat evaluation lives with the engine.
+
+pub mod ast;
+pub mod cel_check;
+pub mod compiler;
+pub mod diagnostic;
+pub mod format;
+pub mod ir;
+pub mod lexer;
+mod limits;
+pub mod loader;
+pub mod parser;
+
+pub use diagnostic::{Diagnostic, Severity, SourceMap, Span};
+pub use ir::Schema;
+pub use limits::SchemaLimits;
+
+/// A schema that compiled, with the warnings it produced.
+#[derive(Debug, Clone)]
+pub struct CompiledSchema {
+    /// The IR the engine walks.
+    pub schema: Schema,
+    /// The syntax tree (for formatting and `schema read`).
+    pub ast: ast::SchemaFile,
+    /// Warnings; the schema is accepted regardless.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A schema that did not compile.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("schema has {} error(s); first: {}", self.error_count(), self.first_message())]
+pub struct SchemaError {
+    /// Every error and warning, errors first.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl SchemaError {
+    /// How many diagnostics are errors.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    fn first_message(&self) -> &str {
+        self.diagnostics
+            .iter()
+            .find(|d| d.is_error())
+            .map_or("", |d| d.message.as_str())
+    }
+
+    /// Renders every diagnostic against the source it came from.
+    pub fn render(&self, name: &str, text: &str) -> String {
+        SourceMap::new(name, text).render_all(&self.diagnostics)
+    }
+}
+
+/// Parses `text` only (no name resolution); returns the syntax tree or the
+/// syntax errors.
+///
+/// # Errors
+/// Every syntax error found.
+pub fn parse(text: &str, limits: &SchemaLimits) -> Result<ast::SchemaFile, SchemaError> {
+    let (file, diagnostics) = parser::parse(text, limits);
+    if diagnostics.is_empty() {
+        Ok(file)
+    } else {
+        Err(SchemaError { diagnostics })
+    }
+}
+
+/// Parses and compiles schema text.
+///
+/// # Errors
+/// Every syntax error, or (when the syntax is valid) every semantic error,
+/// each with a span and, where possible, a hint.
+pub fn compile(text: &str, limits: &SchemaLimits) -> Result<CompiledSchema, SchemaError> {
+    let ast = parse(text, limits)?;
+    compile_parsed(ast, limits)
+}
+
+/// Compiles an already-parsed schema.
+///
+/// # Errors
+/// Every semantic error.
+pub fn compile_parsed(
+    ast: ast::SchemaFile,
+    limits: &SchemaLimits,
+) -> Result<CompiledSchema, SchemaError> {
+    match compiler::compile_ast(&ast, limits) {
+        Ok((schema, warnings)) => Ok(CompiledSchema {
+            schema,
+            ast,
+            warnings,
+        }),
+        Err(diagnostics) => Err(SchemaError { diagnostics }),
+    }
+}
+
+/// Formats schema text canonically.
+///
+/// # Errors
+/// The syntax errors, when the text does not parse.
+pub fn format(text: &str, limits: &SchemaLimits) -> Result<String, SchemaError> {
+    parse(text, limits).map(|file| format::format_schema(&file))
+}
