@@ -1,1 +1,3 @@
-fn main() -> Result<(), Box<dyn std::error::Error>> { Ok(()) }
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    Ok(())
+}

@@ -13,7 +13,11 @@ pub fn generated_schema(n: usize) -> String {
         "definition user {}\n\ncaveat on_network(ip ipaddress, cidr string) {\n    ip.in_cidr(cidr)\n}\n\ndefinition group {\n    relation member: user | group#member\n}\n\n",
     );
     for i in 0..n {
-        let parent = if i == 0 { "group".to_string() } else { format!("res{}", i - 1) };
+        let parent = if i == 0 {
+            "group".to_string()
+        } else {
+            format!("res{}", i - 1)
+        };
         let parent_view = if i == 0 { "member" } else { "view" };
         s.push_str(&format!(
             "/** resource {i} */\ndefinition res{i} {{\n    relation parent: {parent}\n    relation owner: user\n    relation editor: user | group#member\n    relation viewer: user | user with on_network | group#member | user:*\n    relation banned: user\n    permission manage = owner\n    permission edit = editor + manage\n    permission view = (viewer + edit + parent->{parent_view}) - banned\n    permission audit = manage & parent.any({parent_view})\n}}\n\n"
@@ -27,7 +31,10 @@ fn bench(c: &mut Criterion) {
     let limits = SchemaLimits::default();
     assert!(schema::compile(&text, &limits).is_ok());
     c.bench_function("compile 1000 definitions", |b| {
-        b.iter(|| schema::compile(std::hint::black_box(&text), &limits).map(|c| c.schema.definitions().len()))
+        b.iter(|| {
+            schema::compile(std::hint::black_box(&text), &limits)
+                .map(|c| c.schema.definitions().len())
+        })
     });
 }
 

@@ -111,8 +111,14 @@ fn record(path: &Path, expect_reject: bool, outcome: Result<(), String>, tally: 
 fn spicedb_schemas_compile_or_fail_as_spicedb_does() {
     let dir = std::env::var_os("VERDICT_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conformance"));
-    assert!(dir.is_dir(), "conformance directory {} not found", dir.display());
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conformance")
+        });
+    assert!(
+        dir.is_dir(),
+        "conformance directory {} not found",
+        dir.display()
+    );
     let mut files = Vec::new();
     walk(&dir, &mut files);
     let mut validation = Tally::default();
@@ -141,7 +147,11 @@ fn spicedb_schemas_compile_or_fail_as_spicedb_does() {
         parser.mismatched.len()
     );
     let total = validation.accepted + validation.rejected + parser.accepted + parser.rejected;
-    assert!(total > 0, "no conformance cases found under {}", dir.display());
+    assert!(
+        total > 0,
+        "no conformance cases found under {}",
+        dir.display()
+    );
     let mismatched: Vec<String> = validation
         .mismatched
         .into_iter()

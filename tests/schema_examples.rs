@@ -22,7 +22,11 @@ fn every_example_compiles_and_formats_stably() {
         assert_eq!(compiled.schema, again.schema, "{}", path.display());
         assert_eq!(schema::format(&formatted, &limits).unwrap(), formatted);
         let v = loaded.validation.unwrap();
-        assert!(!v.relationship_lines().is_empty(), "{} has no relationships", path.display());
+        assert!(
+            !v.relationship_lines().is_empty(),
+            "{} has no relationships",
+            path.display()
+        );
     }
     assert!(count >= 5, "expected at least five examples, found {count}");
 }

@@ -83,7 +83,10 @@ fn is_valid_path(name: &str) -> bool {
     let Some(last) = segments.pop() else {
         return false;
     };
-    is_valid_identifier(last) && segments.iter().all(|s| s.len() <= 63 && is_valid_identifier(s))
+    is_valid_identifier(last)
+        && segments
+            .iter()
+            .all(|s| s.len() <= 63 && is_valid_identifier(s))
 }
 
 impl<'l> Compiler<'l> {
@@ -198,7 +201,11 @@ impl<'l> Compiler<'l> {
             for member in &f.order {
                 let name = member.name();
                 let is_permission = matches!(member, FlatMember::Permission(_));
-                let what = if is_permission { "permission" } else { "relation" };
+                let what = if is_permission {
+                    "permission"
+                } else {
+                    "relation"
+                };
                 if !is_valid_identifier(&name.text) {
                     self.error(
                         "SCHEMA:InvalidName",
@@ -307,11 +314,14 @@ impl<'l> Compiler<'l> {
             if caveat.params.len() != ast.params.len() {
                 continue; // a parameter type was already reported
             }
-            if let Err(errors) = check_caveat_expression(&caveat.expression, &caveat.params_for_check()) {
+            if let Err(errors) =
+                check_caveat_expression(&caveat.expression, &caveat.params_for_check())
+            {
                 for e in errors {
                     let span = match e.offset {
                         Some(offset) => {
-                            let start = (ast.expression_span.start + offset).min(ast.expression_span.end);
+                            let start =
+                                (ast.expression_span.start + offset).min(ast.expression_span.end);
                             Span::new(start, start + 1)
                         }
                         None => ast.expression_span,
@@ -840,12 +850,7 @@ impl<'l> Compiler<'l> {
         }
     }
 
-    fn warnings(
-        &mut self,
-        schema: &Schema,
-        flat: &[FlatDefinition],
-        caveats: &[&ast::CaveatDef],
-    ) {
+    fn warnings(&mut self, schema: &Schema, flat: &[FlatDefinition], caveats: &[&ast::CaveatDef]) {
         // Unused caveats.
         let mut used = HashSet::new();
         for def in &schema.definitions {
@@ -954,3 +959,7 @@ impl Caveat {
             .collect()
     }
 }
+
+#[cfg(test)]
+#[path = "compiler_test.rs"]
+mod tests;

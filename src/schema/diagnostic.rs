@@ -124,7 +124,10 @@ impl<'a> SourceMap<'a> {
             .line_starts
             .get(line)
             .map_or(self.text.len(), |&next| next.saturating_sub(1));
-        self.text.get(start..end).unwrap_or("").trim_end_matches('\r')
+        self.text
+            .get(start..end)
+            .unwrap_or("")
+            .trim_end_matches('\r')
     }
 
     /// Renders a diagnostic in the compiler style:
@@ -154,11 +157,7 @@ impl<'a> SourceMap<'a> {
             }
         };
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{label}[{}]: {}",
-            diagnostic.code, diagnostic.message
-        );
+        let _ = writeln!(out, "{label}[{}]: {}", diagnostic.code, diagnostic.message);
         let _ = writeln!(out, "{:gutter$}--> {}:{line}:{column}", "", self.name);
         let _ = writeln!(out, "{:gutter$} |", "");
         let _ = writeln!(out, "{line} | {text}");
@@ -188,7 +187,7 @@ pub fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
         .into_iter()
         .map(|c| (edit_distance(name, c), c))
         .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
+        .min_by(|a, b| a.cmp(b))
         .map(|(_, c)| c)
 }
 
@@ -228,8 +227,12 @@ mod tests {
     fn render_shows_excerpt_caret_and_hint() {
         let text = "definition doc {\n    permission view = viewr\n}\n";
         let start = text.find("viewr").unwrap();
-        let d = Diagnostic::error("SCHEMA:UnknownRelation", Span::new(start, start + 5), "nope")
-            .with_hint("did you mean `viewer`?");
+        let d = Diagnostic::error(
+            "SCHEMA:UnknownRelation",
+            Span::new(start, start + 5),
+            "nope",
+        )
+        .with_hint("did you mean `viewer`?");
         let out = SourceMap::new("x.zed", text).render(&d);
         assert!(out.contains("--> x.zed:2:23"), "{out}");
         assert!(out.contains("2 |     permission view = viewr"), "{out}");

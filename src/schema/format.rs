@@ -201,7 +201,10 @@ mod tests {
     #[test]
     fn keeps_needed_parentheses() {
         let got = fmt("definition d {\n permission p = a - (b - c) + (x & y)\n}");
-        assert!(got.contains("permission p = a - (b - c) + (x & y)"), "{got}");
+        assert!(
+            got.contains("permission p = a - (b - c) + (x & y)"),
+            "{got}"
+        );
         let got = fmt("definition d {\n permission p = (a + b).any(c)\n}");
         assert!(got.contains("(a + b).any(c)"), "{got}");
     }

@@ -350,8 +350,14 @@ pub fn doc_comment_text(raw: &str) -> String {
             line.strip_prefix(' ').unwrap_or(line).trim_end()
         })
         .collect();
-    let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
-    let last = lines.iter().rposition(|l| !l.is_empty()).map_or(first, |i| i + 1);
+    let first = lines
+        .iter()
+        .position(|l| !l.is_empty())
+        .unwrap_or(lines.len());
+    let last = lines
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(first, |i| i + 1);
     lines[first..last.max(first)].join("\n")
 }
 
@@ -390,7 +396,10 @@ mod tests {
         assert_eq!(t.kind, TokenKind::Ident);
         assert!(t.newline_before);
         let doc = t.doc.unwrap();
-        assert_eq!(doc_comment_text(&lexer.text()[doc.start..doc.end]), "the doc");
+        assert_eq!(
+            doc_comment_text(&lexer.text()[doc.start..doc.end]),
+            "the doc"
+        );
     }
 
     #[test]
@@ -403,7 +412,10 @@ mod tests {
         let text = r#" {"a": 1}["a"] == 1 && s == "}" } rest"#;
         let mut lexer = Lexer::new(text);
         let span = lexer.caveat_body().unwrap();
-        assert_eq!(&text[span.start..span.end], r#" {"a": 1}["a"] == 1 && s == "}" "#);
+        assert_eq!(
+            &text[span.start..span.end],
+            r#" {"a": 1}["a"] == 1 && s == "}" "#
+        );
         assert_eq!(lexer.next_token().kind, TokenKind::Ident);
     }
 
@@ -416,7 +428,10 @@ mod tests {
     #[test]
     fn strings_including_triple_quoted() {
         use TokenKind::*;
-        assert_eq!(kinds(r#""a/b.zed" 'c' """x'"y""""#), vec![Str, Str, Str, Eof]);
+        assert_eq!(
+            kinds(r#""a/b.zed" 'c' """x'"y""""#),
+            vec![Str, Str, Str, Eof]
+        );
         assert_eq!(kinds("\"open"), vec![Error, Eof]);
     }
 

@@ -248,6 +248,11 @@ mod tests {
             load(&write("legacy.yaml", "validation_tuples:\n  - foo\n")),
             Err(LoadError::InvalidYaml { .. })
         ));
-        assert_eq!(load(&write("ok.yaml", "schemaFile: ./s.zed\n")).unwrap().text, "definition user {}");
+        assert_eq!(
+            load(&write("ok.yaml", "schemaFile: ./s.zed\n"))
+                .unwrap()
+                .text,
+            "definition user {}"
+        );
     }
 }

@@ -244,7 +244,9 @@ impl<'a> Parser<'a> {
                 }
             } else {
                 let found = self.found();
-                return Err(self.error(self.token.span, format!("expected use flag, found {found}")));
+                return Err(
+                    self.error(self.token.span, format!("expected use flag, found {found}"))
+                );
             };
             if !USE_FLAGS.contains(&name.text.as_str()) {
                 return Err(self.error_hint(
@@ -753,7 +755,9 @@ mod tests {
             Expr::Ref(n) => n.text.clone(),
             Expr::Nil(_) => "nil".into(),
             Expr::SelfRef(_) => "self".into(),
-            Expr::Arrow { left, right, func, .. } => format!("({}{func:?}{})", shape(left), right.text),
+            Expr::Arrow {
+                left, right, func, ..
+            } => format!("({}{func:?}{})", shape(left), right.text),
             Expr::Union(a, b) => format!("({} + {})", shape(a), shape(b)),
             Expr::Intersection(a, b) => format!("({} & {})", shape(a), shape(b)),
             Expr::Exclusion(a, b) => format!("({} - {})", shape(a), shape(b)),
@@ -781,8 +785,12 @@ mod tests {
     #[test]
     fn relation_types_with_caveats_wildcards_and_expiration() {
         let file = ok("use expiration\ndefinition doc {\n relation r: user | group#member with c and expiration | user:* | team#... | x/y with expiration\n}");
-        let Item::Definition(d) = &file.items[1] else { panic!() };
-        let Member::Relation(r) = &d.members[0] else { panic!() };
+        let Item::Definition(d) = &file.items[1] else {
+            panic!()
+        };
+        let Member::Relation(r) = &d.members[0] else {
+            panic!()
+        };
         assert_eq!(r.types.len(), 5);
         assert_eq!(r.types[1].caveat.as_ref().unwrap().text, "c");
         assert!(r.types[1].expiration);
@@ -795,15 +803,22 @@ mod tests {
     #[test]
     fn expiration_is_a_caveat_name_without_the_flag() {
         let file = ok("definition doc {\n relation r: user with expiration\n}");
-        let Item::Definition(d) = &file.items[0] else { panic!() };
-        let Member::Relation(r) = &d.members[0] else { panic!() };
+        let Item::Definition(d) = &file.items[0] else {
+            panic!()
+        };
+        let Member::Relation(r) = &d.members[0] else {
+            panic!()
+        };
         assert_eq!(r.types[0].caveat.as_ref().unwrap().text, "expiration");
     }
 
     #[test]
     fn caveat_with_params_and_raw_body() {
-        let file = ok("caveat c(a int, b map<list<string>>) {\n  a > 1 && {\"k\": 1}[\"k\"] == 1\n}\n");
-        let Item::Caveat(c) = &file.items[0] else { panic!() };
+        let file =
+            ok("caveat c(a int, b map<list<string>>) {\n  a > 1 && {\"k\": 1}[\"k\"] == 1\n}\n");
+        let Item::Caveat(c) = &file.items[0] else {
+            panic!()
+        };
         assert_eq!(c.params[1].type_text, "map<list<string>>");
         assert_eq!(c.expression, "a > 1 && {\"k\": 1}[\"k\"] == 1");
     }
@@ -811,9 +826,13 @@ mod tests {
     #[test]
     fn doc_comments_attach_to_definitions_and_members() {
         let file = ok("/** a doc */\ndefinition d {\n  /** rel doc */\n  relation r: user\n}");
-        let Item::Definition(d) = &file.items[0] else { panic!() };
+        let Item::Definition(d) = &file.items[0] else {
+            panic!()
+        };
         assert_eq!(d.doc.as_deref(), Some("a doc"));
-        let Member::Relation(r) = &d.members[0] else { panic!() };
+        let Member::Relation(r) = &d.members[0] else {
+            panic!()
+        };
         assert_eq!(r.doc.as_deref(), Some("rel doc"));
     }
 
