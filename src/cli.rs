@@ -1,13 +1,13 @@
 //! The `verdict` command line: argument parsing and the offline schema
 //! commands. Each subcommand returns an exit code; `main` stays thin.
 
-use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::schema::{self, loader, SchemaLimits, SourceMap};
+use crate::schema::imports::{self, SchemaSources};
+use crate::schema::{self, loader, Diagnostic, SchemaLimits};
 
 /// Verdict: a Zanzibar-style authorization database.
 #[derive(Debug, Parser)]
@@ -77,44 +77,21 @@ pub fn run(cli: Cli) -> ExitCode {
 fn schema_check(args: &CheckArgs) -> ExitCode {
     let limits = SchemaLimits::default();
     let mut failed = 0usize;
-    let stderr = std::io::stderr();
     for path in &args.files {
-        let loaded = match loader::load(path) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                let _ = writeln!(stderr.lock(), "error: {e}");
-                failed += 1;
-                continue;
-            }
-        };
-        let map = SourceMap::new(&loaded.name, &loaded.text);
-        let result = if args.parse_only {
-            schema::parse(&loaded.text, &limits).map(|_| Vec::new())
-        } else {
-            schema::compile(&loaded.text, &limits).map(|c| c.warnings)
-        };
-        match result {
+        match check_one(path, args, &limits) {
+            Ok(warnings) if args.deny_warnings && warnings > 0 => failed += 1,
             Ok(warnings) => {
-                let _ = write!(stderr.lock(), "{}", map.render_all(&warnings));
-                if args.deny_warnings && !warnings.is_empty() {
-                    failed += 1;
-                } else if !args.quiet {
-                    let summary = if warnings.is_empty() {
+                if !args.quiet {
+                    let summary = if warnings == 0 {
                         String::new()
                     } else {
-                        format!(" ({} warning(s))", warnings.len())
+                        format!(" ({warnings} warning(s))")
                     };
                     println!("ok: {}{summary}", path.display());
                 }
             }
-            Err(e) => {
-                let _ = write!(stderr.lock(), "{}", map.render_all(&e.diagnostics));
-                let _ = writeln!(
-                    stderr.lock(),
-                    "error: {}: {} error(s)",
-                    path.display(),
-                    e.error_count()
-                );
+            Err(errors) => {
+                eprintln!("error: {}: {errors} error(s)", path.display());
                 failed += 1;
             }
         }
@@ -124,6 +101,56 @@ fn schema_check(args: &CheckArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Checks one file, printing its diagnostics; returns the warning count, or
+/// the error count.
+fn check_one(path: &Path, args: &CheckArgs, limits: &SchemaLimits) -> Result<usize, usize> {
+    // A `.zed` file may import others: resolve them relative to it.
+    let (parsed, sources) = if is_yaml(path) {
+        let loaded = loader::load(path).map_err(|e| {
+            eprintln!("error: {e}");
+            1usize
+        })?;
+        let mut sources = SchemaSources::default();
+        let base = sources.add(loaded.name, loaded.text.clone());
+        let (file, errors) = schema::parser::parse_at(&loaded.text, base, limits);
+        (
+            if errors.is_empty() {
+                Ok(file)
+            } else {
+                Err(errors)
+            },
+            sources,
+        )
+    } else {
+        imports::load_with_imports(path, limits)
+    };
+    let report = |diagnostics: &[Diagnostic]| eprint!("{}", sources.render_all(diagnostics));
+    let file = parsed.map_err(|errors| {
+        report(&errors);
+        errors.len()
+    })?;
+    if args.parse_only {
+        return Ok(0);
+    }
+    match schema::compile_parsed(file, limits) {
+        Ok(compiled) => {
+            report(&compiled.warnings);
+            Ok(compiled.warnings.len())
+        }
+        Err(e) => {
+            report(&e.diagnostics);
+            Err(e.error_count())
+        }
+    }
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
 }
 
 fn schema_fmt(args: &FmtArgs) -> ExitCode {

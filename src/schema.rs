@@ -15,6 +15,7 @@ pub mod cel_check;
 pub mod compiler;
 pub mod diagnostic;
 pub mod format;
+pub mod imports;
 pub mod ir;
 pub mod lexer;
 mod limits;

@@ -28,6 +28,47 @@ const LOADER_REJECTS: &[&str] = &[
     "legacy.yaml",
 ];
 
+/// An importer case: a directory with `root.zed` (and the files it
+/// imports) and, when the import must succeed, `expected.zed`. Each
+/// definition and caveat of the combined schema must match the expected one.
+fn check_import_case(dir: &Path, tally: &mut Tally) {
+    let limits = SchemaLimits::default();
+    let expected = dir.join("expected.zed");
+    let expect_reject = !expected.is_file();
+    let (combined, sources) = schema::imports::load_with_imports(&dir.join("root.zed"), &limits);
+    let outcome = combined
+        .map_err(|errors| sources.render_all(&errors))
+        .and_then(|file| {
+            schema::compile_parsed(file, &limits).map_err(|e| sources.render_all(&e.diagnostics))
+        })
+        .and_then(|compiled| {
+            if expect_reject {
+                return Ok(());
+            }
+            let text = std::fs::read_to_string(&expected).unwrap_or_default();
+            let want =
+                schema::parse(&text, &limits).map_err(|e| e.render("expected.zed", &text))?;
+            let items = |file: &schema::ast::SchemaFile| {
+                let mut out: Vec<String> = schema::format::format_schema(file)
+                    .split("\n\n")
+                    .map(str::to_string)
+                    .filter(|s| !s.starts_with("use "))
+                    .collect();
+                out.sort();
+                out
+            };
+            if items(&compiled.ast) == items(&want) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "combined schema differs from expected.zed:\n{}",
+                    schema::format::format_schema(&compiled.ast)
+                ))
+            }
+        });
+    record(dir, expect_reject, outcome, tally);
+}
+
 #[derive(Default)]
 struct Tally {
     accepted: usize,
@@ -123,8 +164,16 @@ fn spicedb_schemas_compile_or_fail_as_spicedb_does() {
     walk(&dir, &mut files);
     let mut validation = Tally::default();
     let mut parser = Tally::default();
+    let mut importer = Tally::default();
     for path in &files {
         let name = file_name(path);
+        if name == "root.zed" {
+            check_import_case(path.parent().unwrap_or(Path::new(".")), &mut importer);
+            continue;
+        }
+        if path.parent().is_some_and(|p| p.join("root.zed").is_file()) {
+            continue; // imported by a root.zed case
+        }
         if name.ends_with(".yaml") || name.ends_with(".yml") {
             if is_spicedb_validation_file(path) {
                 check_validation_file(path, &mut validation);
@@ -137,16 +186,24 @@ fn spicedb_schemas_compile_or_fail_as_spicedb_does() {
         }
     }
     println!(
-        "conformance over {}:\n  validation files: {} accepted, {} rejected, {} mismatched\n  parser cases:     {} accepted, {} rejected, {} mismatched",
+        "conformance over {}:\n  validation files: {} accepted, {} rejected, {} mismatched\n  parser cases:     {} accepted, {} rejected, {} mismatched\n  import cases:     {} accepted, {} rejected, {} mismatched",
         dir.display(),
         validation.accepted,
         validation.rejected,
         validation.mismatched.len(),
         parser.accepted,
         parser.rejected,
-        parser.mismatched.len()
+        parser.mismatched.len(),
+        importer.accepted,
+        importer.rejected,
+        importer.mismatched.len()
     );
-    let total = validation.accepted + validation.rejected + parser.accepted + parser.rejected;
+    let total = validation.accepted
+        + validation.rejected
+        + parser.accepted
+        + parser.rejected
+        + importer.accepted
+        + importer.rejected;
     assert!(
         total > 0,
         "no conformance cases found under {}",
@@ -156,6 +213,7 @@ fn spicedb_schemas_compile_or_fail_as_spicedb_does() {
         .mismatched
         .into_iter()
         .chain(parser.mismatched)
+        .chain(importer.mismatched)
         .collect();
     assert!(
         mismatched.is_empty(),

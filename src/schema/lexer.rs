@@ -112,12 +112,29 @@ pub struct Token {
 pub struct Lexer<'a> {
     text: &'a str,
     pos: usize,
+    /// Added to every span, so several files can share one offset space.
+    base: usize,
 }
 
 impl<'a> Lexer<'a> {
     /// A lexer at the start of `text`.
     pub fn new(text: &'a str) -> Self {
-        Lexer { text, pos: 0 }
+        Lexer::with_base(text, 0)
+    }
+
+    /// A lexer whose spans start at `base` instead of 0 (for imported files
+    /// that share one offset space with the file importing them).
+    pub fn with_base(text: &'a str, base: usize) -> Self {
+        Lexer { text, pos: 0, base }
+    }
+
+    /// The offset added to every span.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    fn span(&self, start: usize, end: usize) -> Span {
+        Span::new(start + self.base, end + self.base)
     }
 
     /// The text being lexed.
@@ -130,9 +147,9 @@ impl<'a> Lexer<'a> {
         self.pos
     }
 
-    /// Moves to a byte offset (used by the parser's one-token lookahead).
+    /// Moves to a span offset (as found in a token's span).
     pub fn seek(&mut self, pos: usize) {
-        self.pos = pos.min(self.text.len());
+        self.pos = pos.saturating_sub(self.base).min(self.text.len());
     }
 
     fn peek_byte(&self, ahead: usize) -> Option<u8> {
@@ -196,10 +213,13 @@ impl<'a> Lexer<'a> {
     /// The next token.
     pub fn next_token(&mut self) -> Token {
         let (newline_before, doc, error) = self.skip_trivia();
+        let doc = doc.map(|d| self.span(d.start, d.end));
+        let error = error.map(|e| self.span(e.start, e.end));
         let start = self.pos;
+        let base = self.base;
         let token = |kind, end| Token {
             kind,
-            span: Span::new(start, end),
+            span: Span::new(start + base, end + base),
             newline_before,
             doc,
         };
@@ -303,12 +323,12 @@ impl<'a> Lexer<'a> {
                 b'{' => depth += 1,
                 b'}' if depth == 0 => {
                     self.pos = i + 1;
-                    return Ok(Span::new(start, i));
+                    return Ok(self.span(start, i));
                 }
                 b'}' => depth -= 1,
                 b'`' => {
                     self.pos = i;
-                    return Err(Span::new(i, i + 1));
+                    return Err(self.span(i, i + 1));
                 }
                 b'"' | b'\'' => match self.scan_string(i) {
                     Some(end) => {
@@ -317,7 +337,7 @@ impl<'a> Lexer<'a> {
                     }
                     None => {
                         self.pos = i;
-                        return Err(Span::new(i, i + 1));
+                        return Err(self.span(i, i + 1));
                     }
                 },
                 b'/' if bytes.get(i + 1) == Some(&b'/') => {
@@ -329,7 +349,7 @@ impl<'a> Lexer<'a> {
             i += 1;
         }
         self.pos = bytes.len();
-        Err(Span::new(start.saturating_sub(1), start))
+        Err(self.span(start.saturating_sub(1), start))
     }
 }
 

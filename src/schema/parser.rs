@@ -26,10 +26,16 @@ pub const RESERVED_WORDS: &[&str] = &[
 
 /// Parses `text`; returns the tree (possibly partial) and every syntax error.
 pub fn parse(text: &str, limits: &SchemaLimits) -> (SchemaFile, Vec<Diagnostic>) {
+    parse_at(text, 0, limits)
+}
+
+/// Parses `text` whose spans start at `base` (for files combined by
+/// imports into one offset space).
+pub fn parse_at(text: &str, base: usize, limits: &SchemaLimits) -> (SchemaFile, Vec<Diagnostic>) {
     if text.len() > limits.max_source_bytes {
         let d = Diagnostic::error(
             "SCHEMA:TooLarge",
-            Span::new(0, 0),
+            Span::new(base, base),
             format!(
                 "schema is {} bytes, more than the limit of {} bytes",
                 text.len(),
@@ -40,7 +46,7 @@ pub fn parse(text: &str, limits: &SchemaLimits) -> (SchemaFile, Vec<Diagnostic>)
         return (SchemaFile::default(), vec![d]);
     }
     let mut parser = Parser {
-        lexer: Lexer::new(text),
+        lexer: Lexer::with_base(text, base),
         token: Token {
             kind: TokenKind::Eof,
             span: Span::default(),
@@ -77,7 +83,11 @@ type PResult<T> = Result<T, Recover>;
 
 impl<'a> Parser<'a> {
     fn text(&self, span: Span) -> &'a str {
-        self.lexer.text().get(span.start..span.end).unwrap_or("")
+        let base = self.lexer.base();
+        self.lexer
+            .text()
+            .get(span.start.saturating_sub(base)..span.end.saturating_sub(base))
+            .unwrap_or("")
     }
 
     fn bump(&mut self) -> Token {
