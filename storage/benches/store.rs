@@ -35,10 +35,26 @@ fn synthetic(n: usize) -> Vec<Tuple> {
     (0..n)
         .map(|i| {
             let s = match i % 10 {
-                0 => format!("folder:f{}#parent@folder:f{}", next(docs / 10 + 1), next(docs / 50 + 1)),
-                1 => format!("group:g{}#member@user:u{}", next(users / 20 + 1), next(users)),
-                2 => format!("document:d{}#viewer@group:g{}#member", next(docs), next(users / 20 + 1)),
-                3 => format!("document:d{}#parent@folder:f{}", next(docs), next(docs / 10 + 1)),
+                0 => format!(
+                    "folder:f{}#parent@folder:f{}",
+                    next(docs / 10 + 1),
+                    next(docs / 50 + 1)
+                ),
+                1 => format!(
+                    "group:g{}#member@user:u{}",
+                    next(users / 20 + 1),
+                    next(users)
+                ),
+                2 => format!(
+                    "document:d{}#viewer@group:g{}#member",
+                    next(docs),
+                    next(users / 20 + 1)
+                ),
+                3 => format!(
+                    "document:d{}#parent@folder:f{}",
+                    next(docs),
+                    next(docs / 10 + 1)
+                ),
                 4 => format!("document:d{}#owner@user:u{}", next(docs), next(users)),
                 5 | 6 => format!("document:d{}#editor@user:u{}", next(docs), next(users)),
                 _ => format!("document:d{}#viewer@user:u{}", next(docs), next(users)),
@@ -100,7 +116,9 @@ fn report() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), true);
     let t0 = Instant::now();
-    store.bulk_import(&tn, Revision(1), &mut data.iter().cloned()).unwrap();
+    store
+        .bulk_import(&tn, Revision(1), &mut data.iter().cloned())
+        .unwrap();
     let dt = t0.elapsed();
     println!(
         "bulk import: {} tuples in {:.2?} = {:.0} tuples/s",
@@ -140,8 +158,15 @@ fn report() {
         lat.push(t0.elapsed());
     }
     lat.sort();
-    println!("forward read 1 id: p50 {:?} p99 {:?}", lat[lat.len() / 2], lat[lat.len() * 99 / 100]);
-    println!("rocksdb memory (memtables+cache+readers): {} bytes", store.approximate_memory_bytes());
+    println!(
+        "forward read 1 id: p50 {:?} p99 {:?}",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+    println!(
+        "rocksdb memory (memtables+cache+readers): {} bytes",
+        store.approximate_memory_bytes()
+    );
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {
             println!("process {rss} (includes the dataset held in memory)");
@@ -167,7 +192,9 @@ fn benches(c: &mut Criterion) {
                 (dir, store)
             },
             |(dir, store)| {
-                store.bulk_import(&tn, Revision(1), &mut data.iter().cloned()).unwrap();
+                store
+                    .bulk_import(&tn, Revision(1), &mut data.iter().cloned())
+                    .unwrap();
                 (dir, store)
             },
             BatchSize::PerIteration,
@@ -177,7 +204,9 @@ fn benches(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), true);
-    store.bulk_import(&tn, Revision(1), &mut data.iter().cloned()).unwrap();
+    store
+        .bulk_import(&tn, Revision(1), &mut data.iter().cloned())
+        .unwrap();
 
     let mut g = c.benchmark_group("write");
     let mut rev = 1u64;
@@ -187,7 +216,8 @@ fn benches(c: &mut Criterion) {
                 rev += 1;
                 let mut batch = WriteBatch::new();
                 for i in 0..100 {
-                    batch = batch.touch(Tuple::parse(&format!("document:w{rev}#viewer@user:x{i}")).unwrap());
+                    batch = batch
+                        .touch(Tuple::parse(&format!("document:w{rev}#viewer@user:x{i}")).unwrap());
                 }
                 (rev, batch)
             },

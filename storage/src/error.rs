@@ -144,7 +144,9 @@ pub enum StorageError {
         applied: Revision,
     },
     /// A read asked for a revision that garbage collection has removed.
-    #[error("revision {requested} is older than the retained floor {floor}; it was garbage-collected")]
+    #[error(
+        "revision {requested} is older than the retained floor {floor}; it was garbage-collected"
+    )]
     RevisionCompacted {
         /// The revision the caller asked for.
         requested: Revision,
@@ -152,7 +154,9 @@ pub enum StorageError {
         floor: Revision,
     },
     /// A changelog read starts before the retained changelog.
-    #[error("changes after revision {after} are no longer retained; the changelog starts after {floor}")]
+    #[error(
+        "changes after revision {after} are no longer retained; the changelog starts after {floor}"
+    )]
     ChangelogCompacted {
         /// The revision the caller asked to read after.
         after: Revision,

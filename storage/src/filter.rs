@@ -87,7 +87,11 @@ impl TupleFilter {
     }
 
     /// Restricts the subject type and optionally id.
-    pub fn with_subject(mut self, subject_type: impl Into<String>, subject_id: Option<String>) -> Self {
+    pub fn with_subject(
+        mut self,
+        subject_type: impl Into<String>,
+        subject_id: Option<String>,
+    ) -> Self {
         self.subject_type = Some(subject_type.into());
         self.subject_id = subject_id;
         self
@@ -101,11 +105,22 @@ impl TupleFilter {
 
     /// Whether `t` passes every constraint.
     pub fn matches(&self, t: &Tuple) -> bool {
-        self.resource_type.as_ref().is_none_or(|x| *x == t.resource.object_type)
-            && self.resource_id.as_ref().is_none_or(|f| f.matches(&t.resource.object_id))
+        self.resource_type
+            .as_ref()
+            .is_none_or(|x| *x == t.resource.object_type)
+            && self
+                .resource_id
+                .as_ref()
+                .is_none_or(|f| f.matches(&t.resource.object_id))
             && self.relation.as_ref().is_none_or(|x| *x == t.relation)
-            && self.subject_type.as_ref().is_none_or(|x| *x == t.subject.object.object_type)
-            && self.subject_id.as_ref().is_none_or(|x| *x == t.subject.object.object_id)
+            && self
+                .subject_type
+                .as_ref()
+                .is_none_or(|x| *x == t.subject.object.object_type)
+            && self
+                .subject_id
+                .as_ref()
+                .is_none_or(|x| *x == t.subject.object.object_id)
             && self
                 .subject_relation
                 .as_ref()
@@ -156,18 +171,30 @@ mod tests {
     fn matches_each_constraint() {
         let t: Tuple = "document:readme#viewer@group:eng#member".parse().unwrap();
         assert!(TupleFilter::default().matches(&t));
-        assert!(TupleFilter::resource_type("document").with_resource_id_prefix("rea").matches(&t));
-        assert!(!TupleFilter::resource_type("document").with_resource_id("rea").matches(&t));
+        assert!(TupleFilter::resource_type("document")
+            .with_resource_id_prefix("rea")
+            .matches(&t));
+        assert!(!TupleFilter::resource_type("document")
+            .with_resource_id("rea")
+            .matches(&t));
         assert!(!TupleFilter::resource_type("folder").matches(&t));
         assert!(TupleFilter::default().with_relation("viewer").matches(&t));
         assert!(!TupleFilter::default().with_relation("editor").matches(&t));
-        assert!(TupleFilter::default().with_subject("group", Some("eng".into())).matches(&t));
-        assert!(!TupleFilter::default().with_subject("user", None).matches(&t));
+        assert!(TupleFilter::default()
+            .with_subject("group", Some("eng".into()))
+            .matches(&t));
+        assert!(!TupleFilter::default()
+            .with_subject("user", None)
+            .matches(&t));
         let direct = TupleFilter::default().with_subject_relation(SubjectRelationFilter::Direct);
         assert!(!direct.matches(&t));
-        let member = TupleFilter::default().with_subject_relation(SubjectRelationFilter::Relation("member".into()));
+        let member = TupleFilter::default()
+            .with_subject_relation(SubjectRelationFilter::Relation("member".into()));
         assert!(member.matches(&t));
         assert!(TupleFilter::resource_type("Bad").validate().is_err());
-        assert!(TupleFilter::default().with_resource_id_prefix("").validate().is_ok());
+        assert!(TupleFilter::default()
+            .with_resource_id_prefix("")
+            .validate()
+            .is_ok());
     }
 }

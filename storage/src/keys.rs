@@ -312,7 +312,14 @@ mod tests {
     /// Byte strings biased towards the bytes the codec treats specially.
     fn adversarial_bytes() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(
-            prop_oneof![Just(0x00u8), Just(0x01u8), Just(0xFFu8), Just(b'#'), Just(b':'), any::<u8>()],
+            prop_oneof![
+                Just(0x00u8),
+                Just(0x01u8),
+                Just(0xFFu8),
+                Just(b'#'),
+                Just(b':'),
+                any::<u8>()
+            ],
             0..8,
         )
     }

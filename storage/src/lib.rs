@@ -37,8 +37,8 @@ mod filter;
 mod keys;
 mod mem;
 mod plan;
-pub mod rocks;
 mod revision;
+pub mod rocks;
 mod store;
 mod tenant;
 #[cfg(feature = "testing")]
@@ -47,8 +47,8 @@ mod tuple;
 mod value;
 
 pub use batch::{
-    ApplyOutcome, ApplyStatus, Change, ChangeBatch, ChangeKind, GcStats, Op, Precondition, SchemaVersionRecord,
-    StoredSchema, WriteBatch,
+    ApplyOutcome, ApplyStatus, Change, ChangeBatch, ChangeKind, GcStats, Op, Precondition,
+    SchemaVersionRecord, StoredSchema, WriteBatch,
 };
 pub use error::{ErrorCode, Result, StorageError, TupleError, TuplePart};
 pub use filter::{IdFilter, SubjectRelationFilter, TupleFilter};

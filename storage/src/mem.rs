@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use crate::batch::{ApplyOutcome, ApplyStatus, ChangeBatch, ChangeKind, GcStats, StoredSchema, WriteBatch};
+use crate::batch::{
+    ApplyOutcome, ApplyStatus, ChangeBatch, ChangeKind, GcStats, StoredSchema, WriteBatch,
+};
 use crate::batch::{Change, SchemaVersionRecord};
 use crate::error::{Result, StorageError};
 use crate::filter::TupleFilter;
@@ -60,7 +62,10 @@ fn body(t: &Tuple) -> Vec<u8> {
 }
 
 fn visible(h: &History, at: Revision) -> Option<&Tuple> {
-    h.iter().rev().find(|(r, _)| *r <= at).and_then(|(_, t)| t.as_ref())
+    h.iter()
+        .rev()
+        .find(|(r, _)| *r <= at)
+        .and_then(|(_, t)| t.as_ref())
 }
 
 fn already(revision: Revision) -> ApplyOutcome {
@@ -83,7 +88,12 @@ impl RelationStore for MemStore {
         self.read().map(|s| s.floor).unwrap_or_default()
     }
 
-    fn apply(&self, tenant: &Tenant, revision: Revision, batch: &WriteBatch) -> Result<ApplyOutcome> {
+    fn apply(
+        &self,
+        tenant: &Tenant,
+        revision: Revision,
+        batch: &WriteBatch,
+    ) -> Result<ApplyOutcome> {
         let applied = self.applied_revision();
         if revision <= applied {
             return Ok(already(revision));
@@ -161,10 +171,18 @@ impl RelationStore for MemStore {
         })
     }
 
-    fn changes_since(&self, tenant: &Tenant, after: Revision, limit: usize) -> Result<Vec<ChangeBatch>> {
+    fn changes_since(
+        &self,
+        tenant: &Tenant,
+        after: Revision,
+        limit: usize,
+    ) -> Result<Vec<ChangeBatch>> {
         let st = self.read()?;
         if after < st.floor {
-            return Err(StorageError::ChangelogCompacted { after, floor: st.floor });
+            return Err(StorageError::ChangelogCompacted {
+                after,
+                floor: st.floor,
+            });
         }
         Ok(st
             .tenants
@@ -324,12 +342,22 @@ impl TupleReader for MemSnapshot {
     fn tuple(&self, key: &Tuple) -> Result<Option<Tuple>> {
         let k = body(key);
         self.with_tenant(
-            |t| Ok(t.tuples.get(&k).and_then(|h| visible(h, self.revision)).cloned()),
+            |t| {
+                Ok(t.tuples
+                    .get(&k)
+                    .and_then(|h| visible(h, self.revision))
+                    .cloned())
+            },
             None,
         )
     }
 
-    fn subjects(&self, resource_type: &str, resource_ids: &[&str], relation: &str) -> Result<Vec<Tuple>> {
+    fn subjects(
+        &self,
+        resource_type: &str,
+        resource_ids: &[&str],
+        relation: &str,
+    ) -> Result<Vec<Tuple>> {
         let mut ids: Vec<&str> = resource_ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
@@ -339,7 +367,9 @@ impl TupleReader for MemSnapshot {
             out.extend(
                 all.iter()
                     .filter(|(_, t)| {
-                        t.resource.object_type == resource_type && t.resource.object_id == id && t.relation == relation
+                        t.resource.object_type == resource_type
+                            && t.resource.object_id == id
+                            && t.relation == relation
                     })
                     .map(|(_, t)| t.clone()),
             );
@@ -357,7 +387,8 @@ impl TupleReader for MemSnapshot {
                     && q.subject_relation
                         .as_ref()
                         .is_none_or(|f| f.matches(t.subject.relation.as_deref()))
-                    && q.resource_type.is_none_or(|rt| rt == t.resource.object_type)
+                    && q.resource_type
+                        .is_none_or(|rt| rt == t.resource.object_type)
                     && q.relation.is_none_or(|r| r == t.relation)
             })
             .map(|(_, t)| {
@@ -370,7 +401,12 @@ impl TupleReader for MemSnapshot {
         Ok(out.into_iter().map(|(_, t)| t).collect())
     }
 
-    fn scan(&self, filter: &TupleFilter, cursor: Option<&Cursor>, limit: usize) -> Result<ScanPage> {
+    fn scan(
+        &self,
+        filter: &TupleFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<ScanPage> {
         let limit = limit.max(1);
         if let Some(c) = cursor {
             keys::decode_fwd_body(&c.0).map_err(|_| StorageError::InvalidCursor)?;
@@ -387,16 +423,22 @@ impl TupleReader for MemSnapshot {
                 break;
             }
         }
-        Ok(ScanPage { tuples, cursor: last })
+        Ok(ScanPage {
+            tuples,
+            cursor: last,
+        })
     }
 
     fn schema(&self) -> Result<Option<StoredSchema>> {
         self.with_tenant(
             |t| {
-                Ok(t.schemas.range(..=self.revision).next_back().map(|(r, s)| StoredSchema {
-                    revision: *r,
-                    record: s.clone(),
-                }))
+                Ok(t.schemas
+                    .range(..=self.revision)
+                    .next_back()
+                    .map(|(r, s)| StoredSchema {
+                        revision: *r,
+                        record: s.clone(),
+                    }))
             },
             None,
         )

@@ -71,10 +71,11 @@ pub(crate) fn validate(batch: &WriteBatch) -> Result<()> {
         let f = match p {
             Precondition::MustMatch(f) | Precondition::MustNotMatch(f) => f,
         };
-        f.validate().map_err(|source| StorageError::InvalidOperation {
-            index: batch.ops.len() + index,
-            source,
-        })?;
+        f.validate()
+            .map_err(|source| StorageError::InvalidOperation {
+                index: batch.ops.len() + index,
+                source,
+            })?;
     }
     Ok(())
 }
@@ -114,7 +115,10 @@ pub(crate) fn plan<R: TupleReader + ?Sized>(base: &R, batch: &WriteBatch) -> Res
                     ChangeKind::Touch
                 };
                 plan.writes.insert(key, (t.clone(), true));
-                plan.changes.push(Change { kind, tuple: t.clone() });
+                plan.changes.push(Change {
+                    kind,
+                    tuple: t.clone(),
+                });
             }
             Op::Delete(t) => {
                 let key = fwd_body(t);
@@ -137,7 +141,8 @@ pub(crate) fn plan<R: TupleReader + ?Sized>(base: &R, batch: &WriteBatch) -> Res
                 let mut candidates: BTreeMap<Vec<u8>, Tuple> = BTreeMap::new();
                 let mut cursor = None;
                 loop {
-                    let page = base.scan(filter, cursor.as_ref(), want.unwrap_or(1024).min(1024))?;
+                    let page =
+                        base.scan(filter, cursor.as_ref(), want.unwrap_or(1024).min(1024))?;
                     for t in page.tuples {
                         candidates.insert(fwd_body(&t), t);
                     }

@@ -70,7 +70,12 @@ impl Timestamp {
         };
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        if b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
             return None;
         }
         if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
@@ -180,7 +185,10 @@ mod tests {
 
     #[test]
     fn known_values() {
-        assert_eq!(Timestamp::parse_rfc3339("1970-01-01T00:00:00Z"), Some(Timestamp(0)));
+        assert_eq!(
+            Timestamp::parse_rfc3339("1970-01-01T00:00:00Z"),
+            Some(Timestamp(0))
+        );
         assert_eq!(
             Timestamp::parse_rfc3339("2300-12-01T00:00:00Z").map(|t| t.to_string()),
             Some("2300-12-01T00:00:00Z".to_owned())

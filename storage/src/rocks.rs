@@ -145,7 +145,11 @@ impl RocksStore {
                 .put(keys::meta_key(meta::FORMAT), FORMAT_VERSION.to_be_bytes())
                 .map_err(engine)?,
             Some(FORMAT_VERSION) => {}
-            Some(_) => return Err(StorageError::Corrupt { what: "format version" }),
+            Some(_) => {
+                return Err(StorageError::Corrupt {
+                    what: "format version",
+                })
+            }
         }
         let applied = read_u64(meta::APPLIED, "applied revision")?.unwrap_or(0);
         let floor = read_u64(meta::GC_FLOOR, "gc floor")?.unwrap_or(0);
@@ -186,7 +190,13 @@ impl RocksStore {
         })
     }
 
-    fn put_marker(&self, wb: &mut rocksdb::WriteBatch, revision: Revision, status: RevisionStatus, tenant: &str) {
+    fn put_marker(
+        &self,
+        wb: &mut rocksdb::WriteBatch,
+        revision: Revision,
+        status: RevisionStatus,
+        tenant: &str,
+    ) {
         wb.put(
             keys::revinfo_key(revision),
             value::encode_revinfo(Timestamp::now(), status, tenant),
@@ -273,17 +283,24 @@ impl RocksStore {
     /// Removes every version, changelog chunk and revision marker a crashed
     /// bulk import left behind.
     fn recover_import(&self) -> Result<()> {
-        let Some(v) = self.db.get(keys::meta_key(meta::IMPORT_PENDING)).map_err(engine)? else {
+        let Some(v) = self
+            .db
+            .get(keys::meta_key(meta::IMPORT_PENDING))
+            .map_err(engine)?
+        else {
             return Ok(());
         };
-        let (rev_bytes, tenant_bytes) = v
-            .split_first_chunk::<8>()
-            .ok_or(StorageError::Corrupt { what: "pending import" })?;
+        let (rev_bytes, tenant_bytes) =
+            v.split_first_chunk::<8>().ok_or(StorageError::Corrupt {
+                what: "pending import",
+            })?;
         let revision = Revision(u64::from_be_bytes(*rev_bytes));
         let tenant = std::str::from_utf8(tenant_bytes)
             .ok()
             .and_then(|t| Tenant::new(t).ok())
-            .ok_or(StorageError::Corrupt { what: "pending import" })?;
+            .ok_or(StorageError::Corrupt {
+                what: "pending import",
+            })?;
         tracing::warn!(%tenant, %revision, "removing the remains of an interrupted bulk import");
         if revision > Revision(self.applied.load(Ordering::SeqCst)) {
             for sub in [SUB_FWD, SUB_REV] {
@@ -303,7 +320,11 @@ impl RocksStore {
     }
 
     /// Deletes every key under `prefix` for which `pred` holds, in chunks.
-    fn delete_where(&self, prefix: &[u8], mut pred: impl FnMut(&[u8]) -> Result<bool>) -> Result<u64> {
+    fn delete_where(
+        &self,
+        prefix: &[u8],
+        mut pred: impl FnMut(&[u8]) -> Result<bool>,
+    ) -> Result<u64> {
         let mut it = self.db.raw_iterator();
         it.seek(prefix);
         let mut wb = rocksdb::WriteBatch::default();
@@ -326,7 +347,12 @@ impl RocksStore {
         Ok(n)
     }
 
-    fn apply_rejected(&self, tenant: &Tenant, revision: Revision, err: StorageError) -> Result<ApplyOutcome> {
+    fn apply_rejected(
+        &self,
+        tenant: &Tenant,
+        revision: Revision,
+        err: StorageError,
+    ) -> Result<ApplyOutcome> {
         let mut wb = rocksdb::WriteBatch::default();
         self.put_marker(&mut wb, revision, RevisionStatus::Rejected, tenant.as_str());
         self.commit(wb, &self.write_opts())?;
@@ -336,7 +362,14 @@ impl RocksStore {
 }
 
 /// Encodes the index entries of one tuple version into `wb`.
-fn put_version(wb: &mut rocksdb::WriteBatch, buf: &mut Vec<u8>, tenant: &Tenant, revision: Revision, t: &Tuple, live: bool) {
+fn put_version(
+    wb: &mut rocksdb::WriteBatch,
+    buf: &mut Vec<u8>,
+    tenant: &Tenant,
+    revision: Revision,
+    t: &Tuple,
+    live: bool,
+) {
     let mut v = Vec::with_capacity(32);
     value::encode_version(&mut v, live.then_some(t));
     buf.clear();
@@ -360,7 +393,12 @@ impl RelationStore for RocksStore {
         Revision(self.floor.load(Ordering::SeqCst))
     }
 
-    fn apply(&self, tenant: &Tenant, revision: Revision, batch: &WriteBatch) -> Result<ApplyOutcome> {
+    fn apply(
+        &self,
+        tenant: &Tenant,
+        revision: Revision,
+        batch: &WriteBatch,
+    ) -> Result<ApplyOutcome> {
         let _w = self.lock_writer()?;
         let applied = self.applied_revision();
         if revision <= applied {
@@ -371,7 +409,8 @@ impl RelationStore for RocksStore {
                 delete_truncated: false,
             });
         }
-        let planned = plan::validate(batch).and_then(|()| plan::plan(&self.reader(tenant, applied), batch));
+        let planned =
+            plan::validate(batch).and_then(|()| plan::plan(&self.reader(tenant, applied), batch));
         let p = match planned {
             Ok(p) => p,
             Err(e) if e.is_rejection() => return self.apply_rejected(tenant, revision, e),
@@ -387,7 +426,10 @@ impl RelationStore for RocksStore {
             buf.clear();
             keys::tenant_rev_key(&mut buf, tenant, SUB_LOG, revision);
             buf.extend_from_slice(&0u32.to_be_bytes());
-            wb.put(&buf[..], value::encode_change_chunk(schema_version, &p.changes));
+            wb.put(
+                &buf[..],
+                value::encode_change_chunk(schema_version, &p.changes),
+            );
         }
         if let Some(s) = &p.schema {
             buf.clear();
@@ -424,7 +466,12 @@ impl RelationStore for RocksStore {
         Ok(snap)
     }
 
-    fn changes_since(&self, tenant: &Tenant, after: Revision, limit: usize) -> Result<Vec<ChangeBatch>> {
+    fn changes_since(
+        &self,
+        tenant: &Tenant,
+        after: Revision,
+        limit: usize,
+    ) -> Result<Vec<ChangeBatch>> {
         let applied = self.applied_revision();
         let floor = self.gc_floor();
         if after < floor {
@@ -442,7 +489,10 @@ impl RelationStore for RocksStore {
         it.seek(&start);
         let mut out: Vec<ChangeBatch> = Vec::new();
         while let Some((k, v)) = it.item() {
-            let mut r = keys::KeyReader::new(k.get(prefix.len()..).ok_or(StorageError::Corrupt { what: "key" })?);
+            let mut r = keys::KeyReader::new(
+                k.get(prefix.len()..)
+                    .ok_or(StorageError::Corrupt { what: "key" })?,
+            );
             let rev = Revision(r.be64()?);
             if rev > applied || rev <= after {
                 break;
@@ -479,7 +529,9 @@ impl RelationStore for RocksStore {
         it.seek(&prefix);
         let mut out = Vec::new();
         while let Some((k, v)) = it.item() {
-            let Some(rest) = k.strip_prefix(&prefix[..]) else { break };
+            let Some(rest) = k.strip_prefix(&prefix[..]) else {
+                break;
+            };
             let revision = Revision(keys::KeyReader::new(rest).be64()?);
             if revision > applied {
                 break;
@@ -522,7 +574,7 @@ impl RelationStore for RocksStore {
         it.seek([keys::TENANT]);
         let mut chain: Vec<u8> = Vec::new();
         let mut decided = false; // the newest version <= floor of `chain` was seen
-        // Schema: the newest schema <= floor per tenant is kept.
+                                 // Schema: the newest schema <= floor per tenant is kept.
         let mut schema_tenant: Vec<u8> = Vec::new();
         while let Some((k, v)) = it.item() {
             if k.first() != Some(&keys::TENANT) {
@@ -567,7 +619,10 @@ impl RelationStore for RocksStore {
                         target.extend_from_slice(&floor.0.to_be_bytes());
                         let mut it2 = self.db.raw_iterator();
                         it2.seek_for_prev(&target);
-                        let keep = it2.key().filter(|k2| k2.starts_with(&prefix)).map(<[u8]>::to_vec);
+                        let keep = it2
+                            .key()
+                            .filter(|k2| k2.starts_with(&prefix))
+                            .map(<[u8]>::to_vec);
                         it2.status().map_err(engine)?;
                         // Delete all schema keys of this tenant strictly below `keep`.
                         if let Some(keep) = keep {
@@ -652,7 +707,14 @@ impl RelationStore for RocksStore {
         for t in tuples {
             if let Err(source) = t.validate() {
                 self.recover_import()?;
-                return self.apply_rejected(tenant, revision, StorageError::InvalidOperation { index: total, source });
+                return self.apply_rejected(
+                    tenant,
+                    revision,
+                    StorageError::InvalidOperation {
+                        index: total,
+                        source,
+                    },
+                );
             }
             total += 1;
             changes.push(Change {
@@ -702,14 +764,6 @@ impl std::fmt::Debug for RocksSnapshot<'_> {
     }
 }
 
-/// What a visible-version walk found.
-enum Step {
-    /// A live tuple (payload decoded) at this chain.
-    Live(Tuple),
-    /// The chain has no live version at the snapshot revision.
-    Absent,
-}
-
 impl RocksSnapshot<'_> {
     fn iter(&self, upper: Option<Vec<u8>>) -> DBRawIteratorWithThreadMode<'_, DB> {
         let mut ro = ReadOptions::default();
@@ -723,14 +777,15 @@ impl RocksSnapshot<'_> {
     /// version newer than the snapshot), finds the version visible at the
     /// snapshot revision, decodes the tuple with `decode(chain_body)` when it
     /// is live, and leaves the iterator on the first key of the next chain.
-    /// Returns `None` at the end of `prefix`.
+    /// Returns `None` at the end of `prefix`, else the chain key and the
+    /// visible tuple (`None` when deleted or not yet created at the revision).
     fn next_chain(
         &self,
         it: &mut DBRawIteratorWithThreadMode<'_, DB>,
         prefix: &[u8],
         body_offset: usize,
         decode: fn(&[u8]) -> Result<Tuple>,
-    ) -> Result<Option<(Vec<u8>, Step)>> {
+    ) -> Result<Option<(Vec<u8>, Option<Tuple>)>> {
         let Some(k) = it.key() else {
             it.status().map_err(engine)?;
             return Ok(None);
@@ -739,7 +794,7 @@ impl RocksSnapshot<'_> {
             return Ok(None);
         }
         let chain = keys::split_version(k)?.0.to_vec();
-        let mut step = Step::Absent;
+        let mut step = None;
         let mut found = false;
         // Walk the chain's versions, newest first.
         while let Some((k, v)) = it.item() {
@@ -750,10 +805,12 @@ impl RocksSnapshot<'_> {
             if !found && rev <= self.revision {
                 found = true;
                 if value::version_is_live(v)? {
-                    let body = chain.get(body_offset..).ok_or(StorageError::Corrupt { what: "key" })?;
+                    let body = chain
+                        .get(body_offset..)
+                        .ok_or(StorageError::Corrupt { what: "key" })?;
                     let mut t = decode(body)?;
                     value::decode_version_payload(v, &mut t)?;
-                    step = Step::Live(t);
+                    step = Some(t);
                 }
             }
             it.next();
@@ -824,7 +881,12 @@ impl TupleReader for RocksSnapshot<'_> {
         }
     }
 
-    fn subjects(&self, resource_type: &str, resource_ids: &[&str], relation: &str) -> Result<Vec<Tuple>> {
+    fn subjects(
+        &self,
+        resource_type: &str,
+        resource_ids: &[&str],
+        relation: &str,
+    ) -> Result<Vec<Tuple>> {
         let mut ids: Vec<&str> = resource_ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
@@ -841,8 +903,10 @@ impl TupleReader for RocksSnapshot<'_> {
             keys::push_esc(&mut prefix, id.as_bytes());
             keys::push_esc(&mut prefix, relation.as_bytes());
             it.seek(&prefix);
-            while let Some((_, step)) = self.next_chain(&mut it, &prefix, body_offset, keys::decode_fwd_body)? {
-                if let Step::Live(t) = step {
+            while let Some((_, step)) =
+                self.next_chain(&mut it, &prefix, body_offset, keys::decode_fwd_body)?
+            {
+                if let Some(t) = step {
                     out.push(t);
                 }
             }
@@ -868,7 +932,9 @@ impl TupleReader for RocksSnapshot<'_> {
             if let Some(sr) = &q.subject_relation {
                 match sr {
                     SubjectRelationFilter::Direct => keys::push_opt(&mut prefix, None),
-                    SubjectRelationFilter::Relation(r) => keys::push_opt(&mut prefix, Some(r.as_bytes())),
+                    SubjectRelationFilter::Relation(r) => {
+                        keys::push_opt(&mut prefix, Some(r.as_bytes()))
+                    }
                 }
                 if let Some(rt) = q.resource_type {
                     keys::push_esc(&mut prefix, rt.as_bytes());
@@ -878,9 +944,12 @@ impl TupleReader for RocksSnapshot<'_> {
                 }
             }
             it.seek(&prefix);
-            while let Some((_, step)) = self.next_chain(&mut it, &prefix, body_offset, keys::decode_rev_body)? {
-                if let Step::Live(t) = step {
-                    if q.resource_type.is_none_or(|rt| rt == t.resource.object_type)
+            while let Some((_, step)) =
+                self.next_chain(&mut it, &prefix, body_offset, keys::decode_rev_body)?
+            {
+                if let Some(t) = step {
+                    if q.resource_type
+                        .is_none_or(|rt| rt == t.resource.object_type)
                         && q.relation.is_none_or(|r| r == t.relation)
                     {
                         out.push(t);
@@ -891,7 +960,12 @@ impl TupleReader for RocksSnapshot<'_> {
         Ok(out)
     }
 
-    fn scan(&self, filter: &TupleFilter, cursor: Option<&Cursor>, limit: usize) -> Result<ScanPage> {
+    fn scan(
+        &self,
+        filter: &TupleFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<ScanPage> {
         let limit = limit.max(1);
         let base = self.prefix(SUB_FWD);
         let body_offset = base.len();
@@ -905,14 +979,20 @@ impl TupleReader for RocksSnapshot<'_> {
                 start.extend_from_slice(&prefix[..body_offset]);
                 start.extend_from_slice(&c.0);
                 start.extend_from_slice(&[0xFF; REV_SUFFIX_LEN + 1]);
-                it.seek(if start.as_slice() > prefix.as_slice() { &start } else { &prefix });
+                it.seek(if start.as_slice() > prefix.as_slice() {
+                    &start
+                } else {
+                    &prefix
+                });
             }
             None => it.seek(&prefix),
         }
         let mut tuples = Vec::new();
         let mut last: Option<Vec<u8>> = None;
-        while let Some((chain, step)) = self.next_chain(&mut it, &prefix, body_offset, keys::decode_fwd_body)? {
-            if let Step::Live(t) = step {
+        while let Some((chain, step)) =
+            self.next_chain(&mut it, &prefix, body_offset, keys::decode_fwd_body)?
+        {
+            if let Some(t) = step {
                 if filter.matches(&t) {
                     tuples.push(t);
                     if tuples.len() >= limit {

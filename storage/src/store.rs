@@ -77,7 +77,12 @@ pub trait TupleReader {
     ///
     /// # Errors
     /// Storage failures.
-    fn subjects(&self, resource_type: &str, resource_ids: &[&str], relation: &str) -> Result<Vec<Tuple>>;
+    fn subjects(
+        &self,
+        resource_type: &str,
+        resource_ids: &[&str],
+        relation: &str,
+    ) -> Result<Vec<Tuple>>;
 
     /// Reverse read: the tuples whose subject is one of `query.subject_ids`,
     /// in reverse-index order (subject, subject relation, resource type,
@@ -92,7 +97,8 @@ pub trait TupleReader {
     ///
     /// # Errors
     /// [`crate::StorageError::InvalidCursor`] for a malformed cursor; storage failures.
-    fn scan(&self, filter: &TupleFilter, cursor: Option<&Cursor>, limit: usize) -> Result<ScanPage>;
+    fn scan(&self, filter: &TupleFilter, cursor: Option<&Cursor>, limit: usize)
+        -> Result<ScanPage>;
 
     /// The schema version active at this revision, if any.
     ///
@@ -135,7 +141,12 @@ pub trait RelationStore: Send + Sync {
     /// # Errors
     /// Rejections (the revision is consumed, see the trait docs) and
     /// storage failures (the store is poisoned).
-    fn apply(&self, tenant: &Tenant, revision: Revision, batch: &WriteBatch) -> Result<ApplyOutcome>;
+    fn apply(
+        &self,
+        tenant: &Tenant,
+        revision: Revision,
+        batch: &WriteBatch,
+    ) -> Result<ApplyOutcome>;
 
     /// Consumes `revision` without a batch (a Raft entry that carries no
     /// tuples). No-op when already applied.
@@ -156,7 +167,12 @@ pub trait RelationStore: Send + Sync {
     ///
     /// # Errors
     /// [`crate::StorageError::ChangelogCompacted`] when `after` is below the GC floor.
-    fn changes_since(&self, tenant: &Tenant, after: Revision, limit: usize) -> Result<Vec<ChangeBatch>>;
+    fn changes_since(
+        &self,
+        tenant: &Tenant,
+        after: Revision,
+        limit: usize,
+    ) -> Result<Vec<ChangeBatch>>;
 
     /// The schema version active for `tenant` at `revision`.
     ///

@@ -73,7 +73,17 @@ mod tests {
         for ok in ["default", "a", "0", "acme-corp_1", &"a".repeat(63)] {
             assert!(Tenant::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "_a", "Acme", "a b", "a/b", "a\0", "a\u{ff}", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "Acme",
+            "a b",
+            "a/b",
+            "a\0",
+            "a\u{ff}",
+            &"a".repeat(64),
+        ] {
             let err = Tenant::new(bad).unwrap_err();
             assert_eq!(err.code(), "STORAGE:InvalidTenant", "{bad}");
         }

@@ -183,7 +183,9 @@ impl Tuple {
 
     /// True when both tuples address the same relationship (ignores payload).
     pub fn same_key(&self, other: &Tuple) -> bool {
-        self.resource == other.resource && self.relation == other.relation && self.subject == other.subject
+        self.resource == other.resource
+            && self.relation == other.relation
+            && self.subject == other.subject
     }
 }
 
@@ -230,7 +232,11 @@ pub(crate) fn validate_name(part: TuplePart, s: &str) -> Result<(), TupleError> 
     if is_name(s) {
         Ok(())
     } else {
-        Err(TupleError::new(part, s, "must match [a-z][a-z0-9_]{1,62}[a-z0-9]"))
+        Err(TupleError::new(
+            part,
+            s,
+            "must match [a-z][a-z0-9_]{1,62}[a-z0-9]",
+        ))
     }
 }
 
@@ -254,24 +260,41 @@ pub(crate) fn is_id_char(c: u8) -> bool {
 
 /// Checks an object id: 1–1024 bytes of `[A-Za-z0-9/_|\-=+@.]`, or `*` for
 /// subjects when `allow_wildcard`.
-pub(crate) fn validate_id(part: TuplePart, s: &str, allow_wildcard: bool) -> Result<(), TupleError> {
+pub(crate) fn validate_id(
+    part: TuplePart,
+    s: &str,
+    allow_wildcard: bool,
+) -> Result<(), TupleError> {
     if s == WILDCARD {
         return if allow_wildcard {
             Ok(())
         } else {
-            Err(TupleError::new(part, s, "the wildcard `*` is only allowed as a subject id"))
+            Err(TupleError::new(
+                part,
+                s,
+                "the wildcard `*` is only allowed as a subject id",
+            ))
         };
     }
     if s.is_empty() || s.len() > MAX_OBJECT_ID_LEN {
         return Err(TupleError::new(part, s, "must be 1 to 1024 bytes long"));
     }
     if !s.bytes().all(is_id_char) {
-        return Err(TupleError::new(part, s, "may only contain [A-Za-z0-9/_|-=+@.]"));
+        return Err(TupleError::new(
+            part,
+            s,
+            "may only contain [A-Za-z0-9/_|-=+@.]",
+        ));
     }
     Ok(())
 }
 
-fn parse_object(s: &str, type_part: TuplePart, id_part: TuplePart, subject: bool) -> Result<ObjectRef, TupleError> {
+fn parse_object(
+    s: &str,
+    type_part: TuplePart,
+    id_part: TuplePart,
+    subject: bool,
+) -> Result<ObjectRef, TupleError> {
     let Some((ty, id)) = s.split_once(':') else {
         return Err(TupleError::new(type_part, s, "expected `type:id`"));
     };
@@ -286,18 +309,36 @@ fn parse_tuple(s: &str) -> Result<Tuple, TupleError> {
         None => (s, ""),
     };
     let Some((resource, after)) = head.split_once('#') else {
-        return Err(TupleError::new(TuplePart::Syntax, s, "expected `resource#relation@subject`"));
+        return Err(TupleError::new(
+            TuplePart::Syntax,
+            s,
+            "expected `resource#relation@subject`",
+        ));
     };
     let Some((relation, subject)) = after.split_once('@') else {
-        return Err(TupleError::new(TuplePart::Syntax, s, "expected `resource#relation@subject`"));
+        return Err(TupleError::new(
+            TuplePart::Syntax,
+            s,
+            "expected `resource#relation@subject`",
+        ));
     };
-    let resource = parse_object(resource, TuplePart::ResourceType, TuplePart::ResourceId, false)?;
+    let resource = parse_object(
+        resource,
+        TuplePart::ResourceType,
+        TuplePart::ResourceId,
+        false,
+    )?;
     validate_name(TuplePart::Relation, relation)?;
     let (subject_obj, subject_rel) = match subject.split_once('#') {
         Some((o, r)) => (o, Some(r)),
         None => (subject, None),
     };
-    let object = parse_object(subject_obj, TuplePart::SubjectType, TuplePart::SubjectId, true)?;
+    let object = parse_object(
+        subject_obj,
+        TuplePart::SubjectType,
+        TuplePart::SubjectId,
+        true,
+    )?;
     let subject_relation = match subject_rel {
         None | Some("...") => None,
         Some(r) => {
@@ -324,17 +365,29 @@ fn parse_tuple(s: &str) -> Result<Tuple, TupleError> {
     // Optional `[caveat]` / `[caveat:{json}]`, then optional `[expiration:RFC3339]`.
     while !rest.is_empty() {
         let Some(body) = rest.strip_prefix('[') else {
-            return Err(TupleError::new(TuplePart::Syntax, rest, "unexpected text after the subject"));
+            return Err(TupleError::new(
+                TuplePart::Syntax,
+                rest,
+                "unexpected text after the subject",
+            ));
         };
-        if let Some(ts) = body.strip_prefix("expiration:").filter(|t| !t.starts_with('{')) {
+        if let Some(ts) = body
+            .strip_prefix("expiration:")
+            .filter(|t| !t.starts_with('{'))
+        {
             if tuple.expiration.is_some() {
                 return Err(TupleError::new(TuplePart::Expiration, rest, "given twice"));
             }
             let Some(end) = ts.find(']') else {
                 return Err(TupleError::new(TuplePart::Expiration, ts, "missing `]`"));
             };
-            let t = Timestamp::parse_rfc3339(&ts[..end])
-                .ok_or_else(|| TupleError::new(TuplePart::Expiration, &ts[..end], "must be an RFC 3339 timestamp"))?;
+            let t = Timestamp::parse_rfc3339(&ts[..end]).ok_or_else(|| {
+                TupleError::new(
+                    TuplePart::Expiration,
+                    &ts[..end],
+                    "must be an RFC 3339 timestamp",
+                )
+            })?;
             tuple.expiration = Some(t);
             rest = &ts[end + 1..];
             continue;
@@ -351,13 +404,24 @@ fn parse_tuple(s: &str) -> Result<Tuple, TupleError> {
         validate_type(TuplePart::CaveatName, name)?;
         let after_name = &body[name_end..];
         let (context, after) = if let Some(json) = after_name.strip_prefix(':') {
-            let mut stream = serde_json::Deserializer::from_str(json).into_iter::<serde_json::Value>();
+            let mut stream =
+                serde_json::Deserializer::from_str(json).into_iter::<serde_json::Value>();
             let value = match stream.next() {
                 Some(Ok(v)) => v,
-                _ => return Err(TupleError::new(TuplePart::CaveatContext, json, "must be a JSON object")),
+                _ => {
+                    return Err(TupleError::new(
+                        TuplePart::CaveatContext,
+                        json,
+                        "must be a JSON object",
+                    ))
+                }
             };
             let serde_json::Value::Object(map) = value else {
-                return Err(TupleError::new(TuplePart::CaveatContext, json, "must be a JSON object"));
+                return Err(TupleError::new(
+                    TuplePart::CaveatContext,
+                    json,
+                    "must be a JSON object",
+                ));
             };
             (map, &json[stream.byte_offset()..])
         } else {
@@ -376,7 +440,7 @@ fn parse_tuple(s: &str) -> Result<Tuple, TupleError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -390,7 +454,9 @@ mod tests {
         assert_eq!(t.subject.relation, None);
         assert_eq!(t.to_string(), "document:readme#viewer@group:eng");
 
-        let t: Tuple = "org/document:a@b.c#viewer@group:eng#member".parse().unwrap();
+        let t: Tuple = "org/document:a@b.c#viewer@group:eng#member"
+            .parse()
+            .unwrap();
         assert_eq!(t.resource.object_type, "org/document");
         assert_eq!(t.resource.object_id, "a@b.c");
         assert_eq!(t.subject.relation.as_deref(), Some("member"));
@@ -408,7 +474,9 @@ mod tests {
 
         let t: Tuple = "doc:x#viewer@user:bob[weekday]".parse().unwrap();
         assert!(t.caveat.as_ref().unwrap().context.is_empty());
-        let t: Tuple = "doc:x#viewer@user:bob[expiration:2030-01-01T00:00:00Z]".parse().unwrap();
+        let t: Tuple = "doc:x#viewer@user:bob[expiration:2030-01-01T00:00:00Z]"
+            .parse()
+            .unwrap();
         assert!(t.caveat.is_none() && t.expiration.is_some());
     }
 
@@ -429,13 +497,34 @@ mod tests {
             ("document:readme#viewer@user", TuplePart::SubjectType),
             ("document:readme#viewer@user:", TuplePart::SubjectId),
             ("document:readme#viewer@user:al ice", TuplePart::SubjectId),
-            ("document:readme#viewer@user:*#member", TuplePart::SubjectRelation),
-            ("document:readme#viewer@group:eng#", TuplePart::SubjectRelation),
-            ("document:readme#viewer@user:alice[Bad]", TuplePart::CaveatName),
-            ("document:readme#viewer@user:alice[cav:[1]]", TuplePart::CaveatContext),
-            ("document:readme#viewer@user:alice[cav:{\"a\":1}", TuplePart::CaveatName),
-            ("document:readme#viewer@user:alice[expiration:tomorrow]", TuplePart::Expiration),
-            ("document:readme#viewer@user:alice[expiration:2030-01-01T00:00:00Z][cav]", TuplePart::CaveatName),
+            (
+                "document:readme#viewer@user:*#member",
+                TuplePart::SubjectRelation,
+            ),
+            (
+                "document:readme#viewer@group:eng#",
+                TuplePart::SubjectRelation,
+            ),
+            (
+                "document:readme#viewer@user:alice[Bad]",
+                TuplePart::CaveatName,
+            ),
+            (
+                "document:readme#viewer@user:alice[cav:[1]]",
+                TuplePart::CaveatContext,
+            ),
+            (
+                "document:readme#viewer@user:alice[cav:{\"a\":1}",
+                TuplePart::CaveatName,
+            ),
+            (
+                "document:readme#viewer@user:alice[expiration:tomorrow]",
+                TuplePart::Expiration,
+            ),
+            (
+                "document:readme#viewer@user:alice[expiration:2030-01-01T00:00:00Z][cav]",
+                TuplePart::CaveatName,
+            ),
             ("document:readme#viewer@user:alice[cav]x", TuplePart::Syntax),
         ];
         for (input, part) in cases {

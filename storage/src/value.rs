@@ -58,7 +58,10 @@ impl<'a> ValueReader<'a> {
     }
 
     fn be64(&mut self) -> Result<u64> {
-        let (head, rest) = self.buf.split_first_chunk::<8>().ok_or(corrupt(self.what))?;
+        let (head, rest) = self
+            .buf
+            .split_first_chunk::<8>()
+            .ok_or(corrupt(self.what))?;
         self.buf = rest;
         Ok(u64::from_be_bytes(*head))
     }
@@ -251,7 +254,11 @@ pub(crate) fn decode_schema(v: &[u8]) -> Result<SchemaVersionRecord> {
     let text = r.string()?;
     let comment = r.string()?;
     r.finish()?;
-    Ok(SchemaVersionRecord { version, text, comment })
+    Ok(SchemaVersionRecord {
+        version,
+        text,
+        comment,
+    })
 }
 
 /// What happened at a revision (kept for time-based GC and diagnostics).

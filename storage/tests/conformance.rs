@@ -15,6 +15,10 @@ fn rocks_store_passes_the_conformance_suite() {
     let n = Cell::new(0);
     testing::run_all(|| {
         n.set(n.get() + 1);
-        RocksStore::open(root.path().join(n.get().to_string()), RocksOptions::default()).unwrap()
+        RocksStore::open(
+            root.path().join(n.get().to_string()),
+            RocksOptions::default(),
+        )
+        .unwrap()
     });
 }

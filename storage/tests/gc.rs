@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use verdict_storage::{
-    RelationStore, Revision, RocksOptions, RocksStore, StorageError, Tenant, Tuple, TupleFilter, TupleReader,
-    TupleReaderExt, WriteBatch,
+    RelationStore, Revision, RocksOptions, RocksStore, StorageError, Tenant, Tuple, TupleFilter,
+    TupleReader, TupleReaderExt, WriteBatch,
 };
 
 fn t(s: &str) -> Tuple {
@@ -32,7 +32,11 @@ fn fill(s: &RocksStore, tn: &Tenant, revs: u64) {
             b = b.delete(t(&format!("doc:{}#viewer@user:u{}", (r - 2) % 5, r - 2)));
         }
         if r % 7 == 0 {
-            b = b.touch(t(&format!("doc:{}#viewer@user:u{}[cav:{{\"r\":{r}}}]", (r - 1) % 5, r - 1)));
+            b = b.touch(t(&format!(
+                "doc:{}#viewer@user:u{}[cav:{{\"r\":{r}}}]",
+                (r - 1) % 5,
+                r - 1
+            )));
         }
         s.apply(tn, Revision(r), &b).unwrap();
     }
@@ -44,18 +48,27 @@ fn gc_keeps_the_window_and_rejects_below_it() {
     let s = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
     let tn = Tenant::new("default").unwrap();
     fill(&s, &tn, 60);
-    let before: Vec<Vec<String>> = (0..=60).map(|r| dump(&s.snapshot(&tn, Revision(r)).unwrap())).collect();
+    let before: Vec<Vec<String>> = (0..=60)
+        .map(|r| dump(&s.snapshot(&tn, Revision(r)).unwrap()))
+        .collect();
     let log_before = s.changes_since(&tn, Revision(40), 100).unwrap();
 
     // A snapshot opened before GC keeps reading what it saw.
     let pinned = s.snapshot(&tn, Revision(10)).unwrap();
     let stats = s.gc(Revision(40)).unwrap();
-    assert!(stats.versions_removed > 0 && stats.changelog_removed == 40, "{stats:?}");
+    assert!(
+        stats.versions_removed > 0 && stats.changelog_removed == 40,
+        "{stats:?}"
+    );
     assert_eq!(dump(&pinned), before[10]);
     drop(pinned);
 
     for r in 40..=60 {
-        assert_eq!(dump(&s.snapshot(&tn, Revision(r)).unwrap()), before[r as usize], "revision {r}");
+        assert_eq!(
+            dump(&s.snapshot(&tn, Revision(r)).unwrap()),
+            before[r as usize],
+            "revision {r}"
+        );
     }
     let err = s.snapshot(&tn, Revision(39)).unwrap_err();
     assert_eq!(err.code(), "STORAGE:RevisionCompacted");
@@ -75,7 +88,11 @@ fn gc_keeps_the_window_and_rejects_below_it() {
     assert_eq!(s.gc_floor(), Revision(40));
     s.compact();
     for r in 40..=60 {
-        assert_eq!(dump(&s.snapshot(&tn, Revision(r)).unwrap()), before[r as usize], "revision {r}");
+        assert_eq!(
+            dump(&s.snapshot(&tn, Revision(r)).unwrap()),
+            before[r as usize],
+            "revision {r}"
+        );
     }
     // A second GC at the same floor finds nothing more to remove.
     let again = s.gc(Revision(40)).unwrap();
@@ -88,14 +105,18 @@ fn time_based_gc_maps_retention_to_a_revision() {
     let s = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
     let tn = Tenant::new("default").unwrap();
     fill(&s, &tn, 10);
+    let latest = dump(&s.snapshot(&tn, Revision(10)).unwrap());
     // Everything is younger than an hour: nothing is collected.
-    assert_eq!(s.gc_older_than(Duration::from_secs(3600)).unwrap().floor, Revision(0));
+    assert_eq!(
+        s.gc_older_than(Duration::from_secs(3600)).unwrap().floor,
+        Revision(0)
+    );
     assert!(s.snapshot(&tn, Revision(0)).is_ok());
     // Everything is at least 0 s old: the floor moves to the applied revision.
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(s.gc_older_than(Duration::ZERO).unwrap().floor, Revision(10));
     assert!(s.snapshot(&tn, Revision(9)).is_err());
-    assert_eq!(dump(&s.snapshot(&tn, Revision(10)).unwrap()).len(), 6);
+    assert_eq!(dump(&s.snapshot(&tn, Revision(10)).unwrap()), latest);
 }
 
 #[test]
@@ -123,11 +144,18 @@ fn gc_runs_while_writes_proceed() {
     for r in 1..=300u64 {
         let b = WriteBatch::new()
             .touch(t(&format!("doc:{}#viewer@user:u{}", r % 10, r % 7)))
-            .delete(t(&format!("doc:{}#viewer@user:u{}", (r + 3) % 10, (r + 1) % 7)));
+            .delete(t(&format!(
+                "doc:{}#viewer@user:u{}",
+                (r + 3) % 10,
+                (r + 1) % 7
+            )));
         s.apply(&tn, Revision(r), &b).unwrap();
         // Reads inside the window always work while GC runs.
         let snap = s.snapshot(&tn, Revision(r)).unwrap();
-        assert!(snap.tuple(&t(&format!("doc:{}#viewer@user:u{}", r % 10, r % 7))).unwrap().is_some());
+        assert!(snap
+            .tuple(&t(&format!("doc:{}#viewer@user:u{}", r % 10, r % 7)))
+            .unwrap()
+            .is_some());
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(gc.join().unwrap() > 0);
@@ -138,7 +166,11 @@ fn gc_runs_while_writes_proceed() {
     for r in 1..=300u64 {
         let b = WriteBatch::new()
             .touch(t(&format!("doc:{}#viewer@user:u{}", r % 10, r % 7)))
-            .delete(t(&format!("doc:{}#viewer@user:u{}", (r + 3) % 10, (r + 1) % 7)));
+            .delete(t(&format!(
+                "doc:{}#viewer@user:u{}",
+                (r + 3) % 10,
+                (r + 1) % 7
+            )));
         fresh.apply(&tn, Revision(r), &b).unwrap();
     }
     let floor = s.gc_floor().0;

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use verdict_storage::{
-    ChangeBatch, ChangeKind, IdFilter, MemStore, ObjectRef, Op, Precondition, RelationStore, Revision,
-    ReverseQuery, RocksOptions, RocksStore, StorageError, SubjectRef, SubjectRelationFilter, Tenant, Timestamp,
-    Tuple, TupleCaveat, TupleFilter, TupleReader, WriteBatch,
+    ChangeBatch, ChangeKind, IdFilter, MemStore, ObjectRef, Op, Precondition, RelationStore,
+    ReverseQuery, Revision, RocksOptions, RocksStore, StorageError, SubjectRef,
+    SubjectRelationFilter, Tenant, Timestamp, Tuple, TupleCaveat, TupleFilter, TupleReader,
+    WriteBatch,
 };
 
 const TENANTS: [&str; 2] = ["t1", "t1-x"];
@@ -44,15 +45,18 @@ fn rev_order(t: &Tuple) -> (String, String, Option<String>, String, String, Stri
     )
 }
 
+/// Versions oldest first: (revision, live tuple or None = deleted).
+type History = Vec<(u64, Option<Tuple>)>;
+
 #[derive(Default)]
 struct Model {
     applied: u64,
     /// (tenant, key) -> versions oldest first.
-    hist: BTreeMap<(String, Key), Vec<(u64, Option<Tuple>)>>,
+    hist: BTreeMap<(String, Key), History>,
     log: BTreeMap<(String, u64), Vec<(ChangeKind, Tuple)>>,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Outcome {
     Ok { changes: usize, truncated: bool },
     Already,
@@ -126,8 +130,11 @@ impl Model {
                     }
                 }
                 Op::DeleteByFilter { filter, limit } => {
-                    let matching: Vec<Key> =
-                        cur.iter().filter(|(_, t)| filter.matches(t)).map(|(k, _)| k.clone()).collect();
+                    let matching: Vec<Key> = cur
+                        .iter()
+                        .filter(|(_, t)| filter.matches(t))
+                        .map(|(k, _)| k.clone())
+                        .collect();
                     let max = limit.unwrap_or(usize::MAX);
                     truncated |= matching.len() > max;
                     for k in matching.into_iter().take(max) {
@@ -143,7 +150,10 @@ impl Model {
         self.applied = rev;
         for k in touched {
             let v = cur.get(&k).cloned();
-            self.hist.entry((tenant.to_owned(), k)).or_default().push((rev, v));
+            self.hist
+                .entry((tenant.to_owned(), k))
+                .or_default()
+                .push((rev, v));
         }
         let changes = log.len();
         if !log.is_empty() {
@@ -152,7 +162,12 @@ impl Model {
         Outcome::Ok { changes, truncated }
     }
 
-    fn changes_since(&self, tenant: &str, after: u64, limit: usize) -> Vec<(u64, Vec<(ChangeKind, Tuple)>)> {
+    fn changes_since(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Vec<(u64, Vec<(ChangeKind, Tuple)>)> {
         self.log
             .iter()
             .filter(|((tn, r), _)| tn == tenant && *r > after)
@@ -170,7 +185,9 @@ fn outcome<S: RelationStore>(s: &S, tenant: &Tenant, rev: u64, b: &WriteBatch) -
             truncated: o.delete_truncated,
         },
         Err(StorageError::DuplicateTuple { index, .. }) => Outcome::Rejected("dup", index),
-        Err(StorageError::PreconditionFailed { index, .. }) => Outcome::Rejected("precondition", index),
+        Err(StorageError::PreconditionFailed { index, .. }) => {
+            Outcome::Rejected("precondition", index)
+        }
         Err(StorageError::TupleAlreadyExists { index, .. }) => Outcome::Rejected("exists", index),
         Err(e) => panic!("unexpected error: {e:?}"),
     }
@@ -201,7 +218,9 @@ fn arb_tuple() -> impl Strategy<Value = Tuple> {
                     context: if v == 0 {
                         Default::default()
                     } else {
-                        [("v".to_owned(), serde_json::Value::from(v))].into_iter().collect()
+                        [("v".to_owned(), serde_json::Value::from(v))]
+                            .into_iter()
+                            .collect()
                     },
                 }),
                 expiration: exp.map(|e| Timestamp(4_000_000_000 + e)),
@@ -214,7 +233,8 @@ fn arb_filter() -> impl Strategy<Value = TupleFilter> {
         prop::option::of(0..RTYPES.len()),
         prop::option::of(prop_oneof![
             (0..RIDS.len()).prop_map(|i| IdFilter::Exact(RIDS[i].to_owned())),
-            prop_oneof![Just(""), Just("a"), Just("a."), Just("b")].prop_map(|p| IdFilter::Prefix(p.to_owned())),
+            prop_oneof![Just(""), Just("a"), Just("a."), Just("b")]
+                .prop_map(|p| IdFilter::Prefix(p.to_owned())),
         ]),
         prop::option::of(0..RELS.len()),
         prop::option::of(0..STYPES.len()),
@@ -248,7 +268,10 @@ fn arb_batch() -> impl Strategy<Value = WriteBatch> {
         arb_filter().prop_map(Precondition::MustMatch),
         arb_filter().prop_map(Precondition::MustNotMatch),
     ];
-    (prop::collection::vec(op, 0..7), prop::collection::vec(pre, 0..2))
+    (
+        prop::collection::vec(op, 0..7),
+        prop::collection::vec(pre, 0..2),
+    )
         .prop_map(|(ops, preconditions)| WriteBatch { ops, preconditions })
 }
 
@@ -279,18 +302,26 @@ fn arb_probe() -> impl Strategy<Value = Probe> {
         prop::option::of(0..RTYPES.len()),
         prop::option::of(0..RELS.len()),
     )
-        .prop_map(|(filter, page, fwd_ids, rev_ids, rev_srel, rev_rt, rev_rel)| Probe {
-            filter,
-            page,
-            fwd_ids,
-            rev_ids,
-            rev_srel,
-            rev_rt,
-            rev_rel,
-        })
+        .prop_map(
+            |(filter, page, fwd_ids, rev_ids, rev_srel, rev_rt, rev_rel)| Probe {
+                filter,
+                page,
+                fwd_ids,
+                rev_ids,
+                rev_srel,
+                rev_rt,
+                rev_rel,
+            },
+        )
 }
 
-fn check_reads<R: TupleReader>(r: &R, m: &Model, tenant: &str, at: u64, probes: &[Probe]) -> Result<(), TestCaseError> {
+fn check_reads<R: TupleReader>(
+    r: &R,
+    m: &Model,
+    tenant: &str,
+    at: u64,
+    probes: &[Probe],
+) -> Result<(), TestCaseError> {
     let live = m.live(tenant, at);
     for p in probes {
         // Paged scan.
@@ -298,7 +329,9 @@ fn check_reads<R: TupleReader>(r: &R, m: &Model, tenant: &str, at: u64, probes: 
         let mut got = Vec::new();
         let mut cursor = None;
         loop {
-            let page = r.scan(&p.filter, cursor.as_ref(), p.page).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let page = r
+                .scan(&p.filter, cursor.as_ref(), p.page)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert!(page.tuples.len() <= p.page);
             got.extend(page.tuples);
             match page.cursor {
@@ -307,18 +340,37 @@ fn check_reads<R: TupleReader>(r: &R, m: &Model, tenant: &str, at: u64, probes: 
             }
             prop_assert!(got.len() <= want.len(), "scan runs past the end");
         }
-        prop_assert_eq!(got.iter().collect::<Vec<_>>(), want, "scan {:?} at {}", p.filter, at);
+        prop_assert_eq!(
+            got.iter().collect::<Vec<_>>(),
+            want,
+            "scan {:?} at {}",
+            p.filter,
+            at
+        );
 
         // Forward batched read, for each type/relation.
         for rt in RTYPES {
             for rel in RELS {
                 let ids: Vec<&str> = p.fwd_ids.iter().map(|&i| RIDS[i]).collect();
-                let got = r.subjects(rt, &ids, rel).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let got = r
+                    .subjects(rt, &ids, rel)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let want: Vec<&Tuple> = live
                     .values()
-                    .filter(|t| t.resource.object_type == rt && t.relation == rel && ids.contains(&t.resource.object_id.as_str()))
+                    .filter(|t| {
+                        t.resource.object_type == rt
+                            && t.relation == rel
+                            && ids.contains(&t.resource.object_id.as_str())
+                    })
                     .collect();
-                prop_assert_eq!(got.iter().collect::<Vec<_>>(), want, "subjects {} {:?} {}", rt, ids, rel);
+                prop_assert_eq!(
+                    got.iter().collect::<Vec<_>>(),
+                    want,
+                    "subjects {} {:?} {}",
+                    rt,
+                    ids,
+                    rel
+                );
             }
         }
 
@@ -339,13 +391,17 @@ fn check_reads<R: TupleReader>(r: &R, m: &Model, tenant: &str, at: u64, probes: 
                 resource_type: p.rev_rt.map(|i| RTYPES[i]),
                 relation: p.rev_rel.map(|i| RELS[i]),
             };
-            let got = r.resources_for_subjects(&q).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let got = r
+                .resources_for_subjects(&q)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let mut want: Vec<&Tuple> = live
                 .values()
                 .filter(|t| {
                     t.subject.object.object_type == st
                         && ids.contains(&t.subject.object.object_id.as_str())
-                        && srel.as_ref().is_none_or(|f| f.matches(t.subject.relation.as_deref()))
+                        && srel
+                            .as_ref()
+                            .is_none_or(|f| f.matches(t.subject.relation.as_deref()))
                         && q.resource_type.is_none_or(|x| x == t.resource.object_type)
                         && q.relation.is_none_or(|x| x == t.relation)
                 })
@@ -359,28 +415,50 @@ fn check_reads<R: TupleReader>(r: &R, m: &Model, tenant: &str, at: u64, probes: 
         if tn != tenant {
             continue;
         }
-        let Some(probe) = h.iter().find_map(|(_, t)| t.clone()) else { continue };
-        let got = r.tuple(&probe).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let Some(probe) = h.iter().find_map(|(_, t)| t.clone()) else {
+            continue;
+        };
+        let got = r
+            .tuple(&probe)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(got.as_ref(), live.get(&key(&probe)));
     }
     Ok(())
 }
 
-fn check_store<S: RelationStore>(s: &S, m: &Model, from: u64, probes: &[Probe]) -> Result<(), TestCaseError> {
+fn check_store<S: RelationStore>(
+    s: &S,
+    m: &Model,
+    from: u64,
+    probes: &[Probe],
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(s.applied_revision().0, m.applied);
     for at in from..=m.applied {
         for tn in TENANTS {
             let tenant = Tenant::new(tn).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let snap = s.snapshot(&tenant, Revision(at)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let snap = s
+                .snapshot(&tenant, Revision(at))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             check_reads(&snap, m, tn, at, probes)?;
             for limit in [1, 3, 100] {
                 let got: Vec<(u64, Vec<(ChangeKind, Tuple)>)> = s
                     .changes_since(&tenant, Revision(at), limit)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?
                     .into_iter()
-                    .map(|b: ChangeBatch| (b.revision.0, b.changes.into_iter().map(|c| (c.kind, c.tuple)).collect()))
+                    .map(|b: ChangeBatch| {
+                        (
+                            b.revision.0,
+                            b.changes.into_iter().map(|c| (c.kind, c.tuple)).collect(),
+                        )
+                    })
                     .collect();
-                prop_assert_eq!(got, m.changes_since(tn, at, limit), "changes_since {} {}", tn, at);
+                prop_assert_eq!(
+                    got,
+                    m.changes_since(tn, at, limit),
+                    "changes_since {} {}",
+                    tn,
+                    at
+                );
             }
         }
     }
@@ -388,7 +466,7 @@ fn check_store<S: RelationStore>(s: &S, m: &Model, from: u64, probes: &[Probe]) 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn stores_match_the_model(
@@ -406,8 +484,8 @@ proptest! {
             rev += gap;
             let tenant = Tenant::new(TENANTS[*tn]).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let want = model.apply(TENANTS[*tn], rev, batch);
-            prop_assert_eq!(outcome(&rocks, &tenant, rev, batch), &want, "rocks, rev {}", rev);
-            prop_assert_eq!(outcome(&mem, &tenant, rev, batch), &want, "mem, rev {}", rev);
+            prop_assert_eq!(outcome(&rocks, &tenant, rev, batch), want, "rocks, rev {}", rev);
+            prop_assert_eq!(outcome(&mem, &tenant, rev, batch), want, "mem, rev {}", rev);
         }
         // Replays are no-ops.
         if let Some((tn, _, batch)) = steps.last() {

@@ -5,8 +5,8 @@
 
 use proptest::prelude::*;
 use verdict_storage::{
-    RelationStore, ReverseQuery, Revision, RocksOptions, RocksStore, Tenant, Tuple, TupleFilter, TupleReader,
-    TupleReaderExt, WriteBatch,
+    RelationStore, ReverseQuery, Revision, RocksOptions, RocksStore, Tenant, Tuple, TupleFilter,
+    TupleReader, TupleReaderExt, WriteBatch,
 };
 
 fn dump<R: TupleReader>(r: &R, f: &TupleFilter) -> Vec<String> {
@@ -53,7 +53,9 @@ proptest! {
             prop_assert_eq!(&dump(&snap, &TupleFilter::default()), want);
             for id in &ids {
                 let f = TupleFilter::resource_type("doc").with_resource_id_prefix(&id[..1]);
-                prop_assert!(dump(&snap, &f).iter().all(|s| s.ends_with(&format!("@user:{}", tn.as_str()))));
+                let suffix = format!("@user:{}", tn.as_str());
+                let own = dump(&snap, &f).iter().all(|s| s.ends_with(&suffix));
+                prop_assert!(own, "tenant {} sees another tenant's tuple", tn);
                 let fwd = snap.subjects("doc", &[id.as_str()], "viewer").unwrap();
                 prop_assert_eq!(fwd.len(), 1);
             }
