@@ -777,15 +777,16 @@ impl RocksSnapshot<'_> {
     /// version newer than the snapshot), finds the version visible at the
     /// snapshot revision, decodes the tuple with `decode(chain_body)` when it
     /// is live, and leaves the iterator on the first key of the next chain.
-    /// Returns `None` at the end of `prefix`, else the chain key and the
-    /// visible tuple (`None` when deleted or not yet created at the revision).
+    /// Returns `None` at the end of `prefix`, else (with the chain key left
+    /// in `chain`) the visible tuple (`None` when deleted or not yet created at the revision).
     fn next_chain(
         &self,
         it: &mut DBRawIteratorWithThreadMode<'_, DB>,
         prefix: &[u8],
         body_offset: usize,
         decode: fn(&[u8]) -> Result<Tuple>,
-    ) -> Result<Option<(Vec<u8>, Option<Tuple>)>> {
+        chain: &mut Vec<u8>,
+    ) -> Result<Option<Option<Tuple>>> {
         let Some(k) = it.key() else {
             it.status().map_err(engine)?;
             return Ok(None);
@@ -793,7 +794,8 @@ impl RocksSnapshot<'_> {
         if !k.starts_with(prefix) {
             return Ok(None);
         }
-        let chain = keys::split_version(k)?.0.to_vec();
+        chain.clear();
+        chain.extend_from_slice(keys::split_version(k)?.0);
         let mut step = None;
         let mut found = false;
         // Walk the chain's versions, newest first.
@@ -816,7 +818,7 @@ impl RocksSnapshot<'_> {
             it.next();
         }
         it.status().map_err(engine)?;
-        Ok(Some((chain, step)))
+        Ok(Some(step))
     }
 
     fn prefix(&self, sub: u8) -> Vec<u8> {
@@ -896,6 +898,7 @@ impl TupleReader for RocksSnapshot<'_> {
         keys::push_esc(&mut type_prefix, resource_type.as_bytes());
         let mut it = self.iter(keys::prefix_end(&type_prefix));
         let mut out = Vec::new();
+        let mut chain = Vec::with_capacity(128);
         let mut prefix = Vec::with_capacity(type_prefix.len() + 64);
         for id in ids {
             prefix.clear();
@@ -903,9 +906,13 @@ impl TupleReader for RocksSnapshot<'_> {
             keys::push_esc(&mut prefix, id.as_bytes());
             keys::push_esc(&mut prefix, relation.as_bytes());
             it.seek(&prefix);
-            while let Some((_, step)) =
-                self.next_chain(&mut it, &prefix, body_offset, keys::decode_fwd_body)?
-            {
+            while let Some(step) = self.next_chain(
+                &mut it,
+                &prefix,
+                body_offset,
+                keys::decode_fwd_body,
+                &mut chain,
+            )? {
                 if let Some(t) = step {
                     out.push(t);
                 }
@@ -924,6 +931,7 @@ impl TupleReader for RocksSnapshot<'_> {
         keys::push_esc(&mut type_prefix, q.subject_type.as_bytes());
         let mut it = self.iter(keys::prefix_end(&type_prefix));
         let mut out = Vec::new();
+        let mut chain = Vec::with_capacity(128);
         let mut prefix = Vec::with_capacity(type_prefix.len() + 64);
         for id in ids {
             prefix.clear();
@@ -944,9 +952,13 @@ impl TupleReader for RocksSnapshot<'_> {
                 }
             }
             it.seek(&prefix);
-            while let Some((_, step)) =
-                self.next_chain(&mut it, &prefix, body_offset, keys::decode_rev_body)?
-            {
+            while let Some(step) = self.next_chain(
+                &mut it,
+                &prefix,
+                body_offset,
+                keys::decode_rev_body,
+                &mut chain,
+            )? {
                 if let Some(t) = step {
                     if q.resource_type
                         .is_none_or(|rt| rt == t.resource.object_type)
@@ -989,9 +1001,14 @@ impl TupleReader for RocksSnapshot<'_> {
         }
         let mut tuples = Vec::new();
         let mut last: Option<Vec<u8>> = None;
-        while let Some((chain, step)) =
-            self.next_chain(&mut it, &prefix, body_offset, keys::decode_fwd_body)?
-        {
+        let mut chain = Vec::with_capacity(128);
+        while let Some(step) = self.next_chain(
+            &mut it,
+            &prefix,
+            body_offset,
+            keys::decode_fwd_body,
+            &mut chain,
+        )? {
             if let Some(t) = step {
                 if filter.matches(&t) {
                     tuples.push(t);
