@@ -24,6 +24,23 @@ pub enum Command {
     /// Work with schemas offline: check, format.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Run SpiceDB validation files (schema, relationships, assertions,
+    /// expected relations) against a real store; exits non-zero on any
+    /// failure and explains each one.
+    #[cfg(feature = "server")]
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `verdict validate`.
+#[cfg(feature = "server")]
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Validation files (YAML).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print only failures and the summary.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// `verdict schema ...`
@@ -71,6 +88,50 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Schema(SchemaCommand::Check(args)) => schema_check(&args),
         Command::Schema(SchemaCommand::Fmt(args)) => schema_fmt(&args),
+        #[cfg(feature = "server")]
+        Command::Validate(args) => validate(&args),
+    }
+}
+
+#[cfg(feature = "server")]
+fn validate(args: &ValidateArgs) -> ExitCode {
+    let now = verdict_storage::Timestamp::now();
+    let (mut files_failed, mut passed, mut failed) = (0usize, 0usize, 0usize);
+    for path in &args.files {
+        let report = crate::validate::validate_file(path, now);
+        passed += report.passed;
+        failed += report.failures.len();
+        if let Some(fatal) = &report.fatal {
+            eprintln!("FAIL {}: {fatal}", path.display());
+            files_failed += 1;
+            continue;
+        }
+        for failure in &report.failures {
+            eprintln!("FAIL {}: {failure}", path.display());
+        }
+        if report.ok() {
+            if !args.quiet {
+                println!(
+                    "ok: {} ({} assertion(s), {} expected relation(s))",
+                    path.display(),
+                    report.passed,
+                    report.expected_relations_checked
+                );
+            }
+        } else {
+            files_failed += 1;
+        }
+    }
+    println!(
+        "{} file(s): {} passed, {} failed; assertions: {passed} passed, {failed} failed",
+        args.files.len(),
+        args.files.len() - files_failed,
+        files_failed
+    );
+    if files_failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

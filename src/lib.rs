@@ -1,7 +1,7 @@
 //! Verdict: a Zanzibar-style authorization database.
 //!
 //! This crate holds the `verdict` binary's library: the schema language
-//! ([`schema`]) and the command line ([`cli`]). Storage lives in
+//! ([`schema`]), the graph engine (`engine`) and the command line ([`cli`]). Storage lives in
 //! `verdict-storage`, replication in `verdict-raft`.
 //!
 //! ```text
@@ -9,4 +9,10 @@
 //! ```
 
 pub mod cli;
+#[cfg(feature = "server")]
+pub mod engine;
+#[cfg(feature = "server")]
+pub mod relationships;
 pub mod schema;
+#[cfg(feature = "server")]
+pub mod validate;

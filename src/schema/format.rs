@@ -20,8 +20,7 @@ pub fn format_schema(file: &SchemaFile) -> String {
                 let _ = writeln!(out, "use {}", name.text);
             }
             Item::Import { path, .. } => {
-                let quote = if path.contains('"') { "'" } else { "\"" };
-                let _ = writeln!(out, "import {quote}{path}{quote}");
+                let _ = writeln!(out, "import {}", quote_path(path));
             }
             Item::Definition(def) => definition(&mut out, "definition", def),
             Item::Partial(def) => definition(&mut out, "partial", def),
@@ -29,6 +28,21 @@ pub fn format_schema(file: &SchemaFile) -> String {
         }
     }
     out
+}
+
+/// Quotes an import path with a delimiter it does not contain.
+fn quote_path(path: &str) -> String {
+    let single_line = !path.contains('\n') && !path.ends_with('\\');
+    let quote = if single_line && !path.contains('"') {
+        "\""
+    } else if single_line && !path.contains('\'') {
+        "'"
+    } else if !path.contains("\"\"\"") && !path.ends_with('"') {
+        "\"\"\""
+    } else {
+        "'''"
+    };
+    format!("{quote}{path}{quote}")
 }
 
 fn doc(out: &mut String, doc: &Option<String>, indent: &str) {
@@ -207,6 +221,19 @@ mod tests {
         );
         let got = fmt("definition d {\n permission p = (a + b).any(c)\n}");
         assert!(got.contains("(a + b).any(c)"), "{got}");
+    }
+
+    #[test]
+    fn import_paths_keep_their_quotes_parseable() {
+        for path in ["a.zed", "it's.zed", "say \"hi\".zed", "both'\".zed"] {
+            let once = format_schema(&SchemaFile {
+                items: vec![Item::Import {
+                    path: path.to_string(),
+                    span: Default::default(),
+                }],
+            });
+            assert_eq!(fmt(&once), once, "{path}");
+        }
     }
 
     #[test]

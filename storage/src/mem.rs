@@ -4,7 +4,7 @@
 //! durable. Shares batch semantics with `RocksStore` through `plan`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::batch::{
     ApplyOutcome, ApplyStatus, ChangeBatch, ChangeKind, GcStats, StoredSchema, WriteBatch,
@@ -42,12 +42,18 @@ struct MemState {
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     state: Arc<RwLock<MemState>>,
+    /// Serializes writers: a batch is planned and applied under it.
+    writer: Arc<Mutex<()>>,
 }
 
 impl MemStore {
     /// An empty store at revision 0.
     pub fn new() -> MemStore {
         MemStore::default()
+    }
+
+    fn lock_writer(&self) -> Result<MutexGuard<'_, ()>> {
+        self.writer.lock().map_err(|_| StorageError::Poisoned)
     }
 
     fn read(&self) -> Result<RwLockReadGuard<'_, MemState>> {
@@ -94,11 +100,12 @@ impl RelationStore for MemStore {
         revision: Revision,
         batch: &WriteBatch,
     ) -> Result<ApplyOutcome> {
+        let _w = self.lock_writer()?;
         let applied = self.applied_revision();
         if revision <= applied {
             return Ok(already(revision));
         }
-        // Plan against a snapshot at the applied revision (single writer assumed).
+        // Plan against a snapshot at the applied revision (under the writer lock).
         let snap = MemSnapshot {
             state: self.state.clone(),
             tenant: tenant.clone(),
@@ -145,6 +152,7 @@ impl RelationStore for MemStore {
     }
 
     fn mark_applied(&self, revision: Revision) -> Result<()> {
+        let _w = self.lock_writer()?;
         let mut st = self.state.write().map_err(|_| StorageError::Poisoned)?;
         st.applied = st.applied.max(revision);
         Ok(())
@@ -255,6 +263,7 @@ impl RelationStore for MemStore {
         revision: Revision,
         tuples: &mut dyn Iterator<Item = Tuple>,
     ) -> Result<ApplyOutcome> {
+        let _w = self.lock_writer()?;
         let mut st = self.state.write().map_err(|_| StorageError::Poisoned)?;
         if revision <= st.applied {
             return Ok(already(revision));

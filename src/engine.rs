@@ -1,0 +1,278 @@
+//! The graph engine: answers check, expand and lookups by walking the
+//! relationship graph at one revision, over the compiled schema.
+//!
+//! ```text
+//!  Engine (schema IR + compiled caveats + config)
+//!    │  check / bulk_check / expand / lookup_resources / lookup_subjects
+//!    ▼
+//!  Walker (one per request: memo, in-progress set, depth, trace)
+//!    │  batched reads
+//!    ▼
+//!  verdict_storage::TupleReader (RocksDB snapshot, or MemStore in tests)
+//! ```
+//!
+//! The engine never writes and never sees gRPC types; it is handed a reader
+//! pinned to a revision and answers at exactly that revision.
+
+pub mod caveat_eval;
+mod check;
+mod error;
+mod expand;
+mod lookup;
+pub mod outcome;
+mod trace;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use verdict_storage::{ObjectRef, SubjectRef, Timestamp, TupleReader};
+
+pub use caveat_eval::{CaveatError, CompiledCaveat};
+pub use error::EngineError;
+pub use expand::ExpandNode;
+pub use lookup::{LookupPage, LookupResource, LookupSubject};
+pub use outcome::Outcome;
+pub use trace::TraceNode;
+
+use crate::schema::ir::Schema;
+
+/// Engine settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Deepest chain of sub-problems a request may follow. Default = 50.
+    pub max_depth: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { max_depth: 50 }
+    }
+}
+
+/// One check question.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    /// The resource, e.g. `document:readme`.
+    pub resource: ObjectRef,
+    /// A permission or relation of the resource's type.
+    pub permission: String,
+    /// The subject, e.g. `user:alice` or `group:eng#member`.
+    pub subject: SubjectRef,
+    /// Caveat context supplied with the request.
+    pub context: Map<String, Value>,
+    /// The time expirations are judged against.
+    pub now: Timestamp,
+    /// Whether to collect a debug trace.
+    pub trace: bool,
+}
+
+impl CheckRequest {
+    /// A request with empty context, judged now, without a trace.
+    pub fn new(resource: ObjectRef, permission: impl Into<String>, subject: SubjectRef) -> Self {
+        CheckRequest {
+            resource,
+            permission: permission.into(),
+            subject,
+            context: Map::new(),
+            now: Timestamp::now(),
+            trace: false,
+        }
+    }
+}
+
+/// The answer to a check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResponse {
+    /// ALLOWED, DENIED or CONDITIONAL.
+    pub outcome: Outcome,
+    /// The sub-problems visited, when asked for.
+    pub trace: Option<TraceNode>,
+    /// Storage reads this check made.
+    pub reads: u64,
+}
+
+/// The engine for one compiled schema version.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    schema: Arc<Schema>,
+    caveats: Arc<Vec<CompiledCaveat>>,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// Builds an engine for `schema`, compiling its caveats once.
+    ///
+    /// # Errors
+    /// A caveat expression that does not compile.
+    pub fn new(schema: Arc<Schema>, config: EngineConfig) -> Result<Engine, EngineError> {
+        let caveats = schema
+            .caveats()
+            .iter()
+            .map(CompiledCaveat::compile)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Engine {
+            schema,
+            caveats: Arc::new(caveats),
+            config,
+        })
+    }
+
+    /// The schema this engine evaluates.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    /// Answers one check at the reader's revision.
+    ///
+    /// # Errors
+    /// Unknown type/relation/subject type, depth exceeded, caveat context
+    /// errors, storage failures. A denial is an answer, not an error.
+    pub fn check(
+        &self,
+        reader: &dyn TupleReader,
+        request: &CheckRequest,
+    ) -> Result<CheckResponse, EngineError> {
+        let mut walker = check::Walker::new(
+            self,
+            reader,
+            &request.subject,
+            &request.context,
+            request.now,
+        )?;
+        walker.set_trace(request.trace);
+        let outcome = walker.check_object(&request.resource, &request.permission)?;
+        Ok(CheckResponse {
+            outcome,
+            trace: walker.take_trace(),
+            reads: walker.reads(),
+        })
+    }
+
+    /// Answers many checks, in request order, sharing work between checks
+    /// with the same subject, context and time (one walker, one memo).
+    pub fn bulk_check(
+        &self,
+        reader: &dyn TupleReader,
+        requests: &[CheckRequest],
+    ) -> Vec<Result<CheckResponse, EngineError>> {
+        let mut results: Vec<Option<Result<CheckResponse, EngineError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        // Group by (subject, context, now, trace) preserving order.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            let found = groups.iter_mut().find(|g| {
+                let first = &requests[g[0]];
+                first.subject == r.subject
+                    && first.context == r.context
+                    && first.now == r.now
+                    && !first.trace
+                    && !r.trace
+            });
+            match found {
+                Some(g) => g.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        for group in groups {
+            let first = &requests[group[0]];
+            let mut walker =
+                match check::Walker::new(self, reader, &first.subject, &first.context, first.now) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        for i in group {
+                            results[i] = Some(Err(e.clone()));
+                        }
+                        continue;
+                    }
+                };
+            for i in group {
+                let r = &requests[i];
+                walker.set_trace(r.trace);
+                let before = walker.reads();
+                let outcome = walker.check_object(&r.resource, &r.permission);
+                results[i] = Some(outcome.map(|outcome| CheckResponse {
+                    outcome,
+                    trace: walker.take_trace(),
+                    reads: walker.reads() - before,
+                }));
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(EngineError::Internal("bulk check lost a result"))))
+            .collect()
+    }
+
+    /// Expands `resource#permission` into its userset tree.
+    ///
+    /// # Errors
+    /// Unknown type/relation, depth exceeded, storage failures.
+    pub fn expand(
+        &self,
+        reader: &dyn TupleReader,
+        resource: &ObjectRef,
+        permission: &str,
+        now: Timestamp,
+    ) -> Result<ExpandNode, EngineError> {
+        expand::expand(self, reader, resource, permission, now)
+    }
+
+    /// The resources of `resource_type` on which `subject` has `permission`,
+    /// in id order, starting after `cursor`, at most `limit` of them.
+    ///
+    /// # Errors
+    /// As [`Engine::check`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn lookup_resources(
+        &self,
+        reader: &dyn TupleReader,
+        resource_type: &str,
+        permission: &str,
+        subject: &SubjectRef,
+        context: &Map<String, Value>,
+        now: Timestamp,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<LookupPage<LookupResource>, EngineError> {
+        lookup::lookup_resources(
+            self,
+            reader,
+            resource_type,
+            permission,
+            subject,
+            context,
+            now,
+            cursor,
+            limit,
+        )
+    }
+
+    /// The subjects of `subject_type` (with `subject_relation`, if given) that
+    /// have `permission` on `resource`, including a wildcard with the
+    /// subjects excluded from it.
+    ///
+    /// # Errors
+    /// As [`Engine::check`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn lookup_subjects(
+        &self,
+        reader: &dyn TupleReader,
+        resource: &ObjectRef,
+        permission: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+        context: &Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<Vec<LookupSubject>, EngineError> {
+        lookup::lookup_subjects(
+            self,
+            reader,
+            resource,
+            permission,
+            subject_type,
+            subject_relation,
+            context,
+            now,
+        )
+    }
+}

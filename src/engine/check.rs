@@ -1,0 +1,486 @@
+// #[PerformanceCriticalPath]
+//! The check walker: evaluates rewrite trees over batches of object ids,
+//! reading each fan-out level in one storage call.
+//!
+//! Semantics follow SpiceDB: union short-circuits on the first ALLOWED,
+//! intersection on the first DENIED, exclusion evaluates both sides; arrows
+//! follow the tupleset's subject objects; wildcards match direct subjects of
+//! their type; a userset subject (`group:eng#member`) has every relation it
+//! names on itself. Cyclic data terminates: a sub-problem already on the
+//! walk's path contributes DENIED to that path (the least fixpoint), and
+//! results that depended on such an assumption are not memoised.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+use verdict_storage::{ObjectRef, SubjectRef, Timestamp, Tuple, TupleReader, WILDCARD};
+
+use super::error::EngineError;
+use super::outcome::Outcome;
+use super::trace::{TraceBuilder, TraceNode};
+use super::Engine;
+use crate::schema::ir::{ArrowFunc, RelationId, RelationKind, Rewrite, Schema, TypeId};
+
+type Key = (TypeId, RelationId, String);
+
+/// The subject a walk looks for.
+struct QuerySubject {
+    type_id: TypeId,
+    id: String,
+    relation: Option<String>,
+}
+
+/// The state of one request's walk.
+pub(crate) struct Walker<'e> {
+    engine: &'e Engine,
+    schema: &'e Schema,
+    reader: &'e dyn TupleReader,
+    subject: QuerySubject,
+    context: &'e Map<String, Value>,
+    now: Timestamp,
+    memo: HashMap<Key, Outcome>,
+    in_progress: HashSet<Key>,
+    /// Set when a result relied on an in-progress sub-problem.
+    cycle_hit: bool,
+    depth: u32,
+    reads: u64,
+    trace: Option<TraceBuilder>,
+}
+
+impl<'e> Walker<'e> {
+    pub(crate) fn new(
+        engine: &'e Engine,
+        reader: &'e dyn TupleReader,
+        subject: &SubjectRef,
+        context: &'e Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<Self, EngineError> {
+        let schema: &Schema = &engine.schema;
+        let type_id = schema
+            .type_id(&subject.object.object_type)
+            .ok_or_else(|| EngineError::UnknownType(subject.object.object_type.clone()))?;
+        if let Some(rel) = &subject.relation {
+            if schema.definition(type_id).relation_id(rel).is_none() {
+                return Err(EngineError::UnknownRelation {
+                    object_type: subject.object.object_type.clone(),
+                    relation: rel.clone(),
+                });
+            }
+        }
+        Ok(Walker {
+            engine,
+            schema,
+            reader,
+            subject: QuerySubject {
+                type_id,
+                id: subject.object.object_id.clone(),
+                relation: subject.relation.clone(),
+            },
+            context,
+            now,
+            memo: HashMap::new(),
+            in_progress: HashSet::new(),
+            cycle_hit: false,
+            depth: 0,
+            reads: 0,
+            trace: None,
+        })
+    }
+
+    pub(crate) fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(TraceBuilder::default);
+    }
+
+    pub(crate) fn take_trace(&mut self) -> Option<TraceNode> {
+        self.trace.as_mut().and_then(TraceBuilder::finish)
+    }
+
+    pub(crate) fn reads(&self) -> u64 {
+        self.reads
+    }
+
+    /// Resolves `type#relation` names to ids.
+    pub(crate) fn resolve(
+        &self,
+        object_type: &str,
+        relation: &str,
+    ) -> Result<(TypeId, RelationId), EngineError> {
+        resolve(self.schema, object_type, relation)
+    }
+
+    /// Does the subject have `permission` on `resource`?
+    pub(crate) fn check_object(
+        &mut self,
+        resource: &ObjectRef,
+        permission: &str,
+    ) -> Result<Outcome, EngineError> {
+        let (ty, rel) = self.resolve(&resource.object_type, permission)?;
+        self.depth = 0;
+        self.cycle_hit = false;
+        self.check_ids(ty, rel, &[resource.object_id.as_str()])
+    }
+
+    fn enter(&mut self, label: &dyn Fn(&Self) -> String) {
+        if self.trace.is_some() {
+            let label = label(self);
+            if let Some(t) = self.trace.as_mut() {
+                t.enter(label);
+            }
+        }
+    }
+
+    fn exit(&mut self, outcome: &Outcome) {
+        if let Some(t) = self.trace.as_mut() {
+            t.exit(outcome);
+        }
+    }
+
+    fn note_tuple(&mut self, tuple: &Tuple) {
+        if let Some(t) = self.trace.as_mut() {
+            t.tuple(tuple.to_string());
+        }
+    }
+
+    fn label(&self, ty: TypeId, rel: RelationId, ids: &[&str]) -> String {
+        let def = self.schema.definition(ty);
+        let ids = if ids.len() == 1 {
+            ids[0].to_string()
+        } else {
+            format!("{{{}}}", ids.join(","))
+        };
+        format!("{}:{}#{}", def.name, ids, def.relation(rel).name)
+    }
+
+    /// Whether the subject has `rel` on ANY of `ids` (all of type `ty`).
+    pub(crate) fn check_ids(
+        &mut self,
+        ty: TypeId,
+        rel: RelationId,
+        ids: &[&str],
+    ) -> Result<Outcome, EngineError> {
+        let mut result = Outcome::Denied;
+        let mut pending: Vec<&str> = Vec::with_capacity(ids.len());
+        let rel_name = &self.schema.definition(ty).relation(rel).name;
+        for &id in ids {
+            // A userset subject has the relation it names on itself.
+            if ty == self.subject.type_id
+                && id == self.subject.id
+                && self.subject.relation.as_deref() == Some(&**rel_name)
+            {
+                return Ok(Outcome::Allowed);
+            }
+            let key = (ty, rel, id.to_string());
+            if let Some(o) = self.memo.get(&key) {
+                result = result.or(o.clone());
+                if result.is_allowed() {
+                    return Ok(result);
+                }
+            } else if self.in_progress.contains(&key) {
+                self.cycle_hit = true;
+            } else if !pending.contains(&id) {
+                pending.push(id);
+            }
+        }
+        if pending.is_empty() {
+            return Ok(result);
+        }
+        if self.depth >= self.engine.config.max_depth {
+            return Err(EngineError::DepthExceeded {
+                max_depth: self.engine.config.max_depth,
+            });
+        }
+        for id in &pending {
+            self.in_progress.insert((ty, rel, id.to_string()));
+        }
+        let outer_cycle = std::mem::replace(&mut self.cycle_hit, false);
+        self.depth += 1;
+        self.enter(&|w: &Self| w.label(ty, rel, &pending));
+        let evaluated = self.eval(ty, rel, &pending);
+        if let Ok(o) = &evaluated {
+            self.exit(o);
+        } else {
+            self.exit(&Outcome::Denied);
+        }
+        self.depth -= 1;
+        for id in &pending {
+            self.in_progress.remove(&(ty, rel, id.to_string()));
+        }
+        let outcome = evaluated?;
+        if !self.cycle_hit {
+            if pending.len() == 1 {
+                self.memo
+                    .insert((ty, rel, pending[0].to_string()), outcome.clone());
+            } else if outcome.is_denied() {
+                for id in &pending {
+                    self.memo.insert((ty, rel, id.to_string()), Outcome::Denied);
+                }
+            }
+        }
+        self.cycle_hit |= outer_cycle;
+        Ok(result.or(outcome))
+    }
+
+    fn eval(&mut self, ty: TypeId, rel: RelationId, ids: &[&str]) -> Result<Outcome, EngineError> {
+        let relation = self.schema.definition(ty).relation(rel);
+        match &relation.kind {
+            RelationKind::Relation { .. } => {
+                let type_name = &self.schema.definition(ty).name;
+                self.reads += 1;
+                let tuples = self.reader.subjects(type_name, ids, &relation.name)?;
+                self.eval_tuples(&tuples)
+            }
+            RelationKind::Permission { rewrite } => self.eval_rewrite(ty, rewrite, ids),
+        }
+    }
+
+    /// The caveat outcome of one tuple (ALLOWED when it has none); DENIED
+    /// for an expired tuple.
+    fn tuple_condition(&self, tuple: &Tuple) -> Result<Outcome, EngineError> {
+        if tuple.is_expired_at(self.now) {
+            return Ok(Outcome::Denied);
+        }
+        let Some(caveat) = &tuple.caveat else {
+            return Ok(Outcome::Allowed);
+        };
+        match self.schema.caveat_id(&caveat.name) {
+            // A caveat the schema no longer has can never be satisfied.
+            None => Ok(Outcome::Denied),
+            Some(id) => {
+                Ok(self.engine.caveats[id.0 as usize]
+                    .evaluate(Some(&caveat.context), self.context)?)
+            }
+        }
+    }
+
+    /// Direct subjects, wildcards and usersets of a stored relation.
+    fn eval_tuples(&mut self, tuples: &[Tuple]) -> Result<Outcome, EngineError> {
+        let mut result = Outcome::Denied;
+        // Usersets to follow, grouped by (type, relation): unconditional
+        // ones in one batch per group, conditional ones one at a time.
+        let mut groups: Vec<(TypeId, RelationId, Vec<&str>)> = Vec::new();
+        let mut conditional: Vec<(TypeId, RelationId, &str, Outcome)> = Vec::new();
+        let subject_type = &self.schema.definition(self.subject.type_id).name;
+        for tuple in tuples {
+            let condition = self.tuple_condition(tuple)?;
+            if condition.is_denied() {
+                continue;
+            }
+            let s = &tuple.subject;
+            let same_type = s.object.object_type == **subject_type;
+            let direct = same_type
+                && s.relation == self.subject.relation
+                && (s.object.object_id == self.subject.id
+                    || (s.object.object_id == WILDCARD && self.subject.relation.is_none()));
+            if direct {
+                self.note_tuple(tuple);
+                result = result.or(condition);
+                if result.is_allowed() {
+                    return Ok(result);
+                }
+                continue;
+            }
+            let Some(sub_rel) = &s.relation else { continue };
+            let Ok((sty, srel)) = resolve(self.schema, &s.object.object_type, sub_rel) else {
+                continue; // schema no longer has it: contributes nothing
+            };
+            if condition.is_allowed() {
+                match groups.iter_mut().find(|(t, r, _)| *t == sty && *r == srel) {
+                    Some(g) => g.2.push(&s.object.object_id),
+                    None => groups.push((sty, srel, vec![&s.object.object_id])),
+                }
+            } else {
+                conditional.push((sty, srel, &s.object.object_id, condition));
+            }
+        }
+        for (sty, srel, ids) in groups {
+            let o = self.check_ids(sty, srel, &ids)?;
+            result = result.or(o);
+            if result.is_allowed() {
+                return Ok(result);
+            }
+        }
+        for (sty, srel, id, condition) in conditional {
+            let o = self.check_ids(sty, srel, &[id])?;
+            result = result.or(condition.and(o));
+            if result.is_allowed() {
+                return Ok(result);
+            }
+        }
+        Ok(result)
+    }
+
+    fn eval_rewrite(
+        &mut self,
+        ty: TypeId,
+        rewrite: &Rewrite,
+        ids: &[&str],
+    ) -> Result<Outcome, EngineError> {
+        match rewrite {
+            Rewrite::Nil => Ok(Outcome::Denied),
+            Rewrite::SelfRef => {
+                let hit = ty == self.subject.type_id
+                    && self.subject.relation.is_none()
+                    && ids.contains(&self.subject.id.as_str());
+                Ok(if hit {
+                    Outcome::Allowed
+                } else {
+                    Outcome::Denied
+                })
+            }
+            Rewrite::Computed(rel) => self.check_ids(ty, *rel, ids),
+            Rewrite::Union(children) => {
+                let mut result = Outcome::Denied;
+                for child in children {
+                    result = result.or(self.eval_rewrite(ty, child, ids)?);
+                    if result.is_allowed() {
+                        break;
+                    }
+                }
+                Ok(result)
+            }
+            // Intersection and exclusion must hold for one object, so a batch
+            // is evaluated object by object.
+            Rewrite::Intersection(_) | Rewrite::Exclusion(..) if ids.len() > 1 => {
+                self.per_id(ty, rewrite, ids)
+            }
+            Rewrite::Intersection(children) => {
+                self.enter(&|_: &Self| "intersection".to_string());
+                let mut result = Outcome::Allowed;
+                for child in children {
+                    match self.eval_rewrite(ty, child, ids) {
+                        Ok(o) => result = result.and(o),
+                        Err(e) => {
+                            self.exit(&Outcome::Denied);
+                            return Err(e);
+                        }
+                    }
+                    if result.is_denied() {
+                        break;
+                    }
+                }
+                self.exit(&result);
+                Ok(result)
+            }
+            Rewrite::Exclusion(base, subtract) => {
+                self.enter(&|_: &Self| "exclusion".to_string());
+                let evaluated = self.eval_rewrite(ty, base, ids).and_then(|b| {
+                    if b.is_denied() {
+                        Ok(b)
+                    } else {
+                        Ok(b.minus(self.eval_rewrite(ty, subtract, ids)?))
+                    }
+                });
+                self.exit(evaluated.as_ref().unwrap_or(&Outcome::Denied));
+                evaluated
+            }
+            Rewrite::Arrow(arrow) if arrow.func == ArrowFunc::All && ids.len() > 1 => {
+                self.per_id(ty, rewrite, ids)
+            }
+            Rewrite::Arrow(arrow) => {
+                let def = self.schema.definition(ty);
+                let tupleset = &def.relation(arrow.tupleset).name;
+                self.reads += 1;
+                let tuples = self.reader.subjects(&def.name, ids, tupleset)?;
+                let target = |sty: &str| -> Option<(TypeId, RelationId)> {
+                    let t = self.schema.type_id(sty)?;
+                    arrow.resolved.iter().find(|(rt, _)| *rt == t).copied()
+                };
+                if arrow.func == ArrowFunc::All {
+                    if tuples.is_empty() {
+                        return Ok(Outcome::Denied);
+                    }
+                    let mut result = Outcome::Allowed;
+                    let mut live = 0;
+                    for tuple in &tuples {
+                        let condition = self.tuple_condition(tuple)?;
+                        if condition.is_denied() {
+                            continue;
+                        }
+                        live += 1;
+                        let o = match target(&tuple.subject.object.object_type) {
+                            Some((sty, srel)) => condition.and(self.check_ids(
+                                sty,
+                                srel,
+                                &[&tuple.subject.object.object_id],
+                            )?),
+                            None => Outcome::Denied,
+                        };
+                        result = result.and(o);
+                        if result.is_denied() {
+                            return Ok(result);
+                        }
+                    }
+                    return Ok(if live == 0 { Outcome::Denied } else { result });
+                }
+                let mut groups: Vec<(TypeId, RelationId, Vec<&str>)> = Vec::new();
+                let mut conditional = Vec::new();
+                for tuple in &tuples {
+                    let condition = self.tuple_condition(tuple)?;
+                    if condition.is_denied() {
+                        continue;
+                    }
+                    let Some((sty, srel)) = target(&tuple.subject.object.object_type) else {
+                        continue;
+                    };
+                    let id = tuple.subject.object.object_id.as_str();
+                    if condition.is_allowed() {
+                        match groups.iter_mut().find(|(t, r, _)| *t == sty && *r == srel) {
+                            Some(g) => g.2.push(id),
+                            None => groups.push((sty, srel, vec![id])),
+                        }
+                    } else {
+                        conditional.push((sty, srel, id, condition));
+                    }
+                }
+                let mut result = Outcome::Denied;
+                for (sty, srel, sids) in groups {
+                    result = result.or(self.check_ids(sty, srel, &sids)?);
+                    if result.is_allowed() {
+                        return Ok(result);
+                    }
+                }
+                for (sty, srel, sid, condition) in conditional {
+                    result = result.or(condition.and(self.check_ids(sty, srel, &[sid])?));
+                    if result.is_allowed() {
+                        return Ok(result);
+                    }
+                }
+                Ok(result)
+            }
+        }
+    }
+
+    fn per_id(
+        &mut self,
+        ty: TypeId,
+        rewrite: &Rewrite,
+        ids: &[&str],
+    ) -> Result<Outcome, EngineError> {
+        let mut result = Outcome::Denied;
+        for id in ids {
+            result = result.or(self.eval_rewrite(ty, rewrite, &[id])?);
+            if result.is_allowed() {
+                break;
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// Resolves `type#relation` names to ids.
+pub(crate) fn resolve(
+    schema: &Schema,
+    object_type: &str,
+    relation: &str,
+) -> Result<(TypeId, RelationId), EngineError> {
+    let ty = schema
+        .type_id(object_type)
+        .ok_or_else(|| EngineError::UnknownType(object_type.to_string()))?;
+    let rel = schema.definition(ty).relation_id(relation).ok_or_else(|| {
+        EngineError::UnknownRelation {
+            object_type: object_type.to_string(),
+            relation: relation.to_string(),
+        }
+    })?;
+    Ok((ty, rel))
+}

@@ -1,0 +1,177 @@
+//! Lookups: which resources a subject can reach, which subjects can reach
+//! a resource. Both enumerate candidates from the store at the reader's
+//! revision and decide each with the check walker (sharing one memo), so
+//! they agree with `check` exactly.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+use verdict_storage::{
+    ObjectRef, SubjectRef, SubjectRelationFilter, Timestamp, TupleFilter, TupleReader,
+    TupleReaderExt, WILDCARD,
+};
+
+use super::check::{resolve, Walker};
+use super::error::EngineError;
+use super::outcome::Outcome;
+use super::Engine;
+
+/// Tuples read per storage call while enumerating candidates.
+const SCAN_PAGE: usize = 1_000;
+
+/// A page of lookup results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupPage<T> {
+    /// Results in order.
+    pub items: Vec<T>,
+    /// Resume after this (pass back as the cursor); `None` when complete.
+    pub cursor: Option<String>,
+}
+
+/// A resource found by lookup-resources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupResource {
+    /// The resource id.
+    pub id: String,
+    /// ALLOWED or CONDITIONAL (denied resources are not returned).
+    pub outcome: Outcome,
+}
+
+/// A subject found by lookup-subjects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupSubject {
+    /// The subject id (`*` for the wildcard).
+    pub id: String,
+    /// ALLOWED or CONDITIONAL.
+    pub outcome: Outcome,
+    /// For the wildcard: the subjects it does not include (as SpiceDB
+    /// reports exclusions under a wildcard).
+    pub excluded: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lookup_resources(
+    engine: &Engine,
+    reader: &dyn TupleReader,
+    resource_type: &str,
+    permission: &str,
+    subject: &SubjectRef,
+    context: &Map<String, Value>,
+    now: Timestamp,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<LookupPage<LookupResource>, EngineError> {
+    let (ty, rel) = resolve(&engine.schema, resource_type, permission)?;
+    // Candidates: every resource of the type that has any tuple, plus the
+    // subject itself when it is of the type (`self`, userset membership).
+    let mut candidates = BTreeSet::new();
+    reader.for_each_tuple(&TupleFilter::resource_type(resource_type), SCAN_PAGE, |t| {
+        candidates.insert(t.resource.object_id);
+        Ok(())
+    })?;
+    if subject.object.object_type == resource_type && subject.object.object_id != WILDCARD {
+        candidates.insert(subject.object.object_id.clone());
+    }
+    let mut walker = Walker::new(engine, reader, subject, context, now)?;
+    let mut items = Vec::new();
+    let start = cursor.unwrap_or("");
+    for id in candidates
+        .iter()
+        .filter(|id| cursor.is_none() || id.as_str() > start)
+    {
+        if items.len() >= limit {
+            return Ok(LookupPage {
+                cursor: items.last().map(|r: &LookupResource| r.id.clone()),
+                items,
+            });
+        }
+        let outcome = walker.check_ids(ty, rel, &[id.as_str()])?;
+        if !outcome.is_denied() {
+            items.push(LookupResource {
+                id: id.clone(),
+                outcome,
+            });
+        }
+    }
+    Ok(LookupPage {
+        items,
+        cursor: None,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lookup_subjects(
+    engine: &Engine,
+    reader: &dyn TupleReader,
+    resource: &ObjectRef,
+    permission: &str,
+    subject_type: &str,
+    subject_relation: Option<&str>,
+    context: &Map<String, Value>,
+    now: Timestamp,
+) -> Result<Vec<LookupSubject>, EngineError> {
+    let (ty, rel) = resolve(&engine.schema, &resource.object_type, permission)?;
+    if engine.schema.type_id(subject_type).is_none() {
+        return Err(EngineError::UnknownType(subject_type.to_string()));
+    }
+    // Candidates: every object of the subject type named by any tuple.
+    let mut candidates = BTreeSet::new();
+    let mut wildcard_possible = false;
+    for def in engine.schema.definitions() {
+        let mut filter = TupleFilter::resource_type(&*def.name);
+        filter.subject_type = Some(subject_type.to_string());
+        if subject_relation.is_none() {
+            filter.subject_relation = Some(SubjectRelationFilter::Direct);
+        }
+        reader.for_each_tuple(&filter, SCAN_PAGE, |t| {
+            if t.subject.object.object_id == WILDCARD {
+                wildcard_possible = true;
+            } else {
+                candidates.insert(t.subject.object.object_id);
+            }
+            Ok(())
+        })?;
+    }
+    if subject_relation.is_some() {
+        reader.for_each_tuple(&TupleFilter::resource_type(subject_type), SCAN_PAGE, |t| {
+            candidates.insert(t.resource.object_id);
+            Ok(())
+        })?;
+    }
+    if resource.object_type == subject_type {
+        candidates.insert(resource.object_id.clone());
+    }
+    let make_subject = |id: &str| match subject_relation {
+        Some(r) => SubjectRef::userset(subject_type, id, r),
+        None => SubjectRef::direct(subject_type, id),
+    };
+    let mut results = Vec::new();
+    let mut denied = Vec::new();
+    for id in &candidates {
+        let subject = make_subject(id);
+        let mut walker = Walker::new(engine, reader, &subject, context, now)?;
+        let outcome = walker.check_ids(ty, rel, &[resource.object_id.as_str()])?;
+        if outcome.is_denied() {
+            denied.push(id.clone());
+        } else {
+            results.push(LookupSubject {
+                id: id.clone(),
+                outcome,
+                excluded: Vec::new(),
+            });
+        }
+    }
+    if wildcard_possible && subject_relation.is_none() {
+        let subject = SubjectRef::direct(subject_type, WILDCARD);
+        let mut walker = Walker::new(engine, reader, &subject, context, now)?;
+        let outcome = walker.check_ids(ty, rel, &[resource.object_id.as_str()])?;
+        if !outcome.is_denied() {
+            results.push(LookupSubject {
+                id: WILDCARD.to_string(),
+                outcome,
+                excluded: denied,
+            });
+        }
+    }
+    Ok(results)
+}
