@@ -50,7 +50,19 @@ fn doc(out: &mut String, doc: &Option<String>, indent: &str) {
     if text.is_empty() {
         return;
     }
-    if !text.contains('\n') {
+    // A doc that would close a block comment early is printed as `///`
+    // lines; a simple one-liner stays on one line; anything else is a block
+    // with ` * ` on every line (which keeps leading `*` and spaces).
+    if text.contains("*/") {
+        for line in text.lines() {
+            let _ = writeln!(out, "{indent}/// {line}");
+        }
+        return;
+    }
+    let simple = !text.contains('\n')
+        && !text.starts_with(['*', ' ', '\t'])
+        && !text.ends_with([' ', '\t']);
+    if simple {
         let _ = writeln!(out, "{indent}/** {text} */");
         return;
     }
@@ -233,6 +245,19 @@ mod tests {
                 }],
             });
             assert_eq!(fmt(&once), once, "{path}");
+        }
+    }
+
+    #[test]
+    fn awkward_doc_comments_survive_formatting() {
+        for doc in [
+            "/// closes */ early\ndefinition a {}",
+            "/** * starts with a star */\ndefinition a {}",
+            "/**\n *   indented\n * * bullet\n */\ndefinition a {}",
+            "/// * star line\ndefinition a {}",
+        ] {
+            let once = fmt(doc);
+            assert_eq!(fmt(&once), once, "{doc}");
         }
     }
 

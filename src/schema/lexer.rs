@@ -356,28 +356,28 @@ impl<'a> Lexer<'a> {
 /// Strips comment markers from a doc comment's text (`/** ... */` or `///`
 /// lines), leaving its lines trimmed of the leading `*` decoration.
 pub fn doc_comment_text(raw: &str) -> String {
-    let inner = if let Some(body) = raw.strip_prefix("/**") {
-        body.strip_suffix("*/").unwrap_or(body)
-    } else {
-        raw
+    let lines: Vec<&str> = match raw.strip_prefix("/**") {
+        Some(body) => body
+            .strip_suffix("*/")
+            .unwrap_or(body)
+            .lines()
+            .map(|line| {
+                let line = line.trim();
+                let line = line.strip_prefix('*').unwrap_or(line);
+                line.strip_prefix(' ').unwrap_or(line).trim_end()
+            })
+            .collect(),
+        None => raw
+            .lines()
+            .map(|line| {
+                let line = line.trim_start();
+                let line = line.strip_prefix("///").unwrap_or(line);
+                line.strip_prefix(' ').unwrap_or(line).trim_end()
+            })
+            .collect(),
     };
-    let lines: Vec<&str> = inner
-        .lines()
-        .map(|line| {
-            let line = line.trim();
-            let line = line.strip_prefix("///").unwrap_or(line);
-            let line = line.strip_prefix('*').unwrap_or(line);
-            line.strip_prefix(' ').unwrap_or(line).trim_end()
-        })
-        .collect();
-    let first = lines
-        .iter()
-        .position(|l| !l.is_empty())
-        .unwrap_or(lines.len());
-    let last = lines
-        .iter()
-        .rposition(|l| !l.is_empty())
-        .map_or(first, |i| i + 1);
+    let first = lines.iter().position(|l| !l.is_empty()).unwrap_or(lines.len());
+    let last = lines.iter().rposition(|l| !l.is_empty()).map_or(first, |i| i + 1);
     lines[first..last.max(first)].join("\n")
 }
 
