@@ -16,3 +16,5 @@ pub mod relationships;
 pub mod schema;
 #[cfg(feature = "server")]
 pub mod validate;
+#[cfg(feature = "server")]
+pub mod workload;
