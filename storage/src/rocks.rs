@@ -472,11 +472,11 @@ impl RelationStore for RocksStore {
         after: Revision,
         limit: usize,
     ) -> Result<Vec<ChangeBatch>> {
+        // Applied before the iterator (its implicit snapshot then holds every
+        // entry up to `applied`), floor after it (INVARIANT floor-before-delete:
+        // GC cannot remove an entry this iterator needs without raising the
+        // floor first).
         let applied = self.applied_revision();
-        let floor = self.gc_floor();
-        if after < floor {
-            return Err(StorageError::ChangelogCompacted { after, floor });
-        }
         let mut prefix = Vec::new();
         keys::tenant_sub_prefix(&mut prefix, tenant, SUB_LOG);
         let mut start = prefix.clone();
@@ -486,6 +486,10 @@ impl RelationStore for RocksStore {
             ro.set_iterate_upper_bound(end);
         }
         let mut it = self.db.raw_iterator_opt(ro);
+        let floor = self.gc_floor();
+        if after < floor {
+            return Err(StorageError::ChangelogCompacted { after, floor });
+        }
         it.seek(&start);
         let mut out: Vec<ChangeBatch> = Vec::new();
         while let Some((k, v)) = it.item() {
@@ -1071,6 +1075,7 @@ impl GcWorker {
                     _ => return,
                 }
             })
+            .map_err(|e| tracing::error!(error = %e, "cannot start the gc thread"))
             .ok();
         GcWorker {
             stop: Some(tx),

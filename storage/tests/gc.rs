@@ -182,3 +182,25 @@ fn gc_runs_while_writes_proceed() {
         );
     }
 }
+
+#[test]
+fn background_worker_collects_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(RocksStore::open(dir.path(), RocksOptions::default()).unwrap());
+    let tn = Tenant::new("default").unwrap();
+    fill(&s, &tn, 12);
+    let latest = dump(&s.snapshot(&tn, Revision(12)).unwrap());
+    let worker =
+        verdict_storage::GcWorker::spawn(s.clone(), Duration::from_millis(20), Duration::ZERO);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.gc_floor() < Revision(12) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gc worker never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(worker);
+    assert_eq!(dump(&s.snapshot(&tn, Revision(12)).unwrap()), latest);
+    assert!(s.snapshot(&tn, Revision(11)).is_err());
+}
