@@ -1,0 +1,135 @@
+//! Engine throughput on the shared workload, in process, on RocksDB.
+//!
+//! Loads `gen_workload.py --seed 42 --relationships 100000 --checks 20000`
+//! (generated on the fly from `../shared/peers`, or `VERDICT_WORKLOAD=path`)
+//! into a RocksDB store, then reports, release build:
+//! - checks/s and p50/p99 latency over all 20,000 checks, one thread and
+//!   two threads;
+//! - lookup-resources for one well-connected user: results/s.
+//!
+//! Run: `cargo bench --bench engine_check`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use verdict::engine::{CheckRequest, Engine, EngineConfig};
+use verdict::schema::{self, SchemaLimits};
+use verdict::workload::parse_workload;
+use verdict_storage::{RelationStore, Revision, RocksOptions, RocksStore, Tenant, Timestamp, Tuple, TupleReader};
+
+fn workload_path(dir: &std::path::Path) -> PathBuf {
+    if let Some(p) = std::env::var_os("VERDICT_WORKLOAD") {
+        return PathBuf::from(p);
+    }
+    let out = dir.join("workload.txt");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/gen_workload.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .args(["--seed", "42", "--relationships", "100000", "--checks", "20000", "-o"])
+        .arg(&out)
+        .status()
+        .expect("python3 runs gen_workload.py");
+    assert!(status.success());
+    out
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn run_checks(engine: &Engine, reader: &(dyn TupleReader + Sync), checks: &[Tuple], now: Timestamp) -> Vec<Duration> {
+    checks
+        .iter()
+        .map(|c| {
+            let mut request = CheckRequest::new(c.resource.clone(), c.relation.clone(), c.subject.clone());
+            request.now = now;
+            let start = Instant::now();
+            let response = engine.check(reader, &request).expect("check succeeds");
+            std::hint::black_box(response.outcome);
+            start.elapsed()
+        })
+        .collect()
+}
+
+fn report(label: &str, mut latencies: Vec<Duration>, wall: Duration) {
+    latencies.sort();
+    println!(
+        "{label}: {} checks in {:.2}s = {:.0} checks/s; p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        latencies.len(),
+        wall.as_secs_f64(),
+        latencies.len() as f64 / wall.as_secs_f64(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1e6,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e6,
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e6),
+    );
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(workload_path(dir.path())).expect("workload readable");
+    let workload = parse_workload(&text).expect("workload parses");
+    let store = RocksStore::open(
+        dir.path().join("db"),
+        RocksOptions {
+            sync_writes: false,
+            ..RocksOptions::default()
+        },
+    )
+    .expect("store opens");
+    let tenant = Tenant::default_tenant();
+    let start = Instant::now();
+    store
+        .bulk_import(&tenant, Revision(1), &mut workload.relationships.iter().cloned())
+        .expect("import");
+    println!(
+        "workload s42-r100000: imported {} relationships in {:.2}s",
+        workload.relationships.len(),
+        start.elapsed().as_secs_f64()
+    );
+    let reader = store.snapshot(&tenant, Revision(1)).expect("snapshot");
+    let compiled = schema::compile(&workload.schema, &SchemaLimits::default()).expect("schema");
+    let engine = Engine::new(Arc::new(compiled.schema), EngineConfig::default()).expect("engine");
+    let now = Timestamp::now();
+
+    // Warm the block cache once, then measure.
+    let _ = run_checks(&engine, &reader, &workload.checks, now);
+    let start = Instant::now();
+    let latencies = run_checks(&engine, &reader, &workload.checks, now);
+    report("check, 1 thread", latencies, start.elapsed());
+
+    let half = workload.checks.len() / 2;
+    let (a, b) = workload.checks.split_at(half);
+    let start = Instant::now();
+    let latencies = std::thread::scope(|s| {
+        let ha = s.spawn(|| run_checks(&engine, &reader, a, now));
+        let hb = s.spawn(|| run_checks(&engine, &reader, b, now));
+        let mut l = ha.join().expect("thread");
+        l.extend(hb.join().expect("thread"));
+        l
+    });
+    report("check, 2 threads", latencies, start.elapsed());
+
+    // Lookup-resources for the subject of the first allowed-looking check.
+    let subject = workload.checks[0].subject.clone();
+    let start = Instant::now();
+    let mut cursor: Option<String> = None;
+    let mut results = 0usize;
+    loop {
+        let page = engine
+            .lookup_resources(&reader, "document", "view", &subject, &Default::default(), now, cursor.as_deref(), 1000)
+            .expect("lookup");
+        results += page.items.len();
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let wall = start.elapsed();
+    println!(
+        "lookup_resources(document, view, {subject}): {results} results in {:.3}s = {:.0} results/s",
+        wall.as_secs_f64(),
+        results as f64 / wall.as_secs_f64()
+    );
+}
