@@ -14,6 +14,7 @@
 //! The engine never writes and never sees gRPC types; it is handed a reader
 //! pinned to a revision and answers at exactly that revision.
 
+mod cache;
 pub mod caveat_eval;
 mod check;
 mod error;
@@ -22,11 +23,13 @@ mod lookup;
 pub mod outcome;
 mod trace;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use verdict_storage::{ObjectRef, SubjectRef, Timestamp, TupleReader};
 
+pub use cache::{CacheStats, DecisionCache, DecisionKey};
 pub use caveat_eval::{CaveatError, CompiledCaveat};
 pub use error::EngineError;
 pub use expand::ExpandNode;
@@ -89,6 +92,8 @@ pub struct CheckResponse {
     pub trace: Option<TraceNode>,
     /// Storage reads this check made.
     pub reads: u64,
+    /// Sub-problems answered by the shared decision cache (0 = computed).
+    pub cache_hits: u64,
 }
 
 /// The engine for one compiled schema version.
@@ -97,7 +102,13 @@ pub struct Engine {
     schema: Arc<Schema>,
     caveats: Arc<Vec<CompiledCaveat>>,
     config: EngineConfig,
+    /// Distinguishes engines (schema versions) in the shared cache.
+    generation: usize,
+    cache: Option<Arc<DecisionCache>>,
 }
+
+/// Source of [`Engine::generation`] values.
+static NEXT_GENERATION: AtomicUsize = AtomicUsize::new(1);
 
 impl Engine {
     /// Builds an engine for `schema`, compiling its caveats once.
@@ -114,7 +125,21 @@ impl Engine {
             schema,
             caveats: Arc::new(caveats),
             config,
+            generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            cache: None,
         })
+    }
+
+    /// Shares decided sub-problems across requests through `cache` (keyed
+    /// by tenant, revision, schema and sub-problem).
+    pub fn with_cache(mut self, cache: Arc<DecisionCache>) -> Engine {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The decision cache's counters, when there is one.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|c| c.stats())
     }
 
     /// The schema this engine evaluates.
@@ -145,6 +170,7 @@ impl Engine {
             outcome,
             trace: walker.take_trace(),
             reads: walker.reads(),
+            cache_hits: walker.cache_hits(),
         })
     }
 
@@ -188,12 +214,13 @@ impl Engine {
             for i in group {
                 let r = &requests[i];
                 walker.set_trace(r.trace);
-                let before = walker.reads();
+                let (reads, hits) = (walker.reads(), walker.cache_hits());
                 let outcome = walker.check_object(&r.resource, &r.permission);
                 results[i] = Some(outcome.map(|outcome| CheckResponse {
                     outcome,
                     trace: walker.take_trace(),
-                    reads: walker.reads() - before,
+                    reads: walker.reads() - reads,
+                    cache_hits: walker.cache_hits() - hits,
                 }));
             }
         }

@@ -12,6 +12,7 @@
 //!   it must fail to parse.
 //!
 //! Prints accepted/rejected/mismatched counts and fails on any mismatch.
+//! A second test runs `verdict validate` over every validation file found.
 
 use std::path::{Path, PathBuf};
 
@@ -221,4 +222,66 @@ fn spicedb_schemas_compile_or_fail_as_spicedb_does() {
         mismatched.len(),
         mismatched.join("\n")
     );
+}
+
+/// Validation files SpiceDB itself refuses to run because a relationship is
+/// invalid (these must fail `verdict validate` too).
+const RELATIONSHIP_REJECTS: &[&str] = &[
+    "invalid_caveated_rel.yaml",
+    "invalid_caveated_rel_syntax.yaml",
+];
+
+/// Runs every SpiceDB validation file through `verdict validate` (schema,
+/// relationships, assertions, expected relations) and reports
+/// passed/failed files and assertions. Every file must pass, except the
+/// ones SpiceDB rejects, which must fail.
+#[test]
+fn spicedb_validation_files_pass_verdict_validate() {
+    let dir = std::env::var_os("VERDICT_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/conformance")
+        });
+    let mut files = Vec::new();
+    walk(&dir, &mut files);
+    let now = verdict_storage::Timestamp::now();
+    let (mut passed_files, mut failed_files, mut skipped_files) = (0, 0, 0);
+    let (mut passed_assertions, mut failed_assertions) = (0, 0);
+    let mut unexpected = Vec::new();
+    for path in &files {
+        let name = file_name(path);
+        if !(name.ends_with(".yaml") || name.ends_with(".yml")) || !is_spicedb_validation_file(path)
+        {
+            continue;
+        }
+        if LOADER_REJECTS.contains(&name) {
+            skipped_files += 1; // covered by the schema conformance test
+            continue;
+        }
+        let report = verdict::validate::validate_file(path, now);
+        passed_assertions += report.passed;
+        failed_assertions += report.failures.len();
+        let must_fail = RELATIONSHIP_REJECTS.contains(&name);
+        match (report.ok(), must_fail) {
+            (true, false) | (false, true) => passed_files += 1,
+            (false, false) => {
+                failed_files += 1;
+                let mut why = report.fatal.clone().unwrap_or_default();
+                why.push_str(&report.failures.join("\n"));
+                unexpected.push(format!("{}:\n{why}", path.display()));
+            }
+            (true, true) => {
+                failed_files += 1;
+                unexpected.push(format!(
+                    "{}: SpiceDB rejects it, verdict validate passed it",
+                    path.display()
+                ));
+            }
+        }
+    }
+    println!(
+        "verdict validate over {}: files {passed_files} as expected, {failed_files} not, {skipped_files} skipped (loader negatives); assertions {passed_assertions} passed, {failed_assertions} failed",
+        dir.display()
+    );
+    assert!(unexpected.is_empty(), "{}", unexpected.join("\n\n"));
 }

@@ -30,3 +30,31 @@ fn every_example_compiles_and_formats_stably() {
     }
     assert!(count >= 5, "expected at least five examples, found {count}");
 }
+
+/// Every example passes `verdict validate`: its assertions hold.
+#[test]
+fn every_example_passes_validate() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema-examples");
+    let now = verdict_storage::Timestamp::now();
+    let mut failures = Vec::new();
+    let mut assertions = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let report = verdict::validate::validate_file(&path, now);
+        assertions += report.passed;
+        if let Some(f) = report.fatal {
+            failures.push(format!("{}: {f}", path.display()));
+        }
+        failures.extend(
+            report
+                .failures
+                .into_iter()
+                .map(|f| format!("{}: {f}", path.display())),
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(assertions >= 50, "only {assertions} assertions ran");
+}

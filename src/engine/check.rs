@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 use verdict_storage::{ObjectRef, SubjectRef, Timestamp, Tuple, TupleReader, WILDCARD};
 
+use super::cache::DecisionKey;
 use super::error::EngineError;
 use super::outcome::Outcome;
 use super::trace::{TraceBuilder, TraceNode};
@@ -42,8 +43,12 @@ pub(crate) struct Walker<'e> {
     in_progress: HashSet<Key>,
     /// Set when a result relied on an in-progress sub-problem.
     cycle_hit: bool,
+    /// Set when a result depended on request time or context (a caveat or
+    /// an expiring tuple): such results are not shared across requests.
+    volatile: bool,
     depth: u32,
     reads: u64,
+    cache_hits: u64,
     trace: Option<TraceBuilder>,
 }
 
@@ -81,8 +86,10 @@ impl<'e> Walker<'e> {
             memo: HashMap::new(),
             in_progress: HashSet::new(),
             cycle_hit: false,
+            volatile: false,
             depth: 0,
             reads: 0,
+            cache_hits: 0,
             trace: None,
         })
     }
@@ -97,6 +104,10 @@ impl<'e> Walker<'e> {
 
     pub(crate) fn reads(&self) -> u64 {
         self.reads
+    }
+
+    pub(crate) fn cache_hits(&self) -> u64 {
+        self.cache_hits
     }
 
     /// Resolves `type#relation` names to ids.
@@ -170,8 +181,16 @@ impl<'e> Walker<'e> {
                 return Ok(Outcome::Allowed);
             }
             let key = (ty, rel, id.to_string());
-            if let Some(o) = self.memo.get(&key) {
-                result = result.or(o.clone());
+            let known = match self.memo.get(&key) {
+                Some(o) => Some(o.clone()),
+                None => {
+                    let hit = self.cached(ty, rel, id);
+                    self.cache_hits += u64::from(hit.is_some());
+                    hit
+                }
+            };
+            if let Some(o) = known {
+                result = result.or(o);
                 if result.is_allowed() {
                     return Ok(result);
                 }
@@ -193,6 +212,7 @@ impl<'e> Walker<'e> {
             self.in_progress.insert((ty, rel, id.to_string()));
         }
         let outer_cycle = std::mem::replace(&mut self.cycle_hit, false);
+        let outer_volatile = std::mem::replace(&mut self.volatile, false);
         self.depth += 1;
         self.enter(&|w: &Self| w.label(ty, rel, &pending));
         let evaluated = self.eval(ty, rel, &pending);
@@ -210,14 +230,48 @@ impl<'e> Walker<'e> {
             if pending.len() == 1 {
                 self.memo
                     .insert((ty, rel, pending[0].to_string()), outcome.clone());
+                self.remember(ty, rel, pending[0], &outcome);
             } else if outcome.is_denied() {
                 for id in &pending {
                     self.memo.insert((ty, rel, id.to_string()), Outcome::Denied);
+                    self.remember(ty, rel, id, &Outcome::Denied);
                 }
             }
         }
         self.cycle_hit |= outer_cycle;
+        self.volatile |= outer_volatile;
         Ok(result.or(outcome))
+    }
+
+    fn decision_key(&self, ty: TypeId, rel: RelationId, id: &str) -> DecisionKey {
+        DecisionKey {
+            tenant: self.reader.tenant().as_str().to_string(),
+            revision: self.reader.revision().0,
+            schema: self.engine.generation,
+            object_type: ty,
+            relation: rel,
+            object_id: id.to_string(),
+            subject_type: self.subject.type_id,
+            subject_id: self.subject.id.clone(),
+            subject_relation: self.subject.relation.clone(),
+        }
+    }
+
+    /// The shared decision cache's answer, if it has one.
+    fn cached(&self, ty: TypeId, rel: RelationId, id: &str) -> Option<Outcome> {
+        let cache = self.engine.cache.as_ref()?;
+        cache.get(&self.decision_key(ty, rel, id))
+    }
+
+    /// Shares an answer through the decision cache when it depended only on
+    /// the graph at this revision.
+    fn remember(&self, ty: TypeId, rel: RelationId, id: &str, outcome: &Outcome) {
+        if self.volatile {
+            return;
+        }
+        if let Some(cache) = &self.engine.cache {
+            cache.insert(self.decision_key(ty, rel, id), outcome.clone());
+        }
     }
 
     fn eval(&mut self, ty: TypeId, rel: RelationId, ids: &[&str]) -> Result<Outcome, EngineError> {
@@ -235,7 +289,10 @@ impl<'e> Walker<'e> {
 
     /// The caveat outcome of one tuple (ALLOWED when it has none); DENIED
     /// for an expired tuple.
-    fn tuple_condition(&self, tuple: &Tuple) -> Result<Outcome, EngineError> {
+    fn tuple_condition(&mut self, tuple: &Tuple) -> Result<Outcome, EngineError> {
+        if tuple.expiration.is_some() || tuple.caveat.is_some() {
+            self.volatile = true;
+        }
         if tuple.is_expired_at(self.now) {
             return Ok(Outcome::Denied);
         }

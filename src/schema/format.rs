@@ -59,9 +59,8 @@ fn doc(out: &mut String, doc: &Option<String>, indent: &str) {
         }
         return;
     }
-    let simple = !text.contains('\n')
-        && !text.starts_with(['*', ' ', '\t'])
-        && !text.ends_with([' ', '\t']);
+    let simple =
+        !text.contains('\n') && !text.starts_with(['*', ' ', '\t']) && !text.ends_with([' ', '\t']);
     if simple {
         let _ = writeln!(out, "{indent}/** {text} */");
         return;
