@@ -59,8 +59,9 @@ fn doc(out: &mut String, doc: &Option<String>, indent: &str) {
         }
         return;
     }
-    let simple =
-        !text.contains('\n') && !text.starts_with(['*', ' ', '\t']) && !text.ends_with([' ', '\t']);
+    let simple = !text.contains('\n')
+        && !text.starts_with(|c: char| c == '*' || c.is_whitespace())
+        && !text.ends_with(char::is_whitespace);
     if simple {
         let _ = writeln!(out, "{indent}/** {text} */");
         return;
@@ -254,6 +255,8 @@ mod tests {
             "/** * starts with a star */\ndefinition a {}",
             "/**\n *   indented\n * * bullet\n */\ndefinition a {}",
             "/// * star line\ndefinition a {}",
+            "/**\n *\ruser\n */\ndefinition a {}",
+            "/** \u{85}x\u{2028} */\ndefinition a {}",
         ] {
             let once = fmt(doc);
             assert_eq!(fmt(&once), once, "{doc}");

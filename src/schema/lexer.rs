@@ -356,6 +356,18 @@ impl<'a> Lexer<'a> {
 /// Strips comment markers from a doc comment's text (`/** ... */` or `///`
 /// lines), leaving its lines trimmed of the leading `*` decoration.
 pub fn doc_comment_text(raw: &str) -> String {
+    // Any whitespace or control character but a line break becomes a space,
+    // so the printed form reads back identically.
+    let raw: String = raw
+        .chars()
+        .map(|c| {
+            if c != '\n' && (c.is_whitespace() || c.is_control()) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
     let lines: Vec<&str> = match raw.strip_prefix("/**") {
         Some(body) => body
             .strip_suffix("*/")
