@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use verdict::engine::{CheckRequest, Engine, EngineConfig};
 use verdict::schema::{self, SchemaLimits};
 use verdict::workload::parse_workload;
-use verdict_storage::{RelationStore, Revision, RocksOptions, RocksStore, Tenant, Timestamp, Tuple, TupleReader};
+use verdict_storage::{
+    RelationStore, Revision, RocksOptions, RocksStore, Tenant, Timestamp, Tuple, TupleReader,
+};
 
 fn workload_path(dir: &std::path::Path) -> PathBuf {
     if let Some(p) = std::env::var_os("VERDICT_WORKLOAD") {
@@ -27,7 +29,15 @@ fn workload_path(dir: &std::path::Path) -> PathBuf {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/gen_workload.py");
     let status = Command::new("python3")
         .arg(script)
-        .args(["--seed", "42", "--relationships", "100000", "--checks", "20000", "-o"])
+        .args([
+            "--seed",
+            "42",
+            "--relationships",
+            "100000",
+            "--checks",
+            "20000",
+            "-o",
+        ])
         .arg(&out)
         .status()
         .expect("python3 runs gen_workload.py");
@@ -39,11 +49,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn run_checks(engine: &Engine, reader: &(dyn TupleReader + Sync), checks: &[Tuple], now: Timestamp) -> Vec<Duration> {
+fn run_checks(
+    engine: &Engine,
+    reader: &(dyn TupleReader + Sync),
+    checks: &[Tuple],
+    now: Timestamp,
+) -> Vec<Duration> {
     checks
         .iter()
         .map(|c| {
-            let mut request = CheckRequest::new(c.resource.clone(), c.relation.clone(), c.subject.clone());
+            let mut request =
+                CheckRequest::new(c.resource.clone(), c.relation.clone(), c.subject.clone());
             request.now = now;
             let start = Instant::now();
             let response = engine.check(reader, &request).expect("check succeeds");
@@ -81,7 +97,11 @@ fn main() {
     let tenant = Tenant::default_tenant();
     let start = Instant::now();
     store
-        .bulk_import(&tenant, Revision(1), &mut workload.relationships.iter().cloned())
+        .bulk_import(
+            &tenant,
+            Revision(1),
+            &mut workload.relationships.iter().cloned(),
+        )
         .expect("import");
     println!(
         "workload s42-r100000: imported {} relationships in {:.2}s",
@@ -118,7 +138,16 @@ fn main() {
     let mut results = 0usize;
     loop {
         let page = engine
-            .lookup_resources(&reader, "document", "view", &subject, &Default::default(), now, cursor.as_deref(), 1000)
+            .lookup_resources(
+                &reader,
+                "document",
+                "view",
+                &subject,
+                &Default::default(),
+                now,
+                cursor.as_deref(),
+                1000,
+            )
             .expect("lookup");
         results += page.items.len();
         match page.cursor {

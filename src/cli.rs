@@ -24,6 +24,9 @@ pub enum Command {
     /// Work with schemas offline: check, format.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Run a single node on an embedded data directory (gRPC + HTTP).
+    #[cfg(feature = "server")]
+    Serve(crate::server::config::ServeArgs),
     /// Run SpiceDB validation files (schema, relationships, assertions,
     /// expected relations) against a real store; exits non-zero on any
     /// failure and explains each one.
@@ -90,6 +93,47 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema(SchemaCommand::Fmt(args)) => schema_fmt(&args),
         #[cfg(feature = "server")]
         Command::Validate(args) => validate(&args),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve(&args),
+    }
+}
+
+#[cfg(feature = "server")]
+fn serve(args: &crate::server::config::ServeArgs) -> ExitCode {
+    let settings = match args.resolve() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VERDICT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .json()
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::server::run::run(
+        settings,
+        crate::server::run::shutdown_signal(),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

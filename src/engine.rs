@@ -226,7 +226,7 @@ impl Engine {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(EngineError::Internal("bulk check lost a result"))))
+            .map(|r| r.unwrap_or(Err(EngineError::Internal("bulk check lost a result"))))
             .collect()
     }
 

@@ -8,12 +8,16 @@
 //! cli ─▶ schema (lexer ─▶ parser ─▶ compiler ─▶ IR)
 //! ```
 
+#[cfg(feature = "server")]
+pub mod api;
 pub mod cli;
 #[cfg(feature = "server")]
 pub mod engine;
 #[cfg(feature = "server")]
 pub mod relationships;
 pub mod schema;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(feature = "server")]
 pub mod validate;
 #[cfg(feature = "server")]

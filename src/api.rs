@@ -1,0 +1,39 @@
+//! The gRPC API (`verdict.v1`): services, protobuf conversions and the one
+//! error → status mapping. Proto types stop here: the engine, schema and
+//! storage never see them.
+
+pub mod convert;
+pub mod error;
+pub mod pb;
+mod schema_service;
+
+use std::sync::Arc;
+
+use crate::server::state::AppState;
+
+pub use schema_service::SchemaApi;
+
+/// The HTTP routes (health, readiness, metrics).
+pub fn http_router(state: Arc<AppState>) -> axum::Router {
+    crate::server::http::router(state)
+}
+
+/// Every gRPC service, plus health and reflection.
+///
+/// # Errors
+/// The reflection descriptor could not be loaded.
+pub fn grpc_router(state: Arc<AppState>) -> Result<tonic::transport::server::Router, String> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| e.to_string())?;
+    drop(health_reporter);
+    Ok(tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(pb::schema_service_server::SchemaServiceServer::new(
+            SchemaApi::new(state),
+        )))
+}

@@ -1,0 +1,254 @@
+//! `verdict serve` settings: flags, then `VERDICT_*` environment variables,
+//! then a TOML file (`--config`), then defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags of `verdict serve` (each also readable from `VERDICT_<NAME>`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Data directory (RocksDB store, tenant registry, cluster id).
+    /// Default = ./verdict-data
+    #[arg(long, env = "VERDICT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address. Default = 127.0.0.1:50051
+    #[arg(long, env = "VERDICT_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// HTTP listen address (/healthz, /readyz, /metrics). Default = 127.0.0.1:8080
+    #[arg(long, env = "VERDICT_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Serve without API keys (development only; prints a warning).
+    #[arg(long, env = "VERDICT_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// A TOML file with the same settings (kebab-case keys).
+    #[arg(long, env = "VERDICT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Upper bound on how stale a minimize_latency read may be. Default = 5s
+    #[arg(long, env = "VERDICT_MAX_STALENESS", value_parser = parse_duration)]
+    pub max_staleness: Option<Duration>,
+    /// How long a read waits for a revision this node has not applied yet. Default = 2s
+    #[arg(long, env = "VERDICT_MAX_WAIT", value_parser = parse_duration)]
+    pub max_wait: Option<Duration>,
+    /// Deepest chain of sub-problems a check may follow. Default = 50
+    #[arg(long, env = "VERDICT_MAX_DEPTH")]
+    pub max_depth: Option<u32>,
+    /// Decision cache size in bytes. Default = 64 MiB
+    #[arg(long, env = "VERDICT_CACHE_BYTES")]
+    pub cache_bytes: Option<usize>,
+    /// fsync every write before acknowledging it. Default = true
+    #[arg(long, env = "VERDICT_SYNC_WRITES")]
+    pub sync_writes: Option<bool>,
+    /// Time allowed for in-flight requests at shutdown. Default = 10s
+    #[arg(long, env = "VERDICT_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// The same settings in a TOML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    grpc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    insecure_no_auth: Option<bool>,
+    max_staleness: Option<String>,
+    max_wait: Option<String>,
+    max_depth: Option<u32>,
+    cache_bytes: Option<usize>,
+    sync_writes: Option<bool>,
+    shutdown_grace: Option<String>,
+}
+
+/// Resolved server settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// Data directory. Default = ./verdict-data
+    pub data_dir: PathBuf,
+    /// gRPC address. Default = 127.0.0.1:50051
+    pub grpc_addr: SocketAddr,
+    /// HTTP address. Default = 127.0.0.1:8080
+    pub http_addr: SocketAddr,
+    /// No API keys. Default = false
+    pub insecure_no_auth: bool,
+    /// Staleness bound for minimize_latency. Default = 5s
+    pub max_staleness: Duration,
+    /// Wait bound for unapplied revisions. Default = 2s
+    pub max_wait: Duration,
+    /// Engine depth bound. Default = 50
+    pub max_depth: u32,
+    /// Decision cache bytes. Default = 64 MiB
+    pub cache_bytes: usize,
+    /// fsync writes. Default = true
+    pub sync_writes: bool,
+    /// Shutdown grace period. Default = 10s
+    pub shutdown_grace: Duration,
+}
+
+/// A settings problem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("config file `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h` (or a bare number of seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like `5s` or `500ms`"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("`{text}` is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+impl ServerSettings {
+    /// Defaults with `data_dir` and ephemeral loopback ports (for tests).
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        ServerSettings {
+            data_dir: data_dir.into(),
+            grpc_addr: ([127, 0, 0, 1], 0).into(),
+            http_addr: ([127, 0, 0, 1], 0).into(),
+            insecure_no_auth: true,
+            max_staleness: Duration::from_secs(5),
+            max_wait: Duration::from_secs(2),
+            max_depth: 50,
+            cache_bytes: 64 << 20,
+            sync_writes: false,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Merges flags/env (already in `self`), the TOML file and defaults.
+    ///
+    /// # Errors
+    /// An unreadable or invalid config file.
+    pub fn resolve(&self) -> Result<ServerSettings, ConfigError> {
+        let file = match &self.config {
+            None => FileSettings::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        let file_duration =
+            |v: &Option<String>, key: &str| -> Result<Option<Duration>, ConfigError> {
+                v.as_deref()
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(|message| ConfigError::Parse {
+                        path: self.config.clone().unwrap_or_default(),
+                        message: format!("{key}: {message}"),
+                    })
+            };
+        Ok(ServerSettings {
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("verdict-data")),
+            grpc_addr: self
+                .grpc_addr
+                .or(file.grpc_addr)
+                .unwrap_or(([127, 0, 0, 1], 50051).into()),
+            http_addr: self
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or(([127, 0, 0, 1], 8080).into()),
+            insecure_no_auth: self.insecure_no_auth || file.insecure_no_auth.unwrap_or(false),
+            max_staleness: self
+                .max_staleness
+                .or(file_duration(&file.max_staleness, "max-staleness")?)
+                .unwrap_or(Duration::from_secs(5)),
+            max_wait: self
+                .max_wait
+                .or(file_duration(&file.max_wait, "max-wait")?)
+                .unwrap_or(Duration::from_secs(2)),
+            max_depth: self.max_depth.or(file.max_depth).unwrap_or(50),
+            cache_bytes: self.cache_bytes.or(file.cache_bytes).unwrap_or(64 << 20),
+            sync_writes: self.sync_writes.or(file.sync_writes).unwrap_or(true),
+            shutdown_grace: self
+                .shutdown_grace
+                .or(file_duration(&file.shutdown_grace, "shutdown-grace")?)
+                .unwrap_or(Duration::from_secs(10)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(&path, "grpc-addr = \"127.0.0.1:6000\"\nhttp-addr = \"127.0.0.1:6001\"\nmax-staleness = \"2s\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            grpc_addr: Some("127.0.0.1:7000".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let s = args.resolve().unwrap();
+        assert_eq!(s.grpc_addr, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(s.http_addr, "127.0.0.1:6001".parse().unwrap());
+        assert_eq!(s.max_staleness, Duration::from_secs(2));
+        assert_eq!(s.data_dir, PathBuf::from("verdict-data"));
+        std::fs::write(&path, "no-such-key = 1\n").unwrap();
+        assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
+    }
+}

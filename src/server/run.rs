@@ -1,0 +1,158 @@
+//! Starting and stopping the server: open the store, bind both ports,
+//! serve until shutdown, drain in-flight requests, flush, exit.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use super::config::ServerSettings;
+use super::state::AppState;
+use crate::api;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The data directory could not be prepared.
+    #[error("data directory `{path}`: {message}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(String),
+}
+
+pub(crate) fn cluster_id(dir: &std::path::Path) -> Result<u64, ServerError> {
+    let path = dir.join("cluster-id");
+    let err = |message: String| ServerError::DataDir {
+        path: dir.display().to_string(),
+        message,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| err(format!("`{}` is corrupt", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id: u64 = rand::random();
+            std::fs::write(&path, id.to_string()).map_err(|e| err(e.to_string()))?;
+            Ok(id)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Runs a single node until `shutdown` resolves.
+///
+/// # Errors
+/// See [`ServerError`].
+pub async fn run(
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let dir = settings.data_dir.clone();
+    let state = AppState::open(settings.clone())?;
+    if settings.insecure_no_auth {
+        tracing::warn!("serving WITHOUT authentication (--insecure-no-auth): any client can read and write every tenant");
+        eprintln!("WARNING: --insecure-no-auth: any client can read and write every tenant");
+    }
+    let state = Arc::new(state);
+
+    let grpc = TcpListener::bind(settings.grpc_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: settings.grpc_addr,
+            source,
+        })?;
+    let http = TcpListener::bind(settings.http_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: settings.http_addr,
+            source,
+        })?;
+    let grpc_addr = grpc.local_addr().unwrap_or(settings.grpc_addr);
+    let http_addr = http.local_addr().unwrap_or(settings.http_addr);
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut stop_http = stop_tx.subscribe();
+    let http_server =
+        axum::serve(http, api::http_router(state.clone())).with_graceful_shutdown(async move {
+            let _ = stop_http.recv().await;
+        });
+    let http_task = tokio::spawn(async move { http_server.await });
+
+    let mut stop_grpc = stop_tx.subscribe();
+    let grpc_server = api::grpc_router(state.clone())
+        .map_err(ServerError::Grpc)?
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            let _ = stop_grpc.recv().await;
+        });
+    let grpc_task = tokio::spawn(grpc_server);
+
+    tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), "verdict serving");
+    println!("grpc listening on {grpc_addr}");
+    println!("http listening on {http_addr}");
+    println!("ready");
+    let _ = std::io::stdout().flush();
+
+    shutdown.await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(());
+    let grace = settings.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        let g = grpc_task.await;
+        let _ = http_task.await;
+        g
+    })
+    .await;
+    match drained {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(ServerError::Grpc(e.to_string())),
+        Ok(Err(e)) => return Err(ServerError::Grpc(e.to_string())),
+        Err(_) => tracing::warn!(
+            ?grace,
+            "in-flight requests did not finish within the grace period"
+        ),
+    }
+    // Dropping the last reference closes RocksDB cleanly (WAL flushed).
+    drop(state);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

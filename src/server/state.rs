@@ -1,0 +1,227 @@
+//! Shared server state: the store, the commit path, tenants, zookies,
+//! consistency resolution and the compiled engine for each schema version.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use verdict_storage::{RelationStore, Revision, RocksStore, Tenant};
+
+use super::commit::LocalCommitter;
+use super::config::ServerSettings;
+use super::tenants::TenantRegistry;
+use super::zookie::ZookieCodec;
+use crate::api::error::ApiError;
+use crate::api::pb;
+use crate::engine::{DecisionCache, Engine, EngineConfig};
+use crate::schema::{self, SchemaLimits};
+
+/// The engine for one schema version of one tenant.
+#[derive(Debug)]
+pub struct SchemaEngine {
+    /// The compiled engine.
+    pub engine: Engine,
+    /// The schema version number.
+    pub version: u64,
+    /// The revision at which this version became active.
+    pub active_since: Revision,
+    /// The schema text.
+    pub text: String,
+}
+
+/// Everything the services share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The tuple store.
+    pub store: Arc<RocksStore>,
+    /// The write path.
+    pub committer: LocalCommitter,
+    /// Which tenants exist.
+    pub tenants: TenantRegistry,
+    /// Token codec for this cluster.
+    pub zookies: ZookieCodec,
+    /// Shared decision cache.
+    pub cache: Arc<DecisionCache>,
+    /// Resolved settings.
+    pub settings: ServerSettings,
+    engines: Mutex<HashMap<(String, u64), Arc<SchemaEngine>>>,
+    quantized: Mutex<(Instant, Revision)>,
+}
+
+impl AppState {
+    /// Opens (creating if needed) a data directory: the RocksDB store in
+    /// `store/`, the tenant registry and the cluster id.
+    ///
+    /// # Errors
+    /// The directory or store cannot be opened.
+    pub fn open(settings: ServerSettings) -> Result<AppState, super::run::ServerError> {
+        use super::run::ServerError;
+        let dir = settings.data_dir.clone();
+        let err = |message: String| ServerError::DataDir {
+            path: dir.display().to_string(),
+            message,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+        let cluster = super::run::cluster_id(&dir)?;
+        let options = verdict_storage::RocksOptions {
+            sync_writes: settings.sync_writes,
+            ..verdict_storage::RocksOptions::default()
+        };
+        let store = RocksStore::open(dir.join("store"), options).map_err(|e| err(e.to_string()))?;
+        let tenants =
+            TenantRegistry::open(dir.join("tenants.json")).map_err(|e| err(e.to_string()))?;
+        Ok(AppState::new(Arc::new(store), tenants, cluster, settings))
+    }
+
+    /// Builds the state over an open store.
+    pub fn new(
+        store: Arc<RocksStore>,
+        tenants: TenantRegistry,
+        cluster_id: u64,
+        settings: ServerSettings,
+    ) -> Self {
+        let applied = store.applied_revision();
+        AppState {
+            committer: LocalCommitter::new(store.clone()),
+            store,
+            tenants,
+            zookies: ZookieCodec::new(cluster_id),
+            cache: Arc::new(DecisionCache::new(settings.cache_bytes)),
+            settings,
+            engines: Mutex::new(HashMap::new()),
+            quantized: Mutex::new((Instant::now(), applied)),
+        }
+    }
+
+    /// The tenant a request names (`""` = default).
+    ///
+    /// # Errors
+    /// Invalid or unknown tenant.
+    pub fn tenant(&self, name: &str) -> Result<Tenant, ApiError> {
+        self.tenants.get(name, "tenant")
+    }
+
+    /// A zookie for `revision`.
+    pub fn zookie(&self, revision: Revision) -> pb::Zookie {
+        pb::Zookie {
+            token: self.zookies.encode(revision),
+        }
+    }
+
+    fn decode(&self, zookie: &pb::Zookie, field: &str) -> Result<Revision, ApiError> {
+        self.zookies
+            .decode(&zookie.token)
+            .map_err(|source| ApiError::Zookie {
+                field: field.to_string(),
+                source,
+            })
+    }
+
+    /// Waits (bounded by `max_wait`) until `revision` is applied.
+    async fn wait_for(&self, revision: Revision, field: &str) -> Result<(), ApiError> {
+        if self.store.applied_revision() >= revision {
+            return Ok(());
+        }
+        let mut applied = self.committer.subscribe();
+        let reached = tokio::time::timeout(self.settings.max_wait, async {
+            applied.wait_for(|r| *r >= revision).await.is_ok()
+        })
+        .await;
+        match reached {
+            Ok(true) => Ok(()),
+            _ => Err(ApiError::Unavailable(format!(
+                "`{field}` names revision {} but this node has applied only {} after waiting {:?}; retry later",
+                revision.0,
+                self.store.applied_revision().0,
+                self.settings.max_wait
+            ))),
+        }
+    }
+
+    /// The revision a read evaluates at, for the requested consistency
+    /// (`None` = minimize_latency).
+    ///
+    /// # Errors
+    /// Bad zookies (INVALID_ARGUMENT), revisions not applied within the wait
+    /// bound (UNAVAILABLE), garbage-collected revisions (FAILED_PRECONDITION).
+    pub async fn read_revision(
+        &self,
+        consistency: Option<&pb::Consistency>,
+    ) -> Result<Revision, ApiError> {
+        use pb::consistency::Requirement;
+        match consistency.and_then(|c| c.requirement.as_ref()) {
+            None | Some(Requirement::MinimizeLatency(_)) => Ok(self.quantized_revision()),
+            Some(Requirement::FullyConsistent(_)) => Ok(self.store.applied_revision()),
+            Some(Requirement::AtLeastAsFresh(z)) => {
+                let wanted = self.decode(z, "consistency.at_least_as_fresh")?;
+                self.wait_for(wanted, "consistency.at_least_as_fresh")
+                    .await?;
+                Ok(self.store.applied_revision().max(wanted))
+            }
+            Some(Requirement::AtExactSnapshot(z)) => {
+                let wanted = self.decode(z, "consistency.at_exact_snapshot")?;
+                self.wait_for(wanted, "consistency.at_exact_snapshot")
+                    .await?;
+                let floor = self.store.gc_floor();
+                if wanted < floor {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "`consistency.at_exact_snapshot` names revision {}, which was garbage-collected (oldest readable: {})",
+                        wanted.0, floor.0
+                    )));
+                }
+                Ok(wanted)
+            }
+        }
+    }
+
+    /// The applied revision rounded to a window (so caches hit), never
+    /// older than the staleness bound.
+    fn quantized_revision(&self) -> Revision {
+        let window = self.settings.max_staleness.min(Duration::from_secs(1));
+        let Ok(mut q) = self.quantized.lock() else {
+            return self.store.applied_revision();
+        };
+        if q.0.elapsed() >= window {
+            *q = (Instant::now(), self.store.applied_revision());
+        }
+        q.1
+    }
+
+    /// The engine for the schema active for `tenant` at `revision`.
+    ///
+    /// # Errors
+    /// No schema at that revision, or a storage failure.
+    pub fn engine_at(
+        &self,
+        tenant: &Tenant,
+        revision: Revision,
+    ) -> Result<Arc<SchemaEngine>, ApiError> {
+        let stored = self
+            .store
+            .schema_at(tenant, revision)?
+            .ok_or_else(|| ApiError::NoSchema(tenant.as_str().to_string()))?;
+        let key = (tenant.as_str().to_string(), stored.revision.0);
+        if let Some(found) = self.engines.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(found);
+        }
+        let compiled = schema::compile(&stored.record.text, &SchemaLimits::default())
+            .map_err(|e| ApiError::Internal(format!("stored schema does not compile: {e}")))?;
+        let engine = Engine::new(
+            Arc::new(compiled.schema),
+            EngineConfig {
+                max_depth: self.settings.max_depth,
+            },
+        )?
+        .with_cache(self.cache.clone());
+        let entry = Arc::new(SchemaEngine {
+            engine,
+            version: stored.record.version,
+            active_since: stored.revision,
+            text: stored.record.text,
+        });
+        if let Ok(mut map) = self.engines.lock() {
+            map.insert(key, entry.clone());
+        }
+        Ok(entry)
+    }
+}

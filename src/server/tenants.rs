@@ -1,0 +1,173 @@
+//! The tenant registry: which tenants exist, persisted as one JSON file in
+//! the data directory (written to a temporary file, fsynced, renamed).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use verdict_storage::Tenant;
+
+use crate::api::error::ApiError;
+
+/// The tenants of this node; `default` always exists.
+#[derive(Debug)]
+pub struct TenantRegistry {
+    path: PathBuf,
+    names: RwLock<BTreeSet<String>>,
+}
+
+impl TenantRegistry {
+    /// Loads (or creates) the registry file `path`.
+    ///
+    /// # Errors
+    /// An unreadable or malformed file.
+    pub fn open(path: PathBuf) -> Result<Self, ApiError> {
+        let mut names: BTreeSet<String> = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                ApiError::Internal(format!(
+                    "tenant registry `{}` is corrupt: {e}",
+                    path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => {
+                return Err(ApiError::Internal(format!(
+                    "cannot read `{}`: {e}",
+                    path.display()
+                )))
+            }
+        };
+        names.insert(Tenant::default_tenant().as_str().to_string());
+        let registry = TenantRegistry {
+            path,
+            names: RwLock::new(names),
+        };
+        registry.persist()?;
+        Ok(registry)
+    }
+
+    fn persist(&self) -> Result<(), ApiError> {
+        let names = self
+            .names
+            .read()
+            .map_err(|_| ApiError::Internal("tenant registry lock poisoned".into()))?;
+        let json =
+            serde_json::to_vec_pretty(&*names).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let tmp = self.path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        };
+        write()
+            .map_err(|e| ApiError::Internal(format!("cannot write `{}`: {e}", self.path.display())))
+    }
+
+    /// The tenant named `name` (`""` = `default`), if it exists.
+    ///
+    /// # Errors
+    /// An invalid name (INVALID_ARGUMENT naming `field`) or an unknown tenant.
+    pub fn get(&self, name: &str, field: &str) -> Result<Tenant, ApiError> {
+        let name = if name.is_empty() {
+            Tenant::default_tenant().as_str().to_string()
+        } else {
+            name.to_string()
+        };
+        let tenant = Tenant::new(&name).map_err(|e| ApiError::invalid(field, e))?;
+        let exists = self
+            .names
+            .read()
+            .map(|n| n.contains(tenant.as_str()))
+            .unwrap_or(false);
+        if exists {
+            Ok(tenant)
+        } else {
+            Err(ApiError::TenantNotFound(name))
+        }
+    }
+
+    /// Adds a tenant.
+    ///
+    /// # Errors
+    /// An invalid name, an existing tenant, or a failed write.
+    pub fn create(&self, name: &str) -> Result<Tenant, ApiError> {
+        let tenant = Tenant::new(name).map_err(|e| ApiError::invalid("name", e))?;
+        {
+            let mut names = self
+                .names
+                .write()
+                .map_err(|_| ApiError::Internal("tenant registry lock poisoned".into()))?;
+            if !names.insert(tenant.as_str().to_string()) {
+                return Err(ApiError::AlreadyExists(format!(
+                    "tenant `{name}` already exists"
+                )));
+            }
+        }
+        self.persist()?;
+        Ok(tenant)
+    }
+
+    /// Removes a tenant from the registry (its data is deleted by the caller).
+    ///
+    /// # Errors
+    /// The default tenant, an unknown tenant, or a failed write.
+    pub fn remove(&self, name: &str) -> Result<(), ApiError> {
+        if name == Tenant::default_tenant().as_str() {
+            return Err(ApiError::FailedPrecondition(
+                "the default tenant cannot be deleted".into(),
+            ));
+        }
+        {
+            let mut names = self
+                .names
+                .write()
+                .map_err(|_| ApiError::Internal("tenant registry lock poisoned".into()))?;
+            if !names.remove(name) {
+                return Err(ApiError::TenantNotFound(name.to_string()));
+            }
+        }
+        self.persist()
+    }
+
+    /// Every tenant, sorted.
+    pub fn list(&self) -> Vec<String> {
+        self.names
+            .read()
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_list_remove_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenants.json");
+        let r = TenantRegistry::open(path.clone()).unwrap();
+        assert_eq!(r.list(), vec!["default"]);
+        r.create("acme").unwrap();
+        assert!(matches!(r.create("acme"), Err(ApiError::AlreadyExists(_))));
+        assert!(matches!(
+            r.create("Bad Name"),
+            Err(ApiError::InvalidArgument { .. })
+        ));
+        let reopened = TenantRegistry::open(path).unwrap();
+        assert_eq!(reopened.list(), vec!["acme", "default"]);
+        assert!(reopened.get("acme", "tenant").is_ok());
+        assert!(matches!(
+            reopened.get("nope", "tenant"),
+            Err(ApiError::TenantNotFound(_))
+        ));
+        assert!(reopened.remove("default").is_err());
+        reopened.remove("acme").unwrap();
+        assert!(matches!(
+            reopened.get("acme", "tenant"),
+            Err(ApiError::TenantNotFound(_))
+        ));
+    }
+}
