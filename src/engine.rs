@@ -32,7 +32,7 @@ use verdict_storage::{ObjectRef, SubjectRef, Timestamp, TupleReader};
 pub use cache::{CacheStats, DecisionCache, DecisionKey};
 pub use caveat_eval::{CaveatError, CompiledCaveat};
 pub use error::EngineError;
-pub use expand::ExpandNode;
+pub use expand::{ExpandKind, ExpandNode, ExpandSubject};
 pub use lookup::{LookupPage, LookupResource, LookupSubject};
 pub use outcome::Outcome;
 pub use trace::TraceNode;

@@ -39,7 +39,9 @@ pub(crate) struct Walker<'e> {
     subject: QuerySubject,
     context: &'e Map<String, Value>,
     now: Timestamp,
-    memo: HashMap<Key, Outcome>,
+    /// Decided sub-problems of this request, with whether each depended on
+    /// time or context (volatile).
+    memo: HashMap<Key, (Outcome, bool)>,
     in_progress: HashSet<Key>,
     /// Set when a result relied on an in-progress sub-problem.
     cycle_hit: bool,
@@ -182,7 +184,13 @@ impl<'e> Walker<'e> {
             }
             let key = (ty, rel, id.to_string());
             let known = match self.memo.get(&key) {
-                Some(o) => Some(o.clone()),
+                Some((o, volatile)) => {
+                    // INVARIANT (volatile-propagation): an answer built on a
+                    // volatile one is volatile too, so it never reaches the
+                    // shared cache.
+                    self.volatile |= *volatile;
+                    Some(o.clone())
+                }
                 None => {
                     let hit = self.cached(ty, rel, id);
                     self.cache_hits += u64::from(hit.is_some());
@@ -227,13 +235,17 @@ impl<'e> Walker<'e> {
         }
         let outcome = evaluated?;
         if !self.cycle_hit {
+            let volatile = self.volatile;
             if pending.len() == 1 {
-                self.memo
-                    .insert((ty, rel, pending[0].to_string()), outcome.clone());
+                self.memo.insert(
+                    (ty, rel, pending[0].to_string()),
+                    (outcome.clone(), volatile),
+                );
                 self.remember(ty, rel, pending[0], &outcome);
             } else if outcome.is_denied() {
                 for id in &pending {
-                    self.memo.insert((ty, rel, id.to_string()), Outcome::Denied);
+                    self.memo
+                        .insert((ty, rel, id.to_string()), (Outcome::Denied, volatile));
                     self.remember(ty, rel, id, &Outcome::Denied);
                 }
             }

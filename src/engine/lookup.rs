@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 use verdict_storage::{
-    ObjectRef, SubjectRef, SubjectRelationFilter, Timestamp, TupleFilter, TupleReader,
-    TupleReaderExt, WILDCARD,
+    ObjectRef, SubjectRef, Timestamp, TupleFilter, TupleReader, TupleReaderExt, WILDCARD,
 };
 
 use super::check::{resolve, Walker};
@@ -114,15 +113,15 @@ pub(crate) fn lookup_subjects(
     if engine.schema.type_id(subject_type).is_none() {
         return Err(EngineError::UnknownType(subject_type.to_string()));
     }
-    // Candidates: every object of the subject type named by any tuple.
+    // Candidates: every object of the subject type that any tuple names,
+    // as a subject (with or without a subject relation) or as a resource:
+    // `self` and userset membership can grant a subject that never appears
+    // as a direct subject.
     let mut candidates = BTreeSet::new();
     let mut wildcard_possible = false;
     for def in engine.schema.definitions() {
         let mut filter = TupleFilter::resource_type(&*def.name);
         filter.subject_type = Some(subject_type.to_string());
-        if subject_relation.is_none() {
-            filter.subject_relation = Some(SubjectRelationFilter::Direct);
-        }
         reader.for_each_tuple(&filter, SCAN_PAGE, |t| {
             if t.subject.object.object_id == WILDCARD {
                 wildcard_possible = true;
@@ -132,12 +131,10 @@ pub(crate) fn lookup_subjects(
             Ok(())
         })?;
     }
-    if subject_relation.is_some() {
-        reader.for_each_tuple(&TupleFilter::resource_type(subject_type), SCAN_PAGE, |t| {
-            candidates.insert(t.resource.object_id);
-            Ok(())
-        })?;
-    }
+    reader.for_each_tuple(&TupleFilter::resource_type(subject_type), SCAN_PAGE, |t| {
+        candidates.insert(t.resource.object_id);
+        Ok(())
+    })?;
     if resource.object_type == subject_type {
         candidates.insert(resource.object_id.clone());
     }
