@@ -245,7 +245,8 @@ impl Engine {
     }
 
     /// The resources of `resource_type` on which `subject` has `permission`,
-    /// in id order, starting after `cursor`, at most `limit` of them.
+    /// in id order, starting after `cursor`, at most `limit` of them (0 = no
+    /// limit).
     ///
     /// # Errors
     /// As [`Engine::check`].

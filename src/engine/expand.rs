@@ -186,8 +186,20 @@ impl Expander<'_> {
                     let Some(sty) = schema.type_id(&t.subject.object.object_type) else {
                         continue;
                     };
-                    if let Some((_, srel)) = arrow.resolved.iter().find(|(rt, _)| *rt == sty) {
-                        children.push(self.expand(sty, *srel, &t.subject.object.object_id)?);
+                    match arrow.resolved.iter().find(|(rt, _)| *rt == sty) {
+                        Some((_, srel)) => {
+                            children.push(self.expand(sty, *srel, &t.subject.object.object_id)?)
+                        }
+                        // Under `.all()`, a target lacking the relation
+                        // grants nobody: keep it as an empty operand.
+                        None if arrow.func == crate::schema::ir::ArrowFunc::All => {
+                            children.push(ExpandNode {
+                                object: t.subject.object.clone(),
+                                relation: arrow.target.to_string(),
+                                kind: ExpandKind::Leaf(Vec::new()),
+                            })
+                        }
+                        None => {}
                     }
                 }
                 let kind = match arrow.func {

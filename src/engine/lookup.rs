@@ -72,6 +72,8 @@ pub(crate) fn lookup_resources(
         candidates.insert(subject.object.object_id.clone());
     }
     let mut walker = Walker::new(engine, reader, subject, context, now)?;
+    // A limit of 0 means no limit.
+    let limit = if limit == 0 { usize::MAX } else { limit };
     let mut items = Vec::new();
     let start = cursor.unwrap_or("");
     for id in candidates
