@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn relationship_round_trips_and_bad_fields_are_named() {
         let t = Tuple::parse(
-            r#"doc:1#viewer@group:eng#member[c:{"n":3,"s":"x"}][expiration:2300-01-01T00:00:00Z]"#,
+            r#"doc:1#viewer@group:eng#member[cav:{"n":3,"s":"x"}][expiration:2300-01-01T00:00:00Z]"#,
         )
         .unwrap();
         let back = tuple_from_pb(&tuple_to_pb(&t), "r").unwrap();
