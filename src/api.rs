@@ -5,12 +5,14 @@
 pub mod convert;
 pub mod error;
 pub mod pb;
+mod permission_service;
 mod schema_service;
 
 use std::sync::Arc;
 
 use crate::server::state::AppState;
 
+pub use permission_service::PermissionApi;
 pub use schema_service::SchemaApi;
 
 /// The HTTP routes (health, readiness, metrics).
@@ -34,6 +36,9 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<tonic::transport::server::Rou
         .add_service(health)
         .add_service(reflection)
         .add_service(pb::schema_service_server::SchemaServiceServer::new(
-            SchemaApi::new(state),
+            SchemaApi::new(state.clone()),
+        ))
+        .add_service(pb::permission_service_server::PermissionServiceServer::new(
+            PermissionApi::new(state),
         )))
 }
