@@ -45,7 +45,8 @@ pub struct AppState {
     /// Resolved settings.
     pub settings: ServerSettings,
     engines: Mutex<HashMap<(String, u64), Arc<SchemaEngine>>>,
-    quantized: Mutex<(Instant, Revision)>,
+    /// The current minimize_latency revision and when it was taken.
+    quantized: Mutex<Option<(Instant, Revision)>>,
 }
 
 impl AppState {
@@ -80,7 +81,6 @@ impl AppState {
         cluster_id: u64,
         settings: ServerSettings,
     ) -> Self {
-        let applied = store.applied_revision();
         AppState {
             committer: LocalCommitter::new(store.clone()),
             store,
@@ -89,7 +89,7 @@ impl AppState {
             cache: Arc::new(DecisionCache::new(settings.cache_bytes)),
             settings,
             engines: Mutex::new(HashMap::new()),
-            quantized: Mutex::new((Instant::now(), applied)),
+            quantized: Mutex::new(None),
         }
     }
 
@@ -181,10 +181,14 @@ impl AppState {
         let Ok(mut q) = self.quantized.lock() else {
             return self.store.applied_revision();
         };
-        if q.0.elapsed() >= window {
-            *q = (Instant::now(), self.store.applied_revision());
+        match *q {
+            Some((taken, revision)) if taken.elapsed() < window => revision,
+            _ => {
+                let revision = self.store.applied_revision();
+                *q = Some((Instant::now(), revision));
+                revision
+            }
         }
-        q.1
     }
 
     /// The engine for the schema active for `tenant` at `revision`.
