@@ -6,14 +6,20 @@ pub mod convert;
 pub mod error;
 pub mod pb;
 mod permission_service;
+mod relationship_service;
 mod schema_service;
+mod tenant_service;
+mod watch_service;
 
 use std::sync::Arc;
 
 use crate::server::state::AppState;
 
 pub use permission_service::PermissionApi;
+pub use relationship_service::RelationshipApi;
 pub use schema_service::SchemaApi;
+pub use tenant_service::TenantApi;
+pub use watch_service::{WatchApi, WatchTiming};
 
 /// The HTTP routes (health, readiness, metrics).
 pub fn http_router(state: Arc<AppState>) -> axum::Router {
@@ -35,6 +41,17 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<tonic::transport::server::Rou
     Ok(tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(
+            pb::relationship_service_server::RelationshipServiceServer::new(RelationshipApi::new(
+                state.clone(),
+            )),
+        )
+        .add_service(pb::tenant_service_server::TenantServiceServer::new(
+            TenantApi::new(state.clone()),
+        ))
+        .add_service(pb::watch_service_server::WatchServiceServer::new(
+            WatchApi::new(state.clone()),
+        ))
         .add_service(pb::schema_service_server::SchemaServiceServer::new(
             SchemaApi::new(state.clone()),
         ))
