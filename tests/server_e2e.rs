@@ -281,6 +281,54 @@ async fn serve_write_check_kill_restart() {
     }
     assert_eq!(found, vec!["secret"]);
 
+    // Watch from z1 replays the later changes in order, each once; resuming
+    // from z2 starts after it.
+    let watch = pb::watch_service_client::WatchServiceClient::connect(endpoint.clone())
+        .await
+        .unwrap();
+    let changes = |start: &pb::Zookie, want: usize| {
+        let mut watch = watch.clone();
+        let start = start.clone();
+        async move {
+            let mut stream = watch
+                .watch(pb::WatchRequest {
+                    tenant: String::new(),
+                    optional_start: Some(start),
+                    optional_resource_types: Vec::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let mut seen = Vec::new();
+            while seen.len() < want {
+                let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+                    .await
+                    .expect("watch delivers within 10s")
+                    .expect("stream open")
+                    .expect("no error");
+                for c in next.changes {
+                    let t =
+                        verdict::api::convert::tuple_from_pb(c.relationship.as_ref().unwrap(), "r")
+                            .unwrap();
+                    seen.push(format!("{} {t} {}", c.operation, c.event_id));
+                }
+            }
+            seen
+        }
+    };
+    let from_z1 = changes(&z1, 2).await;
+    assert_eq!(from_z1.len(), 2, "{from_z1:?}");
+    assert!(
+        from_z1[0].starts_with("3 folder:plans#viewer@user:alice"),
+        "{from_z1:?}"
+    );
+    assert!(
+        from_z1[1].starts_with("2 document:secret#folder@folder:plans"),
+        "{from_z1:?}"
+    );
+    let from_z2 = changes(&z2, 1).await;
+    assert_eq!(from_z2[0], from_z1[1], "resume from z2 starts after it");
+
     // kill -9, restart on the same directory: every acknowledged write is
     // there and old zookies are still honoured.
     server.kill9();
