@@ -1,5 +1,18 @@
-//! The `verdict` command line: argument parsing and the offline schema
-//! commands. Each subcommand returns an exit code; `main` stays thin.
+//! The `verdict` command line: argument parsing, the offline schema
+//! commands, and the client verbs that talk to a server over gRPC
+//! (`cli/`). Each subcommand returns an exit code; `main` stays thin.
+//!
+//! Exit codes: 0 success, 1 a request error (`error: <CODE>: <message>` on
+//! stderr), 2 a usage error.
+
+#[cfg(feature = "server")]
+pub mod client;
+#[cfg(feature = "server")]
+pub mod commands;
+#[cfg(feature = "server")]
+pub mod output;
+#[cfg(feature = "server")]
+pub mod parse;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,9 +34,37 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Work with schemas offline: check, format.
+    /// Schemas: check and format offline; write and read on a server.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Write, delete, read, import and export relationships.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Rel(commands::rel::RelCommand),
+    /// Ask whether a subject has a permission: prints ALLOWED, DENIED or
+    /// CONDITIONAL (missing: ...) and exits 0 for each.
+    #[cfg(feature = "server")]
+    Check(commands::perm::PermCheckArgs),
+    /// Check many `resource#permission@subject` lines (file or stdin); one
+    /// result per line, in order.
+    #[cfg(feature = "server")]
+    BulkCheck(commands::perm::BulkCheckArgs),
+    /// Print the userset tree of `resource#permission`.
+    #[cfg(feature = "server")]
+    Expand(commands::perm::ExpandArgs),
+    /// The ids of the resources of a type a subject has a permission on.
+    #[cfg(feature = "server")]
+    LookupResources(commands::perm::LookupResourcesArgs),
+    /// The ids of the subjects of a type that have a permission on a resource.
+    #[cfg(feature = "server")]
+    LookupSubjects(commands::perm::LookupSubjectsArgs),
+    /// Stream relationship changes until interrupted.
+    #[cfg(feature = "server")]
+    Watch(commands::watch::WatchArgs),
+    /// Administer tenants.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Tenant(commands::tenant::TenantCommand),
     /// Run a single node on an embedded data directory (gRPC + HTTP).
     #[cfg(feature = "server")]
     Serve(crate::server::config::ServeArgs),
@@ -54,6 +95,12 @@ pub enum SchemaCommand {
     Check(CheckArgs),
     /// Print a schema in canonical form.
     Fmt(FmtArgs),
+    /// Store a new schema version on the server; prints the zookie.
+    #[cfg(feature = "server")]
+    Write(commands::schema::SchemaWriteArgs),
+    /// Print the server's current schema.
+    #[cfg(feature = "server")]
+    Read(commands::schema::SchemaReadArgs),
 }
 
 /// Arguments of `verdict schema check`.
@@ -91,6 +138,26 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Schema(SchemaCommand::Check(args)) => schema_check(&args),
         Command::Schema(SchemaCommand::Fmt(args)) => schema_fmt(&args),
+        #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::Write(args)) => commands::schema::write(&args),
+        #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::Read(args)) => commands::schema::read(&args),
+        #[cfg(feature = "server")]
+        Command::Rel(command) => commands::rel::run(&command),
+        #[cfg(feature = "server")]
+        Command::Check(args) => commands::perm::check(&args),
+        #[cfg(feature = "server")]
+        Command::BulkCheck(args) => commands::perm::bulk_check(&args),
+        #[cfg(feature = "server")]
+        Command::Expand(args) => commands::perm::expand(&args),
+        #[cfg(feature = "server")]
+        Command::LookupResources(args) => commands::perm::lookup_resources(&args),
+        #[cfg(feature = "server")]
+        Command::LookupSubjects(args) => commands::perm::lookup_subjects(&args),
+        #[cfg(feature = "server")]
+        Command::Watch(args) => commands::watch::watch(&args),
+        #[cfg(feature = "server")]
+        Command::Tenant(command) => commands::tenant::run(&command),
         #[cfg(feature = "server")]
         Command::Validate(args) => validate(&args),
         #[cfg(feature = "server")]
