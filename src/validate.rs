@@ -58,12 +58,26 @@ pub fn validate_file(path: &Path, now: Timestamp) -> FileReport {
     let file = loaded.validation.unwrap_or_default();
     let schema = Arc::new(compiled.schema);
 
-    let mut tuples = Vec::new();
+    let mut tuples: Vec<Tuple> = Vec::new();
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (line, text) in file.relationship_lines() {
         let tuple = match Tuple::parse(text) {
             Ok(t) => t,
             Err(e) => return fatal(format!("relationship line {line} `{text}`: {e}")),
         };
+        // As SpiceDB's loader: the same relationship twice (caveat and
+        // expiration aside) is an error, not a silent overwrite.
+        let identity = Tuple {
+            caveat: None,
+            expiration: None,
+            ..tuple.clone()
+        }
+        .to_string();
+        if let Some(first) = seen.insert(identity, line) {
+            return fatal(format!(
+                "relationship line {line} `{text}` repeats the relationship of line {first}"
+            ));
+        }
         if let Err(e) = validate_against_schema(&schema, &tuple) {
             return fatal(format!("relationship line {line} `{text}`: {e}"));
         }
