@@ -21,17 +21,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response message the CLI accepts (exports come in big pages).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Flags shared by every client verb.
+/// Flags shared by every client verb. Each falls back to the named
+/// profile (`--profile`), then to the default.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The server's gRPC address.
-    #[arg(
-        long,
-        env = "VERDICT_ENDPOINT",
-        default_value = "127.0.0.1:50051",
-        value_name = "HOST:PORT"
-    )]
-    pub endpoint: String,
+    /// The server's gRPC address. Default = 127.0.0.1:50051
+    #[arg(long, env = "VERDICT_ENDPOINT", value_name = "HOST:PORT")]
+    pub endpoint: Option<String>,
     /// API key, sent as `authorization: Bearer KEY`.
     #[arg(
         long,
@@ -40,17 +36,101 @@ pub struct ClientArgs {
         value_name = "KEY"
     )]
     pub token: Option<String>,
-    /// The tenant to address.
-    #[arg(
-        long,
-        env = "VERDICT_TENANT",
-        default_value = "default",
-        value_name = "NAME"
-    )]
-    pub tenant: String,
+    /// The tenant to address. Default = default
+    #[arg(long, env = "VERDICT_TENANT", value_name = "NAME")]
+    pub tenant: Option<String>,
+    /// A profile from the profiles file (`VERDICT_PROFILES`, else
+    /// `~/.config/verdict/profiles.toml`): `[profiles.NAME]` with
+    /// `endpoint`, `token`, `tenant`.
+    #[arg(long, env = "VERDICT_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
     /// Machine-readable output (JSON; one object per line for streams).
     #[arg(long)]
     pub json: bool,
+}
+
+/// One `[profiles.NAME]` table.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    endpoint: Option<String>,
+    token: Option<String>,
+    tenant: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    #[serde(default)]
+    profiles: std::collections::BTreeMap<String, Profile>,
+}
+
+/// Endpoint, key and tenant after flags, env, profile and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// `HOST:PORT` or a URL.
+    pub endpoint: String,
+    /// The API key, if any.
+    pub token: Option<String>,
+    /// The tenant.
+    pub tenant: String,
+}
+
+fn profiles_path() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("VERDICT_PROFILES") {
+        return Some(p.into());
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config"))
+        })?;
+    Some(base.join("verdict/profiles.toml"))
+}
+
+impl ClientArgs {
+    /// Resolves flags/env over the profile over defaults.
+    ///
+    /// # Errors
+    /// A named profile that does not exist, or an unreadable profiles file.
+    pub fn resolve(&self) -> Result<Resolved, CliError> {
+        let profile = match &self.profile {
+            None => Profile::default(),
+            Some(name) => {
+                let path = profiles_path().ok_or_else(|| {
+                    CliError::Usage("no profiles file: set VERDICT_PROFILES".into())
+                })?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    CliError::Usage(format!(
+                        "cannot read profiles file `{}`: {e}",
+                        path.display()
+                    ))
+                })?;
+                let file: ProfilesFile = toml::from_str(&text).map_err(|e| {
+                    CliError::Usage(format!("profiles file `{}`: {e}", path.display()))
+                })?;
+                file.profiles.get(name).cloned().ok_or_else(|| {
+                    CliError::Usage(format!(
+                        "profile `{name}` not found in `{}`",
+                        path.display()
+                    ))
+                })?
+            }
+        };
+        Ok(Resolved {
+            endpoint: self
+                .endpoint
+                .clone()
+                .or(profile.endpoint)
+                .unwrap_or_else(|| "127.0.0.1:50051".to_string()),
+            token: self.token.clone().or(profile.token),
+            tenant: self
+                .tenant
+                .clone()
+                .or(profile.tenant)
+                .unwrap_or_else(|| "default".to_string()),
+        })
+    }
 }
 
 /// Why a client command failed; decides the exit code and what stderr says.
@@ -184,23 +264,25 @@ impl Conn {
     /// A bad endpoint or key is a usage error; an unreachable server is
     /// `UNAVAILABLE`.
     pub async fn connect(args: &ClientArgs) -> Result<Conn, CliError> {
-        let auth = match &args.token {
+        let resolved = args.resolve()?;
+        let auth = match &resolved.token {
             None => Auth(None),
             Some(token) => Auth(Some(
                 MetadataValue::try_from(format!("Bearer {token}"))
                     .map_err(|_| CliError::Usage("--token contains invalid characters".into()))?,
             )),
         };
-        let endpoint = Endpoint::from_shared(endpoint_url(&args.endpoint))
-            .map_err(|e| CliError::Usage(format!("invalid --endpoint `{}`: {e}", args.endpoint)))?
+        let target = &resolved.endpoint;
+        let endpoint = Endpoint::from_shared(endpoint_url(target))
+            .map_err(|e| CliError::Usage(format!("invalid --endpoint `{target}`: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
         let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
-            Ok(Err(e)) => return Err(CliError::connect(&args.endpoint, error_chain(&e))),
+            Ok(Err(e)) => return Err(CliError::connect(target, error_chain(&e))),
             Err(_) => {
                 return Err(CliError::connect(
-                    &args.endpoint,
+                    target,
                     format!("timed out after {}s", CONNECT_TIMEOUT.as_secs()),
                 ))
             }
@@ -208,7 +290,7 @@ impl Conn {
         Ok(Conn {
             channel,
             auth,
-            tenant: args.tenant.clone(),
+            tenant: resolved.tenant,
             json: args.json,
         })
     }
@@ -335,6 +417,51 @@ fn io_out(e: std::io::Error) -> CliError {
         CliError::BrokenPipe
     } else {
         CliError::Status(Status::internal(format!("cannot write to stdout: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod profile_tests {
+    use super::*;
+
+    fn args() -> ClientArgs {
+        ClientArgs {
+            endpoint: None,
+            token: None,
+            tenant: None,
+            profile: None,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn flags_beat_profile_beat_defaults() {
+        let d = args().resolve().unwrap();
+        assert_eq!(
+            (d.endpoint.as_str(), d.tenant.as_str(), d.token),
+            ("127.0.0.1:50051", "default", None)
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profiles.toml");
+        std::fs::write(
+            &path,
+            "[profiles.prod]\nendpoint = \"10.0.0.1:50051\"\ntoken = \"k\"\ntenant = \"acme\"\n",
+        )
+        .unwrap();
+        std::env::set_var("VERDICT_PROFILES", &path);
+        let mut a = args();
+        a.profile = Some("prod".into());
+        let r = a.resolve().unwrap();
+        assert_eq!(
+            (r.endpoint.as_str(), r.tenant.as_str(), r.token.as_deref()),
+            ("10.0.0.1:50051", "acme", Some("k"))
+        );
+        a.tenant = Some("other".into());
+        assert_eq!(a.resolve().unwrap().tenant, "other");
+        a.profile = Some("missing".into());
+        assert!(matches!(a.resolve(), Err(CliError::Usage(_))));
+        std::env::remove_var("VERDICT_PROFILES");
     }
 }
 
