@@ -4,7 +4,8 @@
 //! (generated on the fly from `../shared/peers`, or `VERDICT_WORKLOAD=path`)
 //! into a RocksDB store, then reports, release build:
 //! - checks/s and p50/p99 latency over all 20,000 checks, one thread and
-//!   two threads;
+//!   two threads (decision cache off = cold), and one thread with a warm
+//!   decision cache;
 //! - lookup-resources for one well-connected user: results/s.
 //!
 //! Run: `cargo bench --bench engine_check`.
@@ -14,7 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use verdict::engine::{CheckRequest, Engine, EngineConfig};
+use verdict::engine::{CheckRequest, DecisionCache, Engine, EngineConfig};
 use verdict::schema::{self, SchemaLimits};
 use verdict::workload::parse_workload;
 use verdict_storage::{
@@ -130,6 +131,21 @@ fn main() {
         l
     });
     report("check, 2 threads", latencies, start.elapsed());
+
+    // The same checks with the shared decision cache, warmed by one pass.
+    let cache = Arc::new(DecisionCache::new(256 << 20));
+    let cached = engine.clone().with_cache(cache.clone());
+    let _ = run_checks(&cached, &reader, &workload.checks, now);
+    let start = Instant::now();
+    let latencies = run_checks(&cached, &reader, &workload.checks, now);
+    report("check, 1 thread, warm decision cache", latencies, start.elapsed());
+    let stats = cache.stats();
+    println!(
+        "decision cache: {} entries, {:.1} MiB, hit ratio {:.2}",
+        stats.entries,
+        stats.bytes as f64 / (1 << 20) as f64,
+        stats.hits as f64 / (stats.hits + stats.misses).max(1) as f64
+    );
 
     // Lookup-resources for the subject of the first allowed-looking check.
     let subject = workload.checks[0].subject.clone();
