@@ -49,10 +49,15 @@ impl RelationshipApi {
 
     /// The tenant's current schema (at the applied revision).
     fn current_schema(&self, tenant: &Tenant) -> Result<Arc<Schema>, ApiError> {
+        Ok(self.current_schema_entry(tenant)?.0)
+    }
+
+    /// The tenant's current schema and the revision it became active at.
+    fn current_schema_entry(&self, tenant: &Tenant) -> Result<(Arc<Schema>, Revision), ApiError> {
         let entry = self
             .state
             .engine_at(tenant, self.state.store.applied_revision())?;
-        Ok(entry.engine.schema().clone())
+        Ok((entry.engine.schema().clone(), entry.active_since))
     }
 
     /// Collects an import stream: the tenant (from the first message; later
@@ -225,7 +230,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
             )
             .into());
         }
-        let mut schema: Option<Arc<Schema>> = None;
+        let mut schema: Option<(Arc<Schema>, Revision)> = None;
         let mut batch = WriteBatch::new();
         for (i, update) in req.updates.iter().enumerate() {
             let field = format!("updates[{i}].relationship");
@@ -242,9 +247,9 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
                 batch = batch.delete(tuple);
                 continue;
             }
-            let schema = match &schema {
+            let (schema, _) = match &schema {
                 Some(s) => s,
-                None => schema.insert(self.current_schema(&tenant)?),
+                None => schema.insert(self.current_schema_entry(&tenant)?),
             };
             validate_against_schema(schema, &tuple).map_err(|e| ApiError::invalid(&field, e))?;
             batch = if operation == Some(Operation::Create) {
@@ -256,7 +261,17 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
         for p in preconditions_from_pb(&req.preconditions)? {
             batch = batch.precondition(p);
         }
-        let outcome = self.state.committer.propose(&tenant, batch).await?;
+        let outcome = match schema {
+            // Validated against a schema version: commit only if it is
+            // still the active one.
+            Some((_, since)) => {
+                self.state
+                    .committer
+                    .propose_validated(&tenant, batch, since)
+                    .await?
+            }
+            None => self.state.committer.propose(&tenant, batch).await?,
+        };
         Ok(Response::new(pb::WriteRelationshipsResponse {
             written_at: Some(self.state.zookie(outcome.revision)),
         }))

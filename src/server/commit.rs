@@ -58,6 +58,38 @@ impl LocalCommitter {
         Ok(result?)
     }
 
+    /// Like [`LocalCommitter::propose`], but only if the tenant's schema is
+    /// still the version that became active at `schema_since` — the one the
+    /// batch was validated against. Checked under the commit lock, so a
+    /// schema write cannot slip between validation and commit.
+    ///
+    /// # Errors
+    /// FAILED_PRECONDITION when the schema changed; otherwise as `propose`.
+    pub async fn propose_validated(
+        &self,
+        tenant: &Tenant,
+        batch: WriteBatch,
+        schema_since: Revision,
+    ) -> Result<ApplyOutcome, ApiError> {
+        let _turn = self.lock.lock().await;
+        let store = self.store.clone();
+        let tenant = tenant.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let applied = store.applied_revision();
+            let active = store.schema_at(&tenant, applied)?.map(|s| s.revision);
+            if active != Some(schema_since) {
+                return Err(ApiError::FailedPrecondition(
+                    "the tenant's schema changed while this write was being validated; retry the write".into(),
+                ));
+            }
+            Ok(store.apply(&tenant, applied.next(), &batch)?)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("commit task failed: {e}")))?;
+        self.applied.send_replace(self.store.applied_revision());
+        result
+    }
+
     /// Loads `tuples` for `tenant` at the next revision (bulk import).
     ///
     /// # Errors
@@ -78,5 +110,49 @@ impl LocalCommitter {
         .map_err(|e| ApiError::Internal(format!("import task failed: {e}")))?;
         self.applied.send_replace(self.store.applied_revision());
         Ok(result?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verdict_storage::{RocksOptions, SchemaVersionRecord};
+
+    fn schema(version: u64) -> WriteBatch {
+        WriteBatch::new().put_schema(SchemaVersionRecord {
+            version,
+            text: "definition user {}".into(),
+            comment: String::new(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_schema_change_between_validation_and_commit_refuses_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RocksOptions {
+            sync_writes: false,
+            ..RocksOptions::default()
+        };
+        let store = Arc::new(RocksStore::open(dir.path(), options).unwrap());
+        let committer = LocalCommitter::new(store.clone());
+        let tenant = Tenant::default_tenant();
+        let v1 = committer
+            .propose(&tenant, schema(1))
+            .await
+            .unwrap()
+            .revision;
+        let tuple = Tuple::parse("doc:1#viewer@user:a").unwrap();
+        committer
+            .propose_validated(&tenant, WriteBatch::new().touch(tuple.clone()), v1)
+            .await
+            .unwrap();
+        committer.propose(&tenant, schema(2)).await.unwrap();
+        let before = store.applied_revision();
+        let err = committer
+            .propose_validated(&tenant, WriteBatch::new().touch(tuple), v1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::FailedPrecondition(_)), "{err}");
+        assert_eq!(store.applied_revision(), before, "nothing was applied");
     }
 }
