@@ -138,7 +138,11 @@ fn main() {
     let _ = run_checks(&cached, &reader, &workload.checks, now);
     let start = Instant::now();
     let latencies = run_checks(&cached, &reader, &workload.checks, now);
-    report("check, 1 thread, warm decision cache", latencies, start.elapsed());
+    report(
+        "check, 1 thread, warm decision cache",
+        latencies,
+        start.elapsed(),
+    );
     let stats = cache.stats();
     println!(
         "decision cache: {} entries, {:.1} MiB, hit ratio {:.2}",
