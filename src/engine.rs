@@ -21,6 +21,7 @@ mod error;
 mod expand;
 mod lookup;
 pub mod outcome;
+mod reachability;
 mod trace;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,8 @@
 //! Lookups: which resources a subject can reach, which subjects can reach
-//! a resource. Both enumerate candidates from the store at the reader's
-//! revision and decide each with the check walker (sharing one memo), so
-//! they agree with `check` exactly.
+//! a resource. Both find candidates at the reader's revision (resources by
+//! a reverse walk from the subject, subjects by enumerating the store) and
+//! decide each with the check walker (sharing one memo), so they agree
+//! with `check` exactly.
 
 use std::collections::BTreeSet;
 
@@ -61,16 +62,10 @@ pub(crate) fn lookup_resources(
     limit: usize,
 ) -> Result<LookupPage<LookupResource>, EngineError> {
     let (ty, rel) = resolve(&engine.schema, resource_type, permission)?;
-    // Candidates: every resource of the type that has any tuple, plus the
-    // subject itself when it is of the type (`self`, userset membership).
-    let mut candidates = BTreeSet::new();
-    reader.for_each_tuple(&TupleFilter::resource_type(resource_type), SCAN_PAGE, |t| {
-        candidates.insert(t.resource.object_id);
-        Ok(())
-    })?;
-    if subject.object.object_type == resource_type && subject.object.object_id != WILDCARD {
-        candidates.insert(subject.object.object_id.clone());
-    }
+    // Candidates: reached by walking backwards from the subject (a superset
+    // of the answer); each is then decided by check.
+    let candidates =
+        super::reachability::candidate_resources(&engine.schema, reader, subject, ty, rel)?;
     let mut walker = Walker::new(engine, reader, subject, context, now)?;
     // A limit of 0 means no limit.
     let limit = if limit == 0 { usize::MAX } else { limit };
