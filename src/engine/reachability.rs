@@ -18,12 +18,16 @@ use crate::schema::ir::{RelationId, RelationKind, Rewrite, Schema, TypeId};
 /// "The subject has `relation` on `type:id`" (`None`: it *is* `type:id`).
 type Item = (TypeId, String, Option<RelationId>);
 
+/// An arrow that can reach a target: (its type, its permission, the
+/// tupleset relation's name).
+type ArrowUse = (TypeId, RelationId, String);
+
 /// Who uses what, precomputed from the schema for one walk.
 struct Uses {
     /// (type, relation) → permissions on the same type that reference it.
     computed: HashMap<(TypeId, RelationId), Vec<RelationId>>,
     /// (target type, target relation) → (arrow's type, its permission, tupleset name).
-    arrows: HashMap<(TypeId, RelationId), Vec<(TypeId, RelationId, String)>>,
+    arrows: HashMap<(TypeId, RelationId), Vec<ArrowUse>>,
     /// type → permissions using `self`.
     selfs: HashMap<TypeId, Vec<RelationId>>,
 }
