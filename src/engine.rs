@@ -143,6 +143,23 @@ impl Engine {
         self.cache.as_ref().map(|c| c.stats())
     }
 
+    /// Checks the context a relationship carries for caveat `name` (types
+    /// and size), as a write must before it is stored.
+    ///
+    /// # Errors
+    /// An unknown caveat, or the context does not fit its parameters.
+    pub fn check_caveat_context(
+        &self,
+        name: &str,
+        context: &Map<String, Value>,
+    ) -> Result<(), EngineError> {
+        let id = self
+            .schema
+            .caveat_id(name)
+            .ok_or_else(|| EngineError::UnknownType(format!("caveat {name}")))?;
+        Ok(self.caveats[id.0 as usize].check_context(context)?)
+    }
+
     /// The schema this engine evaluates.
     pub fn schema(&self) -> &Arc<Schema> {
         &self.schema

@@ -20,7 +20,7 @@ use super::error::ApiError;
 use super::pb;
 use crate::relationships::validate_against_schema;
 use crate::schema::ir::Schema;
-use crate::server::state::AppState;
+use crate::server::state::{AppState, SchemaEngine};
 
 /// The most updates one WriteRelationships request may carry.
 pub const MAX_UPDATES: usize = 1_000;
@@ -54,10 +54,14 @@ impl RelationshipApi {
 
     /// The tenant's current schema and the revision it became active at.
     fn current_schema_entry(&self, tenant: &Tenant) -> Result<(Arc<Schema>, Revision), ApiError> {
-        let entry = self
-            .state
-            .engine_at(tenant, self.state.store.applied_revision())?;
+        let entry = self.current_engine(tenant)?;
         Ok((entry.engine.schema().clone(), entry.active_since))
+    }
+
+    /// The engine of the tenant's current schema.
+    fn current_engine(&self, tenant: &Tenant) -> Result<Arc<SchemaEngine>, ApiError> {
+        self.state
+            .engine_at(tenant, self.state.store.applied_revision())
     }
 
     /// Collects an import stream: the tenant (from the first message; later
@@ -230,7 +234,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
             )
             .into());
         }
-        let mut schema: Option<(Arc<Schema>, Revision)> = None;
+        let mut schema: Option<(Arc<SchemaEngine>, Revision)> = None;
         let mut batch = WriteBatch::new();
         for (i, update) in req.updates.iter().enumerate() {
             let field = format!("updates[{i}].relationship");
@@ -247,11 +251,24 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
                 batch = batch.delete(tuple);
                 continue;
             }
-            let (schema, _) = match &schema {
+            let (entry, _) = match &schema {
                 Some(s) => s,
-                None => schema.insert(self.current_schema_entry(&tenant)?),
+                None => {
+                    let entry = self.current_engine(&tenant)?;
+                    let since = entry.active_since;
+                    schema.insert((entry, since))
+                }
             };
-            validate_against_schema(schema, &tuple).map_err(|e| ApiError::invalid(&field, e))?;
+            validate_against_schema(entry.engine.schema(), &tuple)
+                .map_err(|e| ApiError::invalid(&field, e))?;
+            if let Some(caveat) = &tuple.caveat {
+                entry
+                    .engine
+                    .check_caveat_context(&caveat.name, &caveat.context)
+                    .map_err(|e| {
+                        ApiError::invalid(format!("{field}.optional_caveat.context"), e)
+                    })?;
+            }
             batch = if operation == Some(Operation::Create) {
                 batch.create(tuple)
             } else {
@@ -338,6 +355,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
         let read_at = self.state.zookie(revision);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();
+        let now = verdict_storage::Timestamp::now();
         tokio::task::spawn_blocking(move || {
             let mut run = || -> Result<(), ApiError> {
                 let snapshot = state.store.snapshot(&tenant, revision)?;
@@ -349,6 +367,16 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
                     let Some(tuple) = page.tuples.into_iter().next() else {
                         break;
                     };
+                    // An expired relationship is gone on every read path.
+                    if tuple.is_expired_at(now) {
+                        match page.cursor {
+                            Some(c) => {
+                                cursor = Some(c);
+                                continue;
+                            }
+                            None => break,
+                        }
+                    }
                     let item = pb::ReadRelationshipsResponse {
                         relationship: Some(tuple_to_pb(&tuple)),
                         read_at: Some(read_at.clone()),
@@ -407,6 +435,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
         let read_at = self.state.zookie(revision);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();
+        let now = verdict_storage::Timestamp::now();
         tokio::task::spawn_blocking(move || {
             let run = || -> Result<(), ApiError> {
                 let snapshot = state.store.snapshot(&tenant, revision)?;
@@ -419,7 +448,12 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
                     }
                     first = false;
                     let chunk = pb::ExportRelationshipsResponse {
-                        relationships: page.tuples.iter().map(tuple_to_pb).collect(),
+                        relationships: page
+                            .tuples
+                            .iter()
+                            .filter(|t| !t.is_expired_at(now))
+                            .map(tuple_to_pb)
+                            .collect(),
                         read_at: Some(read_at.clone()),
                     };
                     if tx.blocking_send(Ok(chunk)).is_err() {
@@ -1002,5 +1036,65 @@ definition document {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn caveat_context_types_are_checked_and_expired_tuples_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(AppState::open(ServerSettings::for_data_dir(dir.path())).unwrap());
+        SchemaApi::new(state.clone())
+            .write_schema(Request::new(pb::WriteSchemaRequest {
+                schema: "use expiration\ndefinition user {}\ncaveat under(amount int, limit int) {\n amount <= limit\n}\ndefinition account {\n relation spender: user with under | user with expiration\n}".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        let api = RelationshipApi::new(state.clone());
+        // A string where the caveat declares an int: refused, nothing written.
+        let err = api
+            .write_relationships(write_req(vec![update(
+                UpdateOp::Touch,
+                r#"account:a#spender@user:ann[under:{"limit":"lots"}]"#,
+            )]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message()
+                .contains("updates[0].relationship.optional_caveat.context"),
+            "{err}"
+        );
+        assert!(err.message().contains("limit"), "{err}");
+        api.write_relationships(write_req(vec![
+            update(
+                UpdateOp::Touch,
+                r#"account:a#spender@user:ann[under:{"limit":100}]"#,
+            ),
+            update(
+                UpdateOp::Touch,
+                "account:a#spender@user:old[expiration:2020-01-01T00:00:00Z]",
+            ),
+            update(
+                UpdateOp::Touch,
+                "account:a#spender@user:new[expiration:2300-01-01T00:00:00Z]",
+            ),
+        ]))
+        .await
+        .unwrap();
+        let items = read_all(
+            &api,
+            pb::ReadRelationshipsRequest {
+                consistency: full(),
+                filter: Some(pb::RelationshipFilter {
+                    resource_type: "account".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
+        let read = texts(&items);
+        assert_eq!(read.len(), 2, "{read:?}");
+        assert!(read.iter().all(|t| !t.contains("user:old")), "{read:?}");
     }
 }

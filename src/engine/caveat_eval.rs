@@ -237,6 +237,38 @@ impl CompiledCaveat {
         })
     }
 
+    /// Checks a context bound at write time: every value given for a
+    /// parameter must fit its declared type, and the context must be within
+    /// the size limit. Keys that are not parameters are ignored, as in
+    /// evaluation.
+    ///
+    /// # Errors
+    /// [`CaveatError::ContextType`] or [`CaveatError::ContextTooLarge`].
+    pub fn check_context(
+        &self,
+        context: &serde_json::Map<String, Json>,
+    ) -> Result<(), CaveatError> {
+        let size = merged_size(Some(context), &serde_json::Map::new(), MAX_CONTEXT_BYTES);
+        if size > MAX_CONTEXT_BYTES {
+            return Err(CaveatError::ContextTooLarge {
+                caveat: self.name.clone(),
+                size,
+                limit: MAX_CONTEXT_BYTES,
+            });
+        }
+        for (param, ty) in &self.params {
+            if let Some(json) = context.get(param.as_str()) {
+                convert(json, ty, 0).map_err(|e| CaveatError::ContextType {
+                    caveat: self.name.clone(),
+                    param: param.clone(),
+                    expected: ty.to_string(),
+                    found: e.describe(param),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// [`CompiledCaveat::evaluate`] on this thread.
     fn evaluate_here(
         &self,
