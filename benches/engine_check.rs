@@ -70,6 +70,25 @@ fn run_checks(
         .collect()
 }
 
+fn run_checks_allowed(
+    engine: &Engine,
+    reader: &(dyn TupleReader + Sync),
+    checks: &[Tuple],
+    now: Timestamp,
+) -> usize {
+    checks
+        .iter()
+        .filter(|c| {
+            let mut request =
+                CheckRequest::new(c.resource.clone(), c.relation.clone(), c.subject.clone());
+            request.now = now;
+            engine
+                .check(reader, &request)
+                .is_ok_and(|r| r.outcome.is_allowed())
+        })
+        .count()
+}
+
 fn report(label: &str, mut latencies: Vec<Duration>, wall: Duration) {
     latencies.sort();
     println!(
@@ -149,6 +168,88 @@ fn main() {
         stats.entries,
         stats.bytes as f64 / (1 << 20) as f64,
         stats.hits as f64 / (stats.hits + stats.misses).max(1) as f64
+    );
+
+    // Caveat cost: the same workload with a caveat on every direct document
+    // viewer (`user with within_limit`, stored limit 100) and every check
+    // carrying `{"amount": 50}`, so answers are unchanged; decision cache off.
+    let caveated_schema = format!(
+        "{}\ncaveat within_limit(amount int, limit int) {{\n    amount <= limit\n}}\n",
+        workload.schema.replace(
+            "relation viewer: user | user:* | group#member",
+            "relation viewer: user with within_limit | user:* | group#member",
+        )
+    );
+    let caveated: Vec<Tuple> = workload
+        .relationships
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            if t.resource.object_type == "document"
+                && t.relation == "viewer"
+                && t.subject.relation.is_none()
+                && !t.subject.is_wildcard()
+            {
+                let mut context = serde_json::Map::new();
+                context.insert("limit".into(), serde_json::json!(100));
+                t.caveat = Some(verdict_storage::TupleCaveat {
+                    name: "within_limit".into(),
+                    context,
+                });
+            }
+            t
+        })
+        .collect();
+    let caveated_count = caveated.iter().filter(|t| t.caveat.is_some()).count();
+    let store2 = RocksStore::open(
+        dir.path().join("db-caveats"),
+        RocksOptions {
+            sync_writes: false,
+            ..RocksOptions::default()
+        },
+    )
+    .expect("store opens");
+    store2
+        .bulk_import(&tenant, Revision(1), &mut caveated.into_iter())
+        .expect("import");
+    let reader2 = store2.snapshot(&tenant, Revision(1)).expect("snapshot");
+    let compiled2 =
+        schema::compile(&caveated_schema, &SchemaLimits::default()).expect("caveated schema");
+    let engine2 = Engine::new(Arc::new(compiled2.schema), EngineConfig::default()).expect("engine");
+    let mut context = serde_json::Map::new();
+    context.insert("amount".into(), serde_json::json!(50));
+    let run_caveated = || -> (Vec<Duration>, usize) {
+        let mut allowed = 0;
+        let latencies = workload
+            .checks
+            .iter()
+            .map(|c| {
+                let mut request =
+                    CheckRequest::new(c.resource.clone(), c.relation.clone(), c.subject.clone());
+                request.now = now;
+                request.context = context.clone();
+                let start = Instant::now();
+                let response = engine2.check(&reader2, &request).expect("check succeeds");
+                let elapsed = start.elapsed();
+                allowed += usize::from(response.outcome.is_allowed());
+                elapsed
+            })
+            .collect();
+        (latencies, allowed)
+    };
+    let _ = run_caveated();
+    let start = Instant::now();
+    let (latencies, allowed_caveated) = run_caveated();
+    let wall = start.elapsed();
+    report(
+        &format!("check, 1 thread, {caveated_count} viewer tuples caveated"),
+        latencies,
+        wall,
+    );
+    let plain_allowed = run_checks_allowed(&engine, &reader, &workload.checks, now);
+    println!(
+        "caveated run allowed {allowed_caveated} of {} (plain: {plain_allowed}); compare its checks/s with the first line for the caveat cost",
+        workload.checks.len()
     );
 
     // Lookup-resources for the subject of the first allowed-looking check.
