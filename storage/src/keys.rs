@@ -203,6 +203,11 @@ pub(crate) fn push_fwd_body(buf: &mut Vec<u8>, t: &Tuple) {
 /// The reverse chain key of a tuple (without `inv(rev)`).
 pub(crate) fn rev_chain_key(buf: &mut Vec<u8>, tenant: &Tenant, t: &Tuple) {
     tenant_sub_prefix(buf, tenant, SUB_REV);
+    push_rev_body(buf, t);
+}
+
+/// The reverse chain key body (after `0x02 esc(tenant) 0x02`).
+pub(crate) fn push_rev_body(buf: &mut Vec<u8>, t: &Tuple) {
     push_esc(buf, t.subject.object.object_type.as_bytes());
     push_esc(buf, t.subject.object.object_id.as_bytes());
     push_opt(buf, t.subject.relation.as_deref().map(str::as_bytes));

@@ -4,7 +4,8 @@
 //! stored in RocksDB with MVCC history so any revision inside the retention
 //! window can be read exactly; the forward (resource → subjects) and
 //! reverse (subject → resources) indexes; the per-tenant changelog that
-//! watch and replication read; garbage collection of old history; bulk
+//! watch and replication read; garbage collection of old history and of
+//! expired relationships; bulk
 //! import/export; the key and value encodings; and the tuple text form.
 //!
 //! **It does not** know about gRPC, Raft or the schema language: revisions
@@ -54,7 +55,7 @@ pub use error::{ErrorCode, Result, StorageError, TupleError, TuplePart};
 pub use filter::{IdFilter, SubjectRelationFilter, TupleFilter};
 pub use mem::{MemSnapshot, MemStore};
 pub use revision::{Revision, Timestamp};
-pub use rocks::{GcWorker, RocksOptions, RocksSnapshot, RocksStore};
+pub use rocks::{GcWorker, RocksOptions, RocksSnapshot, RocksStore, DEFAULT_EXPIRY_GRACE};
 pub use store::{Cursor, RelationStore, ReverseQuery, ScanPage, TupleReader, TupleReaderExt};
 pub use tenant::Tenant;
 pub use tuple::{ObjectRef, SubjectRef, Tuple, TupleCaveat, MAX_OBJECT_ID_LEN, WILDCARD};

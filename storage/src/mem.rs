@@ -14,8 +14,8 @@ use crate::error::{Result, StorageError};
 use crate::filter::TupleFilter;
 use crate::keys;
 use crate::plan;
-use crate::revision::Revision;
-use crate::store::{Cursor, RelationStore, ReverseQuery, ScanPage, TupleReader};
+use crate::revision::{Revision, Timestamp};
+use crate::store::{self, Cursor, RelationStore, ReverseQuery, ScanPage, TupleReader};
 use crate::tenant::Tenant;
 use crate::tuple::Tuple;
 
@@ -255,6 +255,30 @@ impl RelationStore for MemStore {
             }
         }
         Ok(stats)
+    }
+
+    fn gc_expired(&self, now: Timestamp, grace_secs: i64) -> Result<u64> {
+        // Like `gc`, one short pass under the state lock (writers wait for
+        // it; every version is then at or below the applied revision).
+        let mut st = self.state.write().map_err(|_| StorageError::Poisoned)?;
+        let examined = st.applied;
+        let mut removed = 0u64;
+        for tn in st.tenants.values_mut() {
+            tn.tuples.retain(|_, h| {
+                let versions = h
+                    .iter()
+                    .rev()
+                    .filter(|(r, _)| *r <= examined)
+                    .map(|(_, t)| t.as_ref().map(|t| t.expiration));
+                if !store::chain_expired(versions, now, grace_secs) {
+                    return true;
+                }
+                removed += 1;
+                h.retain(|(r, _)| *r > examined);
+                !h.is_empty()
+            });
+        }
+        Ok(removed)
     }
 
     fn bulk_import(

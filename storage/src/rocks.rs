@@ -29,7 +29,7 @@ use crate::filter::{IdFilter, SubjectRelationFilter, TupleFilter};
 use crate::keys::{self, REV_SUFFIX_LEN, SUB_FWD, SUB_LOG, SUB_REV, SUB_SCHEMA};
 use crate::plan;
 use crate::revision::{Revision, Timestamp};
-use crate::store::{Cursor, RelationStore, ReverseQuery, ScanPage, TupleReader};
+use crate::store::{self, Cursor, RelationStore, ReverseQuery, ScanPage, TupleReader};
 use crate::tenant::Tenant;
 use crate::tuple::Tuple;
 use crate::value::{self, RevisionStatus};
@@ -667,6 +667,86 @@ impl RelationStore for RocksStore {
         Ok(stats)
     }
 
+    fn gc_expired(&self, now: Timestamp, grace_secs: i64) -> Result<u64> {
+        let _g = self.gc_lock.lock().map_err(|_| StorageError::Poisoned)?;
+        // INVARIANT (applied-after-write): read before the iterator (and its
+        // implicit snapshot) exists, so it holds every version up to
+        // `examined`. Writers only add versions above the applied revision,
+        // and only versions at or below `examined` are deleted here, so no
+        // concurrent write is lost and no writer lock is needed.
+        let examined = self.applied_revision();
+        let mut wb = rocksdb::WriteBatch::default();
+        let mut removed = 0u64;
+        let mut it = self.db.raw_iterator();
+        it.seek([keys::TENANT]);
+        let mut chain: Vec<u8> = Vec::new();
+        let mut versions: Vec<(Revision, Option<Option<Timestamp>>)> = Vec::new();
+        let mut key = Vec::with_capacity(128);
+        while let Some(k) = it.key() {
+            if k.first() != Some(&keys::TENANT) {
+                break;
+            }
+            let mut r = keys::KeyReader::new(&k[1..]);
+            r.esc()?;
+            let tenant_len = k.len() - r.rest().len();
+            if r.rest().first() != Some(&SUB_FWD) {
+                // Skip this tenant's other sections in one seek.
+                let section = k
+                    .get(..tenant_len + 1)
+                    .ok_or(StorageError::Corrupt { what: "key" })?;
+                match keys::prefix_end(section) {
+                    Some(end) => it.seek(end),
+                    None => break,
+                }
+                continue;
+            }
+            // Collect one chain's versions at or below `examined`, newest first.
+            chain.clear();
+            chain.extend_from_slice(keys::split_version(k)?.0);
+            versions.clear();
+            while let Some((k, v)) = it.item() {
+                let (c, rev) = keys::split_version(k)?;
+                if c != chain.as_slice() {
+                    break;
+                }
+                if rev <= examined {
+                    versions.push((rev, value::version_expiration(v)?));
+                }
+                it.next();
+            }
+            it.status().map_err(engine)?;
+            if !store::chain_expired(versions.iter().map(|(_, v)| *v), now, grace_secs) {
+                continue;
+            }
+            let body = chain
+                .get(tenant_len + 1..)
+                .ok_or(StorageError::Corrupt { what: "key" })?;
+            let t = keys::decode_fwd_body(body)?;
+            let mut rev_chain = Vec::with_capacity(chain.len());
+            rev_chain.extend_from_slice(&chain[..tenant_len]);
+            rev_chain.push(SUB_REV);
+            keys::push_rev_body(&mut rev_chain, &t);
+            for (rev, _) in &versions {
+                for c in [&chain, &rev_chain] {
+                    key.clear();
+                    key.extend_from_slice(c);
+                    keys::push_inv_rev(&mut key, *rev);
+                    wb.delete(&key);
+                }
+            }
+            removed += 1;
+            // A partly removed chain is still all gone-for-good versions, so
+            // any batch boundary leaves answers unchanged.
+            if wb.len() >= GC_CHUNK {
+                self.commit(std::mem::take(&mut wb), &WriteOptions::default())?;
+            }
+        }
+        it.status().map_err(engine)?;
+        self.commit(wb, &WriteOptions::default())?;
+        tracing::debug!(removed, %examined, "expired tuples removed");
+        Ok(removed)
+    }
+
     fn bulk_import(
         &self,
         tenant: &Tenant,
@@ -1051,7 +1131,15 @@ impl TupleReader for RocksSnapshot<'_> {
     }
 }
 
-/// Runs time-based GC periodically on a background thread until dropped.
+/// The default grace period of [`GcWorker`] before an expired tuple is
+/// physically removed (60 s): covers readers whose clock (request time) is
+/// somewhat behind the GC thread's.
+pub const DEFAULT_EXPIRY_GRACE: Duration = Duration::from_secs(60);
+
+/// Runs GC periodically on a background thread until dropped. Each tick it
+/// runs time-based history GC ([`RocksStore::gc_older_than`]) and then
+/// removes expired tuples ([`RelationStore::gc_expired`] at
+/// [`Timestamp::now`] with the configured grace period).
 #[derive(Debug)]
 pub struct GcWorker {
     stop: Option<std::sync::mpsc::Sender<()>>,
@@ -1059,9 +1147,22 @@ pub struct GcWorker {
 }
 
 impl GcWorker {
-    /// Every `every`, removes history older than `retention` from `store`.
+    /// Every `every`, removes history older than `retention` from `store`
+    /// and tuples expired for longer than [`DEFAULT_EXPIRY_GRACE`].
     /// Errors are logged and retried at the next tick.
     pub fn spawn(store: Arc<RocksStore>, every: Duration, retention: Duration) -> GcWorker {
+        GcWorker::spawn_with_expiry_grace(store, every, retention, DEFAULT_EXPIRY_GRACE)
+    }
+
+    /// As [`GcWorker::spawn`], removing tuples expired for longer than
+    /// `expiry_grace` (whole seconds; saturates at `i64::MAX`).
+    pub fn spawn_with_expiry_grace(
+        store: Arc<RocksStore>,
+        every: Duration,
+        retention: Duration,
+        expiry_grace: Duration,
+    ) -> GcWorker {
+        let grace = i64::try_from(expiry_grace.as_secs()).unwrap_or(i64::MAX);
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("verdict-gc".into())
@@ -1070,6 +1171,9 @@ impl GcWorker {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                         if let Err(e) = store.gc_older_than(retention) {
                             tracing::warn!(error = %e, "background gc failed");
+                        }
+                        if let Err(e) = store.gc_expired(Timestamp::now(), grace) {
+                            tracing::warn!(error = %e, "background expired-tuple gc failed");
                         }
                     }
                     _ => return,

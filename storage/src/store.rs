@@ -5,7 +5,7 @@
 use crate::batch::{ApplyOutcome, ChangeBatch, GcStats, StoredSchema, WriteBatch};
 use crate::error::Result;
 use crate::filter::{SubjectRelationFilter, TupleFilter};
-use crate::revision::Revision;
+use crate::revision::{Revision, Timestamp};
 use crate::tenant::Tenant;
 use crate::tuple::Tuple;
 
@@ -194,6 +194,29 @@ pub trait RelationStore: Send + Sync {
     /// Storage failures.
     fn gc(&self, floor: Revision) -> Result<GcStats>;
 
+    /// Physically removes expired relationships; returns how many tuples
+    /// (relationships, not versions) were removed.
+    ///
+    /// A tuple is removed — every stored version, in both the forward and
+    /// the reverse index — when the version live at the applied revision has
+    /// `expiration + grace_secs <= now` and every older stored version is
+    /// gone for good as well (a tombstone or itself expired by that rule).
+    /// A tuple with an older version that is live and unexpired is left to
+    /// [`RelationStore::gc`]: removing the newer versions would make that
+    /// older one visible at later revisions. Since the engine treats a tuple
+    /// as absent once `now >= expiration` and time only moves forward, no
+    /// answer at any readable revision changes (as long as readers' clocks
+    /// are at most `grace_secs` behind `now`; a negative grace counts as 0).
+    ///
+    /// Only versions at or below the revision examined are deleted, so a
+    /// concurrent write of the same tuple (a later revision) is never lost.
+    /// The changelog is untouched: watch history still shows the writes.
+    /// Runs in bounded batches and does not block writes.
+    ///
+    /// # Errors
+    /// Storage failures.
+    fn gc_expired(&self, now: Timestamp, grace_secs: i64) -> Result<u64>;
+
     /// Loads many tuples at one new revision (TOUCH semantics: existing tuples
     /// are overwritten), much faster than `apply`. Recorded in the changelog.
     ///
@@ -206,6 +229,36 @@ pub trait RelationStore: Send + Sync {
         revision: Revision,
         tuples: &mut dyn Iterator<Item = Tuple>,
     ) -> Result<ApplyOutcome>;
+}
+
+/// Whether a stored version is gone for every reader from `now` on: a
+/// tombstone (`None`), or live with `expiration + grace_secs <= now`.
+pub(crate) fn gone_for_good(
+    version: Option<Option<Timestamp>>,
+    now: Timestamp,
+    grace_secs: i64,
+) -> bool {
+    match version {
+        None => true,
+        Some(exp) => exp.is_some_and(|e| e.0.saturating_add(grace_secs.max(0)) <= now.0),
+    }
+}
+
+/// Decides whether `gc_expired` removes a tuple from its versions at or
+/// below the examined revision, newest first (`None` = tombstone, else the
+/// live version's expiration): the newest must be live and expired, and
+/// every version gone for good.
+pub(crate) fn chain_expired(
+    mut versions: impl Iterator<Item = Option<Option<Timestamp>>>,
+    now: Timestamp,
+    grace_secs: i64,
+) -> bool {
+    match versions.next() {
+        Some(Some(exp)) if gone_for_good(Some(exp), now, grace_secs) => {
+            versions.all(|v| gone_for_good(v, now, grace_secs))
+        }
+        _ => false,
+    }
 }
 
 /// Conveniences on every [`TupleReader`].

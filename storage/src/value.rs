@@ -19,7 +19,7 @@ use crate::batch::{Change, ChangeKind, SchemaVersionRecord};
 use crate::error::{Result, StorageError};
 use crate::keys;
 use crate::revision::Timestamp;
-use crate::tuple::{Tuple, TupleCaveat};
+use crate::tuple::{ObjectRef, SubjectRef, Tuple, TupleCaveat};
 
 const FORMAT_V1: u8 = 0x01;
 
@@ -182,6 +182,17 @@ pub(crate) fn decode_version_payload(v: &[u8], t: &mut Tuple) -> Result<()> {
     }
     read_payload(&mut r, t)?;
     r.finish()
+}
+
+/// The expiration of an encoded version: `None` for a tombstone,
+/// `Some(expiration)` for a live version.
+pub(crate) fn version_expiration(v: &[u8]) -> Result<Option<Option<Timestamp>>> {
+    if !version_is_live(v)? {
+        return Ok(None);
+    }
+    let mut scratch = Tuple::new(ObjectRef::new("", ""), "", SubjectRef::direct("", ""));
+    decode_version_payload(v, &mut scratch)?;
+    Ok(Some(scratch.expiration))
 }
 
 /// One chunk of a revision's changelog.
