@@ -6,7 +6,9 @@
 //! `expand` on random schemas and data (property tests), followed by
 //! hand-written cases for the corners: nested and cyclic groups, arrows,
 //! `.all()`, exclusion under a wildcard, userset subjects, the depth bound
-//! and debug traces.
+//! and debug traces. Caveats (`is_small`, `flag_on`) make answers three-valued
+//! (ALLOWED / DENIED / CONDITIONAL with the missing parameters): the
+//! reference combines them with `Outcome::or/and/minus`, per request context.
 //!
 //! ```text
 //!  bytes ─▶ generate ─▶ schema text ─▶ compile ─▶ IR ─┬─▶ Reference (fixpoint)
@@ -21,7 +23,7 @@ use std::time::Instant;
 use proptest::collection::vec;
 use proptest::prelude::any;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
-use serde_json::Map;
+use serde_json::{json, Map, Value};
 use verdict::engine::{
     CheckRequest, DecisionCache, Engine, EngineConfig, EngineError, LookupSubject, Outcome,
 };
@@ -29,7 +31,7 @@ use verdict::schema::ir::{ArrowFunc, RelationKind, Rewrite, Schema};
 use verdict::schema::{compile, SchemaLimits};
 use verdict_storage::{
     MemStore, ObjectRef, Op, RelationStore, Revision, RocksOptions, RocksStore, SubjectRef, Tenant,
-    Timestamp, Tuple, TupleReader, WriteBatch, WILDCARD,
+    Timestamp, Tuple, TupleCaveat, TupleReader, WriteBatch, WILDCARD,
 };
 
 // ───────────────────────────── reference evaluator ─────────────────────────────
@@ -40,32 +42,88 @@ type Elem = (String, String, Option<String>);
 /// `(type, id, relation or permission)`.
 type Node = (String, String, String);
 
-/// Every `type:id#relation` of the universe with its set of subjects.
+/// Every `type:id#relation` of the universe with its members, each with a
+/// three-valued membership (absent = DENIED).
 ///
 /// Rules (SpiceDB's semantics, spelled out as sets):
 /// - every node contains itself as a userset (`group:g#member` is a member
-///   of `group:g#member`);
+///   of `group:g#member`), ALLOWED;
 /// - relation: direct tuple subjects; for `T:*` every object of `T` in the
-///   universe; for a userset subject `G:g#m`, the set of `G:g#m`;
-/// - permission: union / intersection / difference of the operands;
-///   `t->x` and `t.any(x)` the union over the tupleset's subject objects
-///   `X:x'` (subject relation ignored) of `X:x'#x`, or nothing when `X`
-///   lacks `x`; `t.all(x)` the intersection of the same (nothing for an
-///   empty tupleset or for a target type lacking `x`).
+///   universe; for a userset subject `G:g#m`, the set of `G:g#m`; a tuple's
+///   caveat value (DENIED: the tuple is skipped) is ANDed with what it
+///   contributes;
+/// - permission: union (`or`) / intersection (`and`) / difference (`minus`)
+///   of the operands, with `Outcome`'s truth tables; `t->x` and `t.any(x)`
+///   the union over the tupleset's subject objects `X:x'` (subject relation
+///   ignored) of `caveat AND X:x'#x`, or nothing when `X` lacks `x`;
+///   `t.all(x)` the intersection of the same over the tuples whose caveat is
+///   not DENIED (nothing for no such tuple or for a target type lacking `x`).
 ///
-/// Computed by Jacobi iteration from all-empty sets until nothing changes:
-/// the least fixpoint for monotone schemas, and the unique fixpoint on
-/// acyclic data (which the generator guarantees whenever exclusion occurs).
+/// Computed by Jacobi iteration from all-DENIED until nothing changes: the
+/// least fixpoint for monotone schemas, and the unique fixpoint on acyclic
+/// data (which the generator guarantees whenever exclusion or caveats occur).
 struct Reference {
-    sets: BTreeMap<Node, BTreeSet<Elem>>,
-    empty: BTreeSet<Elem>,
+    sets: BTreeMap<Node, Members>,
+    empty: Members,
+}
+
+/// Members of a set with their (never DENIED) membership.
+type Members = BTreeMap<Elem, Outcome>;
+
+/// Adds `value` to `e`'s membership by union.
+fn join(m: &mut Members, e: Elem, value: Outcome) {
+    if value.is_denied() {
+        return;
+    }
+    let old = m.remove(&e).unwrap_or(Outcome::Denied);
+    m.insert(e, old.or(value));
+}
+
+/// Every membership ANDed with `cond`.
+fn guard(m: &Members, cond: &Outcome) -> Members {
+    m.iter()
+        .map(|(e, v)| (e.clone(), cond.clone().and(v.clone())))
+        .filter(|(_, v)| !v.is_denied())
+        .collect()
+}
+
+fn intersect(a: &Members, b: &Members) -> Members {
+    a.iter()
+        .filter_map(|(e, v)| Some((e.clone(), v.clone().and(b.get(e)?.clone()))))
+        .filter(|(_, v)| !v.is_denied())
+        .collect()
+}
+
+/// The value of the small caveat expressions the generator uses, with the
+/// stored context winning over the request's.
+fn eval_caveat(name: &str, stored: &Map<String, Value>, request: &Map<String, Value>) -> Outcome {
+    let get = |k: &str| stored.get(k).or_else(|| request.get(k));
+    let params: &[&str] = match name {
+        "is_small" => &["x", "limit"],
+        "flag_on" => &["flag"],
+        other => panic!("unknown caveat {other}"),
+    };
+    let missing: Vec<String> = params
+        .iter()
+        .filter(|p| get(p).is_none())
+        .map(|p| p.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Outcome::conditional(missing);
+    }
+    let holds = match name {
+        "is_small" => get("x").and_then(Value::as_i64) <= get("limit").and_then(Value::as_i64),
+        _ => get("flag").and_then(Value::as_bool).expect("bool flag"),
+    };
+    outcome_of(holds)
 }
 
 struct Universe<'a> {
     schema: &'a Schema,
     pools: &'a BTreeMap<String, Vec<String>>,
-    /// Tuples by (resource type, resource id, relation).
-    index: BTreeMap<Node, Vec<&'a Tuple>>,
+    /// Tuples by (resource type, resource id, relation), with their caveat
+    /// value (never DENIED).
+    index: BTreeMap<Node, Vec<(&'a Tuple, Outcome)>>,
 }
 
 impl Reference {
@@ -73,9 +131,17 @@ impl Reference {
         schema: &Schema,
         pools: &BTreeMap<String, Vec<String>>,
         tuples: &[Tuple],
+        context: &Map<String, Value>,
     ) -> Reference {
-        let mut index: BTreeMap<Node, Vec<&Tuple>> = BTreeMap::new();
+        let mut index: BTreeMap<Node, Vec<(&Tuple, Outcome)>> = BTreeMap::new();
         for t in tuples {
+            let cond = match &t.caveat {
+                None => Outcome::Allowed,
+                Some(c) => eval_caveat(&c.name, &c.context, context),
+            };
+            if cond.is_denied() {
+                continue;
+            }
             index
                 .entry((
                     t.resource.object_type.clone(),
@@ -83,7 +149,7 @@ impl Reference {
                     t.relation.clone(),
                 ))
                 .or_default()
-                .push(t);
+                .push((t, cond));
         }
         let u = Universe {
             schema,
@@ -99,11 +165,11 @@ impl Reference {
             }
         }
         let mut reference = Reference {
-            sets: nodes.iter().map(|n| (n.clone(), BTreeSet::new())).collect(),
-            empty: BTreeSet::new(),
+            sets: nodes.iter().map(|n| (n.clone(), Members::new())).collect(),
+            empty: Members::new(),
         };
         for _round in 0..10_000 {
-            let next: BTreeMap<Node, BTreeSet<Elem>> = nodes
+            let next: BTreeMap<Node, Members> = nodes
                 .iter()
                 .map(|n| (n.clone(), reference.eval_node(&u, n)))
                 .collect();
@@ -115,105 +181,129 @@ impl Reference {
         panic!("reference evaluator did not converge");
     }
 
-    fn get(&self, ty: &str, id: &str, rel: &str) -> &BTreeSet<Elem> {
+    fn get(&self, ty: &str, id: &str, rel: &str) -> &Members {
         self.sets
             .get(&(ty.to_string(), id.to_string(), rel.to_string()))
             .unwrap_or(&self.empty)
     }
 
     /// Whether `subject` has `permission` on `resource`.
-    fn has(&self, resource: &ObjectRef, permission: &str, subject: &SubjectRef) -> bool {
+    fn has(&self, resource: &ObjectRef, permission: &str, subject: &SubjectRef) -> Outcome {
         self.get(&resource.object_type, &resource.object_id, permission)
-            .contains(&elem(subject))
+            .get(&elem(subject))
+            .cloned()
+            .unwrap_or(Outcome::Denied)
     }
 
-    fn eval_node(&self, u: &Universe<'_>, (ty, id, rel): &Node) -> BTreeSet<Elem> {
+    fn eval_node(&self, u: &Universe<'_>, (ty, id, rel): &Node) -> Members {
         let def = u.schema.definition_named(ty).expect("type in schema");
         let relation = def.relation_named(rel).expect("relation in schema");
-        let mut out = BTreeSet::from([(ty.clone(), id.clone(), Some(rel.clone()))]);
+        let mut out = Members::from([(
+            (ty.clone(), id.clone(), Some(rel.clone())),
+            Outcome::Allowed,
+        )]);
         match &relation.kind {
             RelationKind::Relation { .. } => {
                 let key = (ty.clone(), id.clone(), rel.clone());
-                for t in u.index.get(&key).into_iter().flatten() {
+                for (t, cond) in u.index.get(&key).into_iter().flatten() {
                     let s = &t.subject;
                     let sty = &s.object.object_type;
                     match &s.relation {
                         None if s.object.object_id == WILDCARD => {
                             for x in u.pools.get(sty).into_iter().flatten() {
-                                out.insert((sty.clone(), x.clone(), None));
+                                join(&mut out, (sty.clone(), x.clone(), None), cond.clone());
                             }
                         }
                         None => {
-                            out.insert((sty.clone(), s.object.object_id.clone(), None));
+                            join(
+                                &mut out,
+                                (sty.clone(), s.object.object_id.clone(), None),
+                                cond.clone(),
+                            );
                         }
                         Some(m) => {
-                            out.insert(elem(s));
-                            out.extend(self.get(sty, &s.object.object_id, m).iter().cloned());
+                            join(&mut out, elem(s), cond.clone());
+                            let members = guard(self.get(sty, &s.object.object_id, m), cond);
+                            for (e, v) in members {
+                                join(&mut out, e, v);
+                            }
                         }
                     }
                 }
             }
             RelationKind::Permission { rewrite } => {
-                out.extend(self.eval_rewrite(u, ty, id, rewrite))
+                for (e, v) in self.eval_rewrite(u, ty, id, rewrite) {
+                    join(&mut out, e, v);
+                }
             }
         }
         out
     }
 
-    fn eval_rewrite(
-        &self,
-        u: &Universe<'_>,
-        ty: &str,
-        id: &str,
-        rewrite: &Rewrite,
-    ) -> BTreeSet<Elem> {
+    fn eval_rewrite(&self, u: &Universe<'_>, ty: &str, id: &str, rewrite: &Rewrite) -> Members {
         let def = u.schema.definition_named(ty).expect("type in schema");
         match rewrite {
-            Rewrite::Nil => BTreeSet::new(),
-            Rewrite::SelfRef => BTreeSet::from([(ty.to_string(), id.to_string(), None)]),
+            Rewrite::Nil => Members::new(),
+            Rewrite::SelfRef => {
+                Members::from([((ty.to_string(), id.to_string(), None), Outcome::Allowed)])
+            }
             Rewrite::Computed(rel) => self.get(ty, id, &def.relation(*rel).name).clone(),
-            Rewrite::Union(children) => children
-                .iter()
-                .flat_map(|c| self.eval_rewrite(u, ty, id, c))
-                .collect(),
+            Rewrite::Union(children) => {
+                let mut out = Members::new();
+                for c in children {
+                    for (e, v) in self.eval_rewrite(u, ty, id, c) {
+                        join(&mut out, e, v);
+                    }
+                }
+                out
+            }
             Rewrite::Intersection(children) => {
                 let mut sets = children.iter().map(|c| self.eval_rewrite(u, ty, id, c));
                 let first = sets.next().unwrap_or_default();
-                sets.fold(first, |acc, s| acc.intersection(&s).cloned().collect())
+                sets.fold(first, |acc, s| intersect(&acc, &s))
             }
             Rewrite::Exclusion(base, subtract) => {
                 let b = self.eval_rewrite(u, ty, id, base);
                 let s = self.eval_rewrite(u, ty, id, subtract);
-                b.difference(&s).cloned().collect()
+                b.into_iter()
+                    .map(|(e, v)| {
+                        let sv = s.get(&e).cloned().unwrap_or(Outcome::Denied);
+                        (e, v.minus(sv))
+                    })
+                    .filter(|(_, v)| !v.is_denied())
+                    .collect()
             }
             Rewrite::Arrow(arrow) => {
                 let tupleset = def.relation(arrow.tupleset).name.to_string();
                 let key = (ty.to_string(), id.to_string(), tupleset);
-                let targets: Vec<BTreeSet<Elem>> = u
+                let targets: Vec<Members> = u
                     .index
                     .get(&key)
                     .into_iter()
                     .flatten()
-                    .map(|t| {
+                    .map(|(t, cond)| {
                         let o = &t.subject.object;
                         let has_target = u
                             .schema
                             .definition_named(&o.object_type)
                             .is_some_and(|d| d.relation_id(&arrow.target).is_some());
                         if has_target {
-                            self.get(&o.object_type, &o.object_id, &arrow.target)
-                                .clone()
+                            guard(self.get(&o.object_type, &o.object_id, &arrow.target), cond)
                         } else {
-                            BTreeSet::new()
+                            Members::new()
                         }
                     })
                     .collect();
                 if arrow.func == ArrowFunc::All {
                     let mut it = targets.into_iter();
                     let first = it.next().unwrap_or_default();
-                    it.fold(first, |acc, s| acc.intersection(&s).cloned().collect())
+                    it.fold(first, |acc, s| intersect(&acc, &s))
                 } else {
-                    targets.into_iter().flatten().collect()
+                    let mut out = Members::new();
+                    for (e, v) in targets.into_iter().flatten() {
+                        join(&mut out, e, v);
+                    }
+                    out
                 }
             }
         }
@@ -236,6 +326,52 @@ const FUTURE: Timestamp = Timestamp(32_503_680_000);
 /// Request times before `PAST` (1998) and between `PAST` and `FUTURE` (2030).
 const EARLY: Timestamp = Timestamp(900_000_000);
 const LATER: Timestamp = Timestamp(1_900_000_000);
+
+/// The caveats a schema may declare: name and declaration.
+const CAVEATS: [(&str, &str); 2] = [
+    (
+        "is_small",
+        "caveat is_small(x int, limit int) {\n    x <= limit\n}\n",
+    ),
+    ("flag_on", "caveat flag_on(flag bool) {\n    flag\n}\n"),
+];
+
+/// Stored contexts for a caveated tuple, per caveat (partial on purpose).
+fn stored_contexts(caveat: usize) -> Vec<Map<String, Value>> {
+    let values = match caveat {
+        0 => vec![
+            json!({}),
+            json!({"limit": 3}),
+            json!({"x": 2}),
+            json!({"x": 5, "limit": 3}),
+        ],
+        _ => vec![json!({}), json!({"flag": true}), json!({"flag": false})],
+    };
+    values.into_iter().map(to_map).collect()
+}
+
+/// Request contexts a case is verified under.
+fn request_contexts() -> Vec<Map<String, Value>> {
+    [
+        json!({}),
+        json!({"x": 1}),
+        json!({"x": 5, "limit": 9}),
+        json!({"flag": true}),
+        json!({"x": 4, "flag": false}),
+        json!({"limit": 0}),
+        json!({"x": 3, "limit": 3, "flag": true}),
+    ]
+    .into_iter()
+    .map(to_map)
+    .collect()
+}
+
+fn to_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
 
 /// Type names; index 0 (`user`) has no relations.
 const TYPE_NAMES: [&str; 4] = ["user", "group", "folder", "doc"];
@@ -282,6 +418,11 @@ struct RelSpec {
     wildcard: bool,
     /// Every allowed subject type is `with expiration`.
     expiring: bool,
+    /// Every allowed subject type is `with` this caveat (an index into
+    /// `CAVEATS`); never together with `expiring` or `wildcard`.
+    caveat: Option<usize>,
+    /// With `caveat`: every allowed subject type is also allowed plain.
+    also_plain: bool,
     allowed: Vec<AllowedSpec>,
 }
 
@@ -367,6 +508,10 @@ struct Case {
     has_all: bool,
     has_self: bool,
     has_expiration: bool,
+    /// Some tuple carries a caveat.
+    has_caveats: bool,
+    /// The request contexts to verify under (at least one).
+    contexts: Vec<Map<String, Value>>,
 }
 
 impl Case {
@@ -393,6 +538,17 @@ fn render_schema(defs: &[DefSpec]) -> String {
     if !out.is_empty() {
         out.push('\n');
     }
+    let mut declared: Vec<usize> = defs
+        .iter()
+        .flat_map(|d| &d.rels)
+        .filter_map(|r| r.caveat)
+        .collect();
+    declared.sort();
+    declared.dedup();
+    for k in declared {
+        out.push_str(CAVEATS[k].1);
+        out.push('\n');
+    }
     for d in defs {
         if d.rels.is_empty() && d.perms.is_empty() {
             out.push_str(&format!("definition {} {{}}\n\n", d.name));
@@ -408,11 +564,18 @@ fn render_schema(defs: &[DefSpec]) -> String {
                     AllowedSpec::Wildcard(t) => format!("{}:*", TYPE_NAMES[*t]),
                     AllowedSpec::Userset(t, m) => format!("{}#{m}", TYPE_NAMES[*t]),
                 })
-                .map(|a| {
+                .flat_map(|a| {
                     if r.expiring {
-                        format!("{a} with expiration")
+                        vec![format!("{a} with expiration")]
+                    } else if let Some(k) = r.caveat {
+                        let caveated = format!("{a} with {}", CAVEATS[k].0);
+                        if r.also_plain {
+                            vec![a, caveated]
+                        } else {
+                            vec![caveated]
+                        }
                     } else {
-                        a
+                        vec![a]
                     }
                 })
                 .collect();
@@ -520,6 +683,15 @@ fn generate(bytes: &[u8]) -> Case {
         })
         .collect();
 
+    // Caveats: none, `is_small`, `flag_on` or both may be used.
+    let caveat_choice = c.below(5);
+    let usable: Vec<usize> = match caveat_choice {
+        0 | 1 => vec![],
+        2 => vec![0],
+        3 => vec![1],
+        _ => vec![0, 1],
+    };
+
     // Pass 1: shapes (relation wildcard flags, permission counts).
     let mut defs: Vec<DefSpec> = vec![DefSpec {
         name: TYPE_NAMES[0],
@@ -530,11 +702,18 @@ fn generate(bytes: &[u8]) -> Case {
         let n_rel = 1 + c.below(3);
         let n_perm = c.below(5 - n_rel).min(3);
         let rels = (0..n_rel)
-            .map(|k| RelSpec {
-                name: format!("rel{k}"),
-                wildcard: c.chance(1, 5),
-                expiring: c.chance(1, 4),
-                allowed: Vec::new(),
+            .map(|k| {
+                let wildcard = c.chance(1, 5);
+                let caveat =
+                    (!usable.is_empty() && !wildcard && c.chance(1, 2)).then(|| *c.pick(&usable));
+                RelSpec {
+                    name: format!("rel{k}"),
+                    wildcard,
+                    expiring: caveat.is_none() && c.chance(1, 4),
+                    caveat,
+                    also_plain: caveat.is_some() && c.chance(1, 2),
+                    allowed: Vec::new(),
+                }
             })
             .collect();
         let perms = (0..n_perm).map(|k| (format!("perm{k}"), Ex::Nil)).collect();
@@ -603,7 +782,11 @@ fn generate(bytes: &[u8]) -> Case {
     let has_self = defs.iter().flat_map(|d| &d.perms).any(|p| p.1.has_self());
 
     // Tuples; acyclic (in the object graph) whenever exclusion occurs.
-    let acyclic = has_exclusion || c.chance(1, 2);
+    let caveated = defs
+        .iter()
+        .flat_map(|d| &d.rels)
+        .any(|r| r.caveat.is_some());
+    let acyclic = has_exclusion || caveated || c.chance(1, 2);
     let n_tuples = 3 + c.below(23);
     let mut tuples: Vec<Tuple> = Vec::new();
     let mut edges: BTreeMap<(usize, String), BTreeSet<(usize, String)>> = BTreeMap::new();
@@ -636,6 +819,15 @@ fn generate(bytes: &[u8]) -> Case {
         if rel.expiring {
             t.expiration = [None, Some(FUTURE), Some(PAST)][c.below(3)];
         }
+        if let Some(k) = rel.caveat {
+            if !rel.also_plain || c.chance(2, 3) {
+                let contexts = stored_contexts(k);
+                t.caveat = Some(TupleCaveat {
+                    name: CAVEATS[k].0.to_string(),
+                    context: c.pick(&contexts).clone(),
+                });
+            }
+        }
         if tuples.iter().any(|x| x.same_key(&t)) {
             continue;
         }
@@ -647,6 +839,15 @@ fn generate(bytes: &[u8]) -> Case {
     }
 
     let has_expiration = tuples.iter().any(|t| t.expiration.is_some());
+    let has_caveats = tuples.iter().any(|t| t.caveat.is_some());
+    let all_contexts = request_contexts();
+    let contexts = if caveated {
+        let first = c.pick(&all_contexts).clone();
+        let second = c.pick(&all_contexts).clone();
+        vec![first, second]
+    } else {
+        vec![Map::new()]
+    };
     Case {
         text: render_schema(&defs),
         tuples,
@@ -659,6 +860,8 @@ fn generate(bytes: &[u8]) -> Case {
         has_all,
         has_self,
         has_expiration,
+        has_caveats,
+        contexts,
     }
 }
 
@@ -674,9 +877,11 @@ struct Stats {
     with_all: usize,
     with_self: usize,
     with_expiration: usize,
+    with_caveats: usize,
     tuples: usize,
     checks: usize,
     allowed: usize,
+    conditional: usize,
     userset_checks: usize,
     lookup_resources: usize,
     lookup_subjects: usize,
@@ -708,17 +913,15 @@ fn outcome_of(allowed: bool) -> Outcome {
     }
 }
 
-/// The engine's check result as a boolean; `Ok(None)` for a tolerated
-/// depth error (cyclic data only).
+/// The engine's check result; `Ok(None)` for a tolerated depth error
+/// (cyclic data only).
 fn judge(
     result: &Result<Outcome, EngineError>,
     acyclic: bool,
     stats: &mut Stats,
-) -> Result<Option<bool>, String> {
+) -> Result<Option<Outcome>, String> {
     match result {
-        Ok(Outcome::Allowed) => Ok(Some(true)),
-        Ok(Outcome::Denied) => Ok(Some(false)),
-        Ok(other) => Err(format!("unexpected outcome {other} (no caveats in schema)")),
+        Ok(o) => Ok(Some(o.clone())),
         Err(EngineError::DepthExceeded { .. }) if !acyclic => {
             stats.depth_exceeded += 1;
             Ok(None)
@@ -734,6 +937,7 @@ fn verify(
     engine: &Engine,
     reader: &dyn TupleReader,
     now: Timestamp,
+    ctx: &Map<String, Value>,
     stats: &mut Stats,
 ) -> Result<(), String> {
     let live: Vec<Tuple> = case
@@ -742,8 +946,7 @@ fn verify(
         .filter(|t| !t.is_expired_at(now))
         .cloned()
         .collect();
-    let reference = Reference::compute(schema, &case.pools, &live);
-    let ctx = Map::new();
+    let reference = Reference::compute(schema, &case.pools, &live, ctx);
 
     // Resources: every object of every type with every relation/permission.
     let mut resources: Vec<(ObjectRef, String)> = Vec::new();
@@ -770,23 +973,31 @@ fn verify(
         for s in direct_subjects.iter().chain(&userset_subjects) {
             let mut req = CheckRequest::new(res.clone(), perm.clone(), s.clone());
             req.now = now;
+            req.context = ctx.clone();
             expected.push(reference.has(res, perm, s));
             requests.push(req);
         }
     }
-    let describe = |r: &CheckRequest| format!("{}#{}@{}", r.resource, r.permission, r.subject);
-    for (req, &want) in requests.iter().zip(&expected) {
+    let describe = |r: &CheckRequest| {
+        format!(
+            "{}#{}@{} with {}",
+            r.resource,
+            r.permission,
+            r.subject,
+            Value::Object(r.context.clone())
+        )
+    };
+    for (req, want) in requests.iter().zip(&expected) {
         let got = engine.check(reader, req).map(|r| r.outcome);
         stats.checks += 1;
         stats.userset_checks += usize::from(req.subject.relation.is_some());
-        stats.allowed += usize::from(want);
+        stats.allowed += usize::from(want.is_allowed());
+        stats.conditional += usize::from(matches!(want, Outcome::Conditional { .. }));
         match judge(&got, case.acyclic, stats) {
-            Ok(Some(g)) if g != want => {
+            Ok(Some(g)) if &g != want => {
                 return Err(format!(
-                    "check {}: reference says {}, engine says {}",
+                    "check {}: reference says {want}, engine says {g}",
                     describe(req),
-                    outcome_of(want),
-                    outcome_of(g)
                 ))
             }
             Ok(_) => {}
@@ -801,15 +1012,13 @@ fn verify(
             requests.len()
         ));
     }
-    for ((req, &want), got) in requests.iter().zip(&expected).zip(bulk) {
+    for ((req, want), got) in requests.iter().zip(&expected).zip(bulk) {
         let got = got.map(|r| r.outcome);
         match judge(&got, case.acyclic, stats) {
-            Ok(Some(g)) if g != want => {
+            Ok(Some(g)) if &g != want => {
                 return Err(format!(
-                    "bulk_check {}: reference says {}, engine says {}",
+                    "bulk_check {}: reference says {want}, engine says {g}",
                     describe(req),
-                    outcome_of(want),
-                    outcome_of(g)
                 ))
             }
             Ok(_) => {}
@@ -822,15 +1031,22 @@ fn verify(
         for rel in &def.relations {
             for s in direct_subjects.iter().chain(&userset_subjects) {
                 stats.lookup_resources += 1;
-                let want: Vec<String> = case.pools[&*def.name]
+                let want: Vec<(String, Outcome)> = case.pools[&*def.name]
                     .iter()
-                    .filter(|id| {
-                        reference.has(&ObjectRef::new(&*def.name, id.as_str()), &rel.name, s)
+                    .map(|id| {
+                        let o =
+                            reference.has(&ObjectRef::new(&*def.name, id.as_str()), &rel.name, s);
+                        (id.clone(), o)
                     })
-                    .cloned()
+                    .filter(|(_, o)| !o.is_denied())
                     .collect();
-                let what = format!("lookup_resources({}, {}, {s})", def.name, rel.name);
-                let mut got: Vec<String> = Vec::new();
+                let what = format!(
+                    "lookup_resources({}, {}, {s}, {})",
+                    def.name,
+                    rel.name,
+                    Value::Object(ctx.clone())
+                );
+                let mut got: Vec<(String, Outcome)> = Vec::new();
                 let mut cursor: Option<String> = None;
                 let mut pages = 0;
                 loop {
@@ -843,7 +1059,7 @@ fn verify(
                         &def.name,
                         &rel.name,
                         s,
-                        &ctx,
+                        ctx,
                         now,
                         cursor.as_deref(),
                         3,
@@ -863,13 +1079,7 @@ fn verify(
                         ));
                     }
                     for item in page.items {
-                        if item.outcome != Outcome::Allowed {
-                            return Err(format!(
-                                "{what}: {} has outcome {}",
-                                item.id, item.outcome
-                            ));
-                        }
-                        got.push(item.id);
+                        got.push((item.id, item.outcome));
                     }
                     match page.cursor {
                         Some(c) => cursor = Some(c),
@@ -898,16 +1108,16 @@ fn verify(
                     sdef.name,
                     srel.as_deref().map(|r| format!("#{r}")).unwrap_or_default()
                 );
-                let want: BTreeSet<String> = pool
+                let want: BTreeMap<String, Outcome> = pool
                     .iter()
-                    .filter(|id| {
+                    .map(|id| {
                         let s = SubjectRef {
                             object: ObjectRef::new(&*sdef.name, id.as_str()),
                             relation: srel.clone(),
                         };
-                        reference.has(res, perm, &s)
+                        (id.clone(), reference.has(res, perm, &s))
                     })
-                    .cloned()
+                    .filter(|(_, o)| !o.is_denied())
                     .collect();
                 let got = match engine.lookup_subjects(
                     reader,
@@ -915,7 +1125,7 @@ fn verify(
                     perm,
                     &sdef.name,
                     srel.as_deref(),
-                    &ctx,
+                    ctx,
                     now,
                 ) {
                     Ok(g) => g,
@@ -952,40 +1162,41 @@ fn verify(
     Ok(())
 }
 
-/// Compares a lookup-subjects answer with the reference set `want` (ids of
-/// the pool that have the permission).
+/// Compares a lookup-subjects answer with the reference `want` (the ids of
+/// the pool that have the permission, with their non-DENIED outcome).
 ///
-/// Explicit ids must be exactly members of `want`. Without a wildcard entry
-/// they must be all of `want`. With `*` (excluding `E`), the answer means
-/// "explicit ids, plus everyone not in `E`": so `E` must be disjoint from
-/// `want`, and every pool id outside `E` must be in `want`.
+/// Explicit ids must be exactly members of `want`, with the same outcome.
+/// Without a wildcard entry they must be all of `want`. With `*` (excluding
+/// `E`), the answer means "explicit ids, plus everyone not in `E` with the
+/// wildcard's outcome": so `E` must be disjoint from `want`, and every other
+/// pool id must be in `want` with that outcome.
 fn compare_subjects(
     what: &str,
     got: &[LookupSubject],
-    want: &BTreeSet<String>,
+    want: &BTreeMap<String, Outcome>,
     pool: &[String],
     userset: bool,
     complete: bool,
 ) -> Result<(), String> {
-    let mut explicit = BTreeSet::new();
+    let mut explicit = BTreeMap::new();
     let mut wildcard: Option<&LookupSubject> = None;
     for s in got {
-        if s.outcome != Outcome::Allowed {
+        if s.outcome.is_denied() {
             return Err(format!("{what}: {} has outcome {}", s.id, s.outcome));
         }
         if s.id == WILDCARD {
             if wildcard.replace(s).is_some() {
                 return Err(format!("{what}: two wildcard entries"));
             }
-        } else if !explicit.insert(s.id.clone()) {
+        } else if explicit.insert(s.id.clone(), s.outcome.clone()).is_some() {
             return Err(format!("{what}: {} returned twice", s.id));
         } else if !s.excluded.is_empty() {
             return Err(format!("{what}: non-wildcard {} has exclusions", s.id));
         }
     }
-    if !explicit.is_subset(want) {
+    if let Some((id, o)) = explicit.iter().find(|(id, o)| want.get(*id) != Some(o)) {
         return Err(format!(
-            "{what}: reference says {want:?}, engine says {explicit:?}"
+            "{what}: {id} {o}: reference says {want:?}, engine says {explicit:?}"
         ));
     }
     match wildcard {
@@ -1001,17 +1212,19 @@ fn compare_subjects(
         }
         Some(w) => {
             let excluded: BTreeSet<&String> = w.excluded.iter().collect();
-            if let Some(x) = excluded.iter().find(|x| want.contains(**x)) {
+            if let Some(x) = excluded.iter().find(|x| want.contains_key(**x)) {
                 return Err(format!(
                     "{what}: `*` excludes {x}, but the reference says {x} has it (reference {want:?}, engine {explicit:?} + * - {excluded:?})"
                 ));
             }
-            if let Some(x) = pool
-                .iter()
-                .find(|x| !excluded.contains(x) && !want.contains(*x))
-            {
+            if let Some(x) = pool.iter().find(|x| {
+                !excluded.contains(x)
+                    && !explicit.contains_key(*x)
+                    && want.get(*x) != Some(&w.outcome)
+            }) {
                 return Err(format!(
-                    "{what}: `*` covers {x}, but the reference says {x} lacks it (reference {want:?}, engine {explicit:?} + * - {excluded:?})"
+                    "{what}: `*` ({}) covers {x}, but the reference says {x} lacks it (reference {want:?}, engine {explicit:?} + * - {excluded:?})",
+                    w.outcome
                 ));
             }
         }
@@ -1043,6 +1256,7 @@ fn run_case<S: RelationStore>(
     st.with_all += usize::from(case.has_all);
     st.with_self += usize::from(case.has_self);
     st.with_expiration += usize::from(case.has_expiration);
+    st.with_caveats += usize::from(case.has_caveats);
     st.tuples += case.tuples.len();
     let schema = Arc::new(compiled.schema);
     let engine = Engine::new(schema.clone(), EngineConfig::default()).expect("engine");
@@ -1052,7 +1266,18 @@ fn run_case<S: RelationStore>(
         .snapshot(&Tenant::default_tenant(), Revision(1))
         .expect("snapshot");
     let fail = |m: String| TestCaseError::fail(format!("{m}\n{}", case.describe()));
-    verify(&case, &schema, &engine, &reader, Timestamp::now(), &mut st).map_err(fail)?;
+    for ctx in &case.contexts {
+        verify(
+            &case,
+            &schema,
+            &engine,
+            &reader,
+            Timestamp::now(),
+            ctx,
+            &mut st,
+        )
+        .map_err(|m| fail(format!("with context {}: {m}", Value::Object(ctx.clone()))))?;
+    }
 
     // Again with a shared decision cache, which later queries hit; at two
     // request times between which the `PAST` tuples expire (an answer that
@@ -1061,9 +1286,16 @@ fn run_case<S: RelationStore>(
     let cached = Engine::new(schema.clone(), EngineConfig::default())
         .expect("engine")
         .with_cache(cache.clone());
-    for now in [EARLY, LATER] {
-        verify(&case, &schema, &cached, &reader, now, &mut st)
-            .map_err(|m| fail(format!("with a decision cache, at {now:?}: {m}")))?;
+    // Caveated answers depend on the context: they must not be cached
+    // either, so the contexts alternate.
+    for (k, now) in [EARLY, LATER].into_iter().enumerate() {
+        let ctx = &case.contexts[k % case.contexts.len()];
+        verify(&case, &schema, &cached, &reader, now, ctx, &mut st).map_err(|m| {
+            fail(format!(
+                "with a decision cache, at {now:?}, with context {}: {m}",
+                Value::Object(ctx.clone())
+            ))
+        })?;
     }
     st.cache_hits += cache.stats().hits as usize;
     Ok(())
@@ -1141,6 +1373,7 @@ fn generator_compiles_and_covers_features() {
         features.with_all += usize::from(case.has_all);
         features.with_self += usize::from(case.has_self);
         features.with_expiration += usize::from(case.has_expiration);
+        features.with_caveats += usize::from(case.has_caveats);
         features.tuples += case.tuples.len();
     }
     assert!(
@@ -1154,6 +1387,7 @@ fn generator_compiles_and_covers_features() {
     assert!(features.with_all > total / 10, "{features:?}");
     assert!(features.with_self > total / 10, "{features:?}");
     assert!(features.with_expiration > total / 10, "{features:?}");
+    assert!(features.with_caveats > total / 5, "{features:?}");
 }
 
 // ───────────────────────────── hand-written cases ─────────────────────────────
@@ -1214,6 +1448,8 @@ fn fixture_with(text: &str, tuples: &[&str], config: EngineConfig) -> Fixture {
             has_all: false,
             has_self: false,
             has_expiration: false,
+            has_caveats: false,
+            contexts: vec![Map::new()],
         },
         schema,
         engine,
@@ -1316,6 +1552,11 @@ impl Fixture {
 
     /// Every check, bulk check, lookup and expand agrees with the reference.
     fn verify_all(&self) {
+        self.verify_with(&Map::new());
+    }
+
+    /// [`Fixture::verify_all`] under a request context.
+    fn verify_with(&self, ctx: &Map<String, Value>) {
         let mut stats = Stats::default();
         verify(
             &self.case,
@@ -1323,10 +1564,21 @@ impl Fixture {
             &self.engine,
             &self.reader(),
             Timestamp::now(),
+            ctx,
             &mut stats,
         )
         .unwrap_or_else(|m| panic!("{m}\n{}", self.case.describe()));
         assert!(stats.checks > 0);
+    }
+
+    /// A check under a request context (JSON object text).
+    fn check_with(&self, resource: &str, permission: &str, subject: &str, ctx: &str) -> Outcome {
+        let mut req = CheckRequest::new(obj(resource), permission, subj(subject));
+        req.context = to_map(serde_json::from_str(ctx).expect("json"));
+        self.engine
+            .check(&self.reader(), &req)
+            .map(|r| r.outcome)
+            .unwrap_or_else(|e| panic!("check {resource}#{permission}@{subject}: {e}"))
     }
 }
 
@@ -1844,5 +2096,182 @@ definition document {
             Outcome::Denied,
             "{permission}"
         );
+    }
+}
+
+const CAVEATED: &str = "
+caveat is_small(x int, limit int) {
+    x <= limit
+}
+
+caveat flag_on(flag bool) {
+    flag
+}
+
+definition user {}
+
+definition group {
+    relation member: user | user with flag_on
+}
+
+definition folder {
+    relation viewer: user with is_small
+    relation banned: user with flag_on
+}
+
+definition document {
+    relation folder: folder | folder with flag_on
+    relation viewer: user | group#member with flag_on
+    relation editor: user with is_small
+    relation banned: user with flag_on
+    permission via_folder = folder->viewer
+    permission both = viewer & editor
+    permission allowed = viewer - banned
+    permission edit_unless_banned = editor - banned
+}
+";
+
+fn cond(names: &[&str]) -> Outcome {
+    Outcome::conditional(names.iter().map(|n| n.to_string()))
+}
+
+#[test]
+fn caveat_under_an_arrow() {
+    let f = fixture(
+        CAVEATED,
+        &[
+            r#"document:d#folder@folder:f[flag_on]"#,
+            r#"folder:f#viewer@user:alice[is_small:{"limit":3}]"#,
+            "document:e#folder@folder:g",
+            r#"folder:g#viewer@user:alice[is_small:{"x":1,"limit":3}]"#,
+        ],
+    );
+    let via = |r: &str, ctx: &str| f.check_with(r, "via_folder", "user:alice", ctx);
+    assert_eq!(via("document:d", "{}"), cond(&["flag", "x"]));
+    assert_eq!(via("document:d", r#"{"x": 1}"#), cond(&["flag"]));
+    assert_eq!(via("document:d", r#"{"flag": true}"#), cond(&["x"]));
+    assert_eq!(
+        via("document:d", r#"{"flag": true, "x": 2}"#),
+        Outcome::Allowed
+    );
+    assert_eq!(
+        via("document:d", r#"{"flag": true, "x": 4}"#),
+        Outcome::Denied
+    );
+    assert_eq!(
+        via("document:d", r#"{"flag": false, "x": 1}"#),
+        Outcome::Denied
+    );
+    assert_eq!(via("document:e", "{}"), Outcome::Allowed);
+    for ctx in [
+        r#"{}"#,
+        r#"{"x": 1}"#,
+        r#"{"flag": true}"#,
+        r#"{"flag": true, "x": 9}"#,
+    ] {
+        f.verify_with(&to_map(serde_json::from_str(ctx).unwrap()));
+    }
+}
+
+#[test]
+fn caveat_in_an_intersection_with_a_denied_side_is_denied() {
+    let f = fixture(
+        CAVEATED,
+        &[
+            r#"document:d#editor@user:alice[is_small]"#,
+            "document:d#viewer@user:bob",
+            r#"document:d#editor@user:bob[is_small]"#,
+        ],
+    );
+    // alice is no viewer: DENIED, not CONDITIONAL, whatever the context.
+    assert_eq!(
+        f.check_with("document:d", "both", "user:alice", "{}"),
+        Outcome::Denied
+    );
+    assert_eq!(
+        f.check_with("document:d", "both", "user:bob", "{}"),
+        cond(&["limit", "x"])
+    );
+    assert_eq!(
+        f.check_with("document:d", "both", "user:bob", r#"{"x": 1, "limit": 2}"#),
+        Outcome::Allowed
+    );
+    for ctx in [r#"{}"#, r#"{"x": 1}"#, r#"{"x": 1, "limit": 0}"#] {
+        f.verify_with(&to_map(serde_json::from_str(ctx).unwrap()));
+    }
+}
+
+#[test]
+fn exclusion_of_a_conditional_is_conditional() {
+    let f = fixture(
+        CAVEATED,
+        &[
+            "document:d#viewer@user:alice",
+            r#"document:d#banned@user:alice[flag_on]"#,
+            r#"document:d#editor@user:bob[is_small:{"x":1}]"#,
+            r#"document:d#banned@user:bob[flag_on:{"flag":false}]"#,
+        ],
+    );
+    let allowed = |ctx: &str| f.check_with("document:d", "allowed", "user:alice", ctx);
+    assert_eq!(allowed("{}"), cond(&["flag"]));
+    assert_eq!(allowed(r#"{"flag": true}"#), Outcome::Denied);
+    assert_eq!(allowed(r#"{"flag": false}"#), Outcome::Allowed);
+    // A conditional base minus a DENIED side stays conditional.
+    assert_eq!(
+        f.check_with("document:d", "edit_unless_banned", "user:bob", "{}"),
+        cond(&["limit"])
+    );
+    let lookup = f
+        .engine
+        .lookup_resources(
+            &f.reader(),
+            "document",
+            "allowed",
+            &subj("user:alice"),
+            &Map::new(),
+            Timestamp::now(),
+            None,
+            0,
+        )
+        .expect("lookup");
+    assert_eq!(lookup.items.len(), 1);
+    assert_eq!(lookup.items[0].outcome, cond(&["flag"]));
+    for ctx in [
+        r#"{}"#,
+        r#"{"flag": true}"#,
+        r#"{"flag": false, "limit": 1}"#,
+    ] {
+        f.verify_with(&to_map(serde_json::from_str(ctx).unwrap()));
+    }
+}
+
+#[test]
+fn stored_context_beats_request_context() {
+    let f = fixture(
+        CAVEATED,
+        &[
+            r#"document:d#editor@user:alice[is_small:{"limit":3}]"#,
+            r#"group:g#member@user:bob[flag_on:{"flag":false}]"#,
+            r#"document:d#viewer@group:g#member[flag_on:{"flag":true}]"#,
+        ],
+    );
+    let edit = |ctx: &str| f.check_with("document:d", "editor", "user:alice", ctx);
+    assert_eq!(edit(r#"{"x": 2, "limit": 100}"#), Outcome::Allowed);
+    assert_eq!(edit(r#"{"x": 5, "limit": 100}"#), Outcome::Denied);
+    assert_eq!(edit(r#"{"limit": 100}"#), cond(&["x"]));
+    // Each tuple's own stored value wins: the group tuple's `false` over the
+    // request's `true`, the document tuple's `true` over the request's `false`.
+    for ctx in [r#"{"flag": true}"#, r#"{"flag": false}"#, "{}"] {
+        assert_eq!(
+            f.check_with("document:d", "viewer", "user:bob", ctx),
+            Outcome::Denied,
+            "{ctx}"
+        );
+        assert_eq!(
+            f.check_with("document:d", "viewer", "group:g#member", ctx),
+            Outcome::Allowed,
+            "{ctx}"
+        );
+        f.verify_with(&to_map(serde_json::from_str(ctx).unwrap()));
     }
 }
