@@ -45,6 +45,12 @@ pub struct ServeArgs {
     /// Time allowed for in-flight requests at shutdown. Default = 10s
     #[arg(long, env = "VERDICT_SHUTDOWN_GRACE", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// How long history stays readable (at_exact_snapshot, watch resume). Default = 24h
+    #[arg(long, env = "VERDICT_GC_RETENTION", value_parser = parse_duration)]
+    pub gc_retention: Option<Duration>,
+    /// How often garbage collection runs (old history, expired tuples). Default = 1m
+    #[arg(long, env = "VERDICT_GC_INTERVAL", value_parser = parse_duration)]
+    pub gc_interval: Option<Duration>,
 }
 
 /// The same settings in a TOML file.
@@ -61,6 +67,8 @@ struct FileSettings {
     cache_bytes: Option<usize>,
     sync_writes: Option<bool>,
     shutdown_grace: Option<String>,
+    gc_retention: Option<String>,
+    gc_interval: Option<String>,
 }
 
 /// Resolved server settings.
@@ -86,6 +94,10 @@ pub struct ServerSettings {
     pub sync_writes: bool,
     /// Shutdown grace period. Default = 10s
     pub shutdown_grace: Duration,
+    /// History retention. Default = 24h
+    pub gc_retention: Duration,
+    /// GC period. Default = 1m
+    pub gc_interval: Duration,
 }
 
 /// A settings problem.
@@ -152,6 +164,8 @@ impl ServerSettings {
             cache_bytes: 64 << 20,
             sync_writes: false,
             shutdown_grace: Duration::from_secs(10),
+            gc_retention: Duration::from_secs(24 * 3600),
+            gc_interval: Duration::from_secs(60),
         }
     }
 }
@@ -215,6 +229,14 @@ impl ServeArgs {
                 .shutdown_grace
                 .or(file_duration(&file.shutdown_grace, "shutdown-grace")?)
                 .unwrap_or(Duration::from_secs(10)),
+            gc_retention: self
+                .gc_retention
+                .or(file_duration(&file.gc_retention, "gc-retention")?)
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+            gc_interval: self
+                .gc_interval
+                .or(file_duration(&file.gc_interval, "gc-interval")?)
+                .unwrap_or(Duration::from_secs(60)),
         })
     }
 }

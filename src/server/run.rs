@@ -72,6 +72,13 @@ pub async fn run(
         eprintln!("WARNING: --insecure-no-auth: any client can read and write every tenant");
     }
     let state = Arc::new(state);
+    // Background GC: history older than the retention window, and tuples
+    // expired for longer than a minute. Stops when dropped at shutdown.
+    let gc = verdict_storage::GcWorker::spawn(
+        state.store.clone(),
+        settings.gc_interval,
+        settings.gc_retention,
+    );
 
     let grpc = TcpListener::bind(settings.grpc_addr)
         .await
@@ -129,7 +136,8 @@ pub async fn run(
             "in-flight requests did not finish within the grace period"
         ),
     }
-    // Dropping the last reference closes RocksDB cleanly (WAL flushed).
+    // Stop GC, then drop the last reference: RocksDB closes cleanly.
+    drop(gc);
     drop(state);
     tracing::info!("stopped");
     Ok(())
