@@ -282,4 +282,26 @@ fn main() {
         wall.as_secs_f64(),
         results as f64 / wall.as_secs_f64()
     );
+
+    // Lookup-subjects for the resource of the first check.
+    let resource = workload.checks[0].resource.clone();
+    let start = Instant::now();
+    let subjects = engine
+        .lookup_subjects(
+            &reader,
+            &resource,
+            "view",
+            "user",
+            None,
+            &Default::default(),
+            now,
+        )
+        .expect("lookup subjects");
+    let wall = start.elapsed();
+    println!(
+        "lookup_subjects({resource}, view, user): {} results in {:.3}s = {:.0} results/s",
+        subjects.len(),
+        wall.as_secs_f64(),
+        subjects.len() as f64 / wall.as_secs_f64()
+    );
 }

@@ -1,23 +1,16 @@
 //! Lookups: which resources a subject can reach, which subjects can reach
 //! a resource. Both find candidates at the reader's revision (resources by
-//! a reverse walk from the subject, subjects by enumerating the store) and
-//! decide each with the check walker (sharing one memo), so they agree
-//! with `check` exactly.
-
-use std::collections::BTreeSet;
+//! a reverse walk from the subject, subjects by a forward walk from the
+//! resource) and decide each with the check walker, so they agree with
+//! `check` exactly.
 
 use serde_json::{Map, Value};
-use verdict_storage::{
-    ObjectRef, SubjectRef, Timestamp, TupleFilter, TupleReader, TupleReaderExt, WILDCARD,
-};
+use verdict_storage::{ObjectRef, SubjectRef, Timestamp, TupleReader, WILDCARD};
 
 use super::check::{resolve, Walker};
 use super::error::EngineError;
 use super::outcome::Outcome;
 use super::Engine;
-
-/// Tuples read per storage call while enumerating candidates.
-const SCAN_PAGE: usize = 1_000;
 
 /// A page of lookup results.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,34 +100,25 @@ pub(crate) fn lookup_subjects(
     now: Timestamp,
 ) -> Result<Vec<LookupSubject>, EngineError> {
     let (ty, rel) = resolve(&engine.schema, &resource.object_type, permission)?;
-    if engine.schema.type_id(subject_type).is_none() {
-        return Err(EngineError::UnknownType(subject_type.to_string()));
-    }
-    // Candidates: every object of the subject type that any tuple names,
-    // as a subject (with or without a subject relation) or as a resource:
-    // `self` and userset membership can grant a subject that never appears
-    // as a direct subject.
-    let mut candidates = BTreeSet::new();
-    let mut wildcard_possible = false;
-    for def in engine.schema.definitions() {
-        let mut filter = TupleFilter::resource_type(&*def.name);
-        filter.subject_type = Some(subject_type.to_string());
-        reader.for_each_tuple(&filter, SCAN_PAGE, |t| {
-            if t.subject.object.object_id == WILDCARD {
-                wildcard_possible = true;
-            } else {
-                candidates.insert(t.subject.object.object_id);
-            }
-            Ok(())
-        })?;
-    }
-    reader.for_each_tuple(&TupleFilter::resource_type(subject_type), SCAN_PAGE, |t| {
-        candidates.insert(t.resource.object_id);
-        Ok(())
-    })?;
-    if resource.object_type == subject_type {
-        candidates.insert(resource.object_id.clone());
-    }
+    // Candidates: walked forward from the resource (a superset of the
+    // answer); each is then decided by check.
+    let subject_type_id = engine
+        .schema
+        .type_id(subject_type)
+        .ok_or_else(|| EngineError::UnknownType(subject_type.to_string()))?;
+    let subject_relation_id = match subject_relation {
+        None => None,
+        Some(r) => Some(resolve(&engine.schema, subject_type, r)?.1),
+    };
+    let (candidates, wildcard_possible) = super::reachability::candidate_subjects(
+        &engine.schema,
+        reader,
+        ty,
+        &resource.object_id,
+        rel,
+        subject_type_id,
+        subject_relation_id,
+    )?;
     let make_subject = |id: &str| match subject_relation {
         Some(r) => SubjectRef::userset(subject_type, id, r),
         None => SubjectRef::direct(subject_type, id),

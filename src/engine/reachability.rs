@@ -194,3 +194,104 @@ pub(crate) fn candidate_resources(
     }
     Ok(found)
 }
+
+/// Subjects of `subject_type` (with `subject_relation`, if given) that may
+/// have `relation` on `type_id:resource_id`, found by walking the graph
+/// forward from the resource; and whether a wildcard subject of the type
+/// was reached. Over-approximates (every operand is followed); each
+/// candidate is then decided by `check`.
+pub(crate) fn candidate_subjects(
+    schema: &Schema,
+    reader: &dyn TupleReader,
+    type_id: TypeId,
+    resource_id: &str,
+    relation: RelationId,
+    subject_type: TypeId,
+    subject_relation: Option<RelationId>,
+) -> Result<(BTreeSet<String>, bool), EngineError> {
+    let subject_type_name = &schema.definition(subject_type).name;
+    let subject_relation_name =
+        subject_relation.map(|r| schema.definition(subject_type).relation(r).name.clone());
+    let mut found = BTreeSet::new();
+    let mut wildcard = false;
+    let mut frontier: Vec<(TypeId, String, RelationId)> =
+        vec![(type_id, resource_id.to_string(), relation)];
+    let mut seen: HashSet<(TypeId, String, RelationId)> = frontier.iter().cloned().collect();
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        let mut push = |item: (TypeId, String, RelationId),
+                        next: &mut Vec<(TypeId, String, RelationId)>| {
+            if seen.insert(item.clone()) {
+                next.push(item);
+            }
+        };
+        // A userset subject has the relation it names on itself.
+        for (t, id, r) in &frontier {
+            if *t == subject_type && Some(*r) == subject_relation {
+                found.insert(id.clone());
+            }
+        }
+        let mut groups: HashMap<(TypeId, RelationId), Vec<&str>> = HashMap::new();
+        for (t, id, r) in &frontier {
+            groups.entry((*t, *r)).or_default().push(id);
+        }
+        for ((t, r), ids) in groups {
+            let def = schema.definition(t);
+            let rel = def.relation(r);
+            let mut arrows = Vec::new();
+            match &rel.kind {
+                RelationKind::Relation { .. } => {
+                    for tuple in reader.subjects(&def.name, &ids, &rel.name)? {
+                        let s = &tuple.subject;
+                        if *s.object.object_type == **subject_type_name
+                            && s.relation.as_deref() == subject_relation_name.as_deref()
+                        {
+                            if s.object.object_id == WILDCARD {
+                                wildcard = true;
+                            } else {
+                                found.insert(s.object.object_id.clone());
+                            }
+                        }
+                        if let Some(sr) = &s.relation {
+                            let Some(st) = schema.type_id(&s.object.object_type) else {
+                                continue;
+                            };
+                            let Some(srel) = schema.definition(st).relation_id(sr) else {
+                                continue;
+                            };
+                            push((st, s.object.object_id.clone(), srel), &mut next);
+                        }
+                    }
+                }
+                RelationKind::Permission { rewrite } => {
+                    let (mut computed, mut uses_self) = (Vec::new(), false);
+                    collect(rewrite, &mut computed, &mut arrows, &mut uses_self);
+                    for c in computed {
+                        for id in &ids {
+                            push((t, id.to_string(), c), &mut next);
+                        }
+                    }
+                    if uses_self && t == subject_type && subject_relation.is_none() {
+                        found.extend(ids.iter().map(|id| id.to_string()));
+                    }
+                }
+            }
+            for arrow in arrows {
+                let tupleset = &def.relation(arrow.tupleset).name;
+                for tuple in reader.subjects(&def.name, &ids, tupleset)? {
+                    let Some(st) = schema.type_id(&tuple.subject.object.object_type) else {
+                        continue;
+                    };
+                    if let Some((_, target)) = arrow.resolved.iter().find(|(rt, _)| *rt == st) {
+                        push(
+                            (st, tuple.subject.object.object_id.clone(), *target),
+                            &mut next,
+                        );
+                    }
+                }
+            }
+        }
+        frontier = next;
+    }
+    Ok((found, wildcard))
+}
