@@ -11,40 +11,15 @@
 //! Run: `cargo bench --bench engine_check`.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use verdict::engine::{CheckRequest, DecisionCache, Engine, EngineConfig};
 use verdict::schema::{self, SchemaLimits};
-use verdict::workload::parse_workload;
+use verdict::workload::benchmark_workload;
 use verdict_storage::{
     RelationStore, Revision, RocksOptions, RocksStore, Tenant, Timestamp, Tuple, TupleReader,
 };
-
-fn workload_path(dir: &std::path::Path) -> PathBuf {
-    if let Some(p) = std::env::var_os("VERDICT_WORKLOAD") {
-        return PathBuf::from(p);
-    }
-    let out = dir.join("workload.txt");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/gen_workload.py");
-    let status = Command::new("python3")
-        .arg(script)
-        .args([
-            "--seed",
-            "42",
-            "--relationships",
-            "100000",
-            "--checks",
-            "20000",
-            "-o",
-        ])
-        .arg(&out)
-        .status()
-        .expect("python3 runs gen_workload.py");
-    assert!(status.success());
-    out
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -104,8 +79,9 @@ fn report(label: &str, mut latencies: Vec<Duration>, wall: Duration) {
 
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(workload_path(dir.path())).expect("workload readable");
-    let workload = parse_workload(&text).expect("workload parses");
+    let workload =
+        benchmark_workload(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers"))
+            .expect("benchmark workload");
     let store = RocksStore::open(
         dir.path().join("db"),
         RocksOptions {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use verdict::api::convert::{object_to_pb, subject_to_pb, tuple_to_pb};
 use verdict::api::pb;
-use verdict::workload::parse_workload;
+use verdict::workload::benchmark_workload;
 
 struct ServerProcess(Child);
 
@@ -123,39 +123,15 @@ where
     }
 }
 
-fn workload_text() -> String {
-    if let Some(p) = std::env::var_os("VERDICT_WORKLOAD") {
-        return std::fs::read_to_string(p).expect("workload readable");
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("w.txt");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/gen_workload.py");
-    let ok = Command::new("python3")
-        .arg(script)
-        .args([
-            "--seed",
-            "42",
-            "--relationships",
-            "100000",
-            "--checks",
-            "20000",
-            "-o",
-        ])
-        .arg(&out)
-        .status()
-        .expect("python3")
-        .success();
-    assert!(ok, "gen_workload.py failed");
-    std::fs::read_to_string(out).expect("workload")
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let seconds: f64 = std::env::var("VERDICT_LOADGEN_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
-    let workload = parse_workload(&workload_text()).expect("workload parses");
+    let workload =
+        benchmark_workload(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers"))
+            .expect("benchmark workload");
     let dir = tempfile::tempdir().expect("tempdir");
     let (_server, endpoint) = match std::env::var("VERDICT_ENDPOINT") {
         Ok(e) => (None, e),

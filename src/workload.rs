@@ -34,6 +34,89 @@ pub enum WorkloadError {
     },
 }
 
+/// Why the shared workload could not be produced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// Running the generator or reading a workload file failed.
+    #[error("cannot run or read `{path}`: {source}")]
+    Io {
+        /// The generator script or workload file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The generator exited with an error.
+    #[error("`{script}` failed with {status}")]
+    Failed {
+        /// The generator script.
+        script: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+    },
+    /// The output did not parse.
+    #[error(transparent)]
+    Parse(#[from] WorkloadError),
+}
+
+/// Generates and parses the shared benchmark dataset (`gen_workload.py
+/// --seed 42 --relationships 100000 --checks 20000`, the one SpiceDB's
+/// recorded answers and figures refer to) with the generator in
+/// `peers_dir` (`../shared/peers`).
+///
+/// # Errors
+/// See [`GenerateError`].
+pub fn generate_shared(peers_dir: &std::path::Path) -> Result<Workload, GenerateError> {
+    let script = peers_dir.join("gen_workload.py");
+    let io = |source| GenerateError::Io {
+        path: script.display().to_string(),
+        source,
+    };
+    let dir = tempfile::tempdir().map_err(io)?;
+    let out = dir.path().join("workload.txt");
+    let status = std::process::Command::new("python3")
+        .arg(&script)
+        .args([
+            "--seed",
+            "42",
+            "--relationships",
+            "100000",
+            "--checks",
+            "20000",
+            "-o",
+        ])
+        .arg(&out)
+        .status()
+        .map_err(io)?;
+    if !status.success() {
+        return Err(GenerateError::Failed {
+            script: script.display().to_string(),
+            status,
+        });
+    }
+    let text = std::fs::read_to_string(&out).map_err(io)?;
+    Ok(parse_workload(&text)?)
+}
+
+/// The workload benchmarks run: the file named by `VERDICT_WORKLOAD` if
+/// set, else [`generate_shared`].
+///
+/// # Errors
+/// See [`GenerateError`].
+pub fn benchmark_workload(peers_dir: &std::path::Path) -> Result<Workload, GenerateError> {
+    match std::env::var_os("VERDICT_WORKLOAD") {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| GenerateError::Io {
+                path: std::path::PathBuf::from(path).display().to_string(),
+                source,
+            })?;
+            Ok(parse_workload(&text)?)
+        }
+        None => generate_shared(peers_dir),
+    }
+}
+
 /// Parses workload text.
 ///
 /// # Errors

@@ -8,12 +8,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use verdict::engine::{CheckRequest, Engine, EngineConfig, Outcome};
 use verdict::schema::{self, SchemaLimits};
-use verdict::workload::parse_workload;
+use verdict::workload::generate_shared;
 use verdict_storage::{RelationStore, Revision, RocksOptions, RocksStore, Tenant, Timestamp};
 
 #[test]
@@ -25,23 +24,7 @@ fn engine_agrees_with_spicedb_on_the_shared_workload() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let workload_path = dir.path().join("workload.txt");
-    let status = Command::new("python3")
-        .arg(peers.join("gen_workload.py"))
-        .args([
-            "--seed",
-            "42",
-            "--relationships",
-            "100000",
-            "--checks",
-            "20000",
-            "-o",
-        ])
-        .arg(&workload_path)
-        .status()
-        .expect("python3 runs");
-    assert!(status.success(), "gen_workload.py failed");
-    let workload = parse_workload(&std::fs::read_to_string(&workload_path).unwrap()).unwrap();
+    let workload = generate_shared(&peers).expect("gen_workload.py runs");
     assert_eq!(workload.checks.len(), 20_000);
 
     let answers: HashMap<String, bool> = std::fs::read_to_string(&answers_path)
