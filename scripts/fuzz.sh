@@ -15,4 +15,7 @@ triple="$(rustc -vV | sed -n 's/^host: //p')"
 cargo build --release --target "$triple" --bin "$target"
 mkdir -p "corpus/$target" artifacts
 dir="${CARGO_TARGET_DIR:-target}"
-exec "$dir/$triple/release/$target" -artifact_prefix=artifacts/ "corpus/$target" "$@"
+# corpus/TARGET grows (git-ignored); seeds/TARGET is the small committed corpus.
+seeds=()
+[ -d "seeds/$target" ] && seeds=("seeds/$target")
+exec "$dir/$triple/release/$target" -artifact_prefix=artifacts/ "corpus/$target" "${seeds[@]}" "$@"

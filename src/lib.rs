@@ -11,7 +11,7 @@
 #[cfg(feature = "server")]
 pub mod api;
 pub mod cli;
-#[cfg(feature = "server")]
+#[cfg(feature = "engine")]
 pub mod engine;
 #[cfg(feature = "server")]
 pub mod relationships;
@@ -22,3 +22,5 @@ pub mod server;
 pub mod validate;
 #[cfg(feature = "server")]
 pub mod workload;
+#[cfg(feature = "engine")]
+pub mod zookie;

@@ -13,4 +13,4 @@ pub mod http;
 pub mod run;
 pub mod state;
 pub mod tenants;
-pub mod zookie;
+pub use crate::zookie;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use verdict_storage::{Tenant, TupleFilter, WriteBatch};
+use verdict_storage::{RelationStore, SchemaVersionRecord, Tenant, TupleFilter, WriteBatch};
 
 use super::error::ApiError;
 use super::pb;
@@ -48,9 +48,10 @@ impl pb::tenant_service_server::TenantService for TenantApi {
     }
 
     /// Deletes every relationship of the tenant (one delete-by-filter over
-    /// all of its tuples, whatever their type, at one revision), then removes
-    /// it from the registry. Stored schema versions stay in the history until
-    /// garbage collection.
+    /// all of its tuples, whatever their type) and ends its schema with a
+    /// tombstone version, at one revision; then removes it from the
+    /// registry. A tenant later created under the same name starts with no
+    /// schema and no relationships.
     #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn delete_tenant(
         &self,
@@ -77,7 +78,19 @@ impl pb::tenant_service_server::TenantService for TenantApi {
             .into());
         }
         let tenant = self.state.tenants.get(&req.name, "name")?;
-        let batch = WriteBatch::new().delete_by_filter(TupleFilter::default(), None);
+        let mut batch = WriteBatch::new().delete_by_filter(TupleFilter::default(), None);
+        let applied = self.state.store.applied_revision();
+        if let Some(current) = self
+            .state
+            .store
+            .schema_at(&tenant, applied)
+            .map_err(ApiError::from)?
+        {
+            batch = batch.put_schema(SchemaVersionRecord::tombstone(
+                current.record.version + 1,
+                "tenant deleted",
+            ));
+        }
         let outcome = self.state.committer.propose(&tenant, batch).await?;
         self.state.tenants.remove(tenant.as_str())?;
         tracing::info!(

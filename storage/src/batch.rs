@@ -156,6 +156,24 @@ pub struct SchemaVersionRecord {
     pub comment: String,
 }
 
+impl SchemaVersionRecord {
+    /// The record that ends a tenant's schema (tenant deletion): from its
+    /// revision on the tenant has no schema, as if it never had one.
+    pub fn tombstone(version: u64, comment: impl Into<String>) -> SchemaVersionRecord {
+        SchemaVersionRecord {
+            version,
+            text: String::new(),
+            comment: comment.into(),
+        }
+    }
+
+    /// Whether this record removes the schema (empty text) rather than
+    /// defining one.
+    pub fn is_tombstone(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
 /// A schema version with the revision at which it became active.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSchema {

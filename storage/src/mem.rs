@@ -468,6 +468,7 @@ impl TupleReader for MemSnapshot {
                 Ok(t.schemas
                     .range(..=self.revision)
                     .next_back()
+                    .filter(|(_, s)| !s.is_tombstone())
                     .map(|(r, s)| StoredSchema {
                         revision: *r,
                         record: s.clone(),

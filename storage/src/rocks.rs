@@ -1118,10 +1118,8 @@ impl TupleReader for RocksSnapshot<'_> {
         match it.item() {
             Some((k, v)) if k.starts_with(&prefix) => {
                 let revision = Revision(keys::KeyReader::new(&k[prefix.len()..]).be64()?);
-                Ok(Some(StoredSchema {
-                    revision,
-                    record: value::decode_schema(v)?,
-                }))
+                let record = value::decode_schema(v)?;
+                Ok((!record.is_tombstone()).then_some(StoredSchema { revision, record }))
             }
             _ => {
                 it.status().map_err(engine)?;

@@ -455,6 +455,34 @@ pub fn schema_versions<S: RelationStore>(s: &S) {
         .schema_at(&tenant("other"), Revision(3))
         .unwrap()
         .is_none());
+    // A tombstone (tenant deletion) ends the schema from its revision on;
+    // older revisions still read their version, and a later write starts
+    // a new one.
+    s.apply(
+        &d,
+        Revision(5),
+        &WriteBatch::new().put_schema(SchemaVersionRecord::tombstone(3, "deleted")),
+    )
+    .unwrap();
+    assert!(s.schema_at(&d, Revision(5)).unwrap().is_none());
+    assert_eq!(
+        s.schema_at(&d, Revision(4))
+            .unwrap()
+            .unwrap()
+            .record
+            .version,
+        2
+    );
+    s.apply(&d, Revision(6), &WriteBatch::new().put_schema(v(4)))
+        .unwrap();
+    assert_eq!(
+        s.schema_at(&d, Revision(6))
+            .unwrap()
+            .unwrap()
+            .record
+            .version,
+        4
+    );
 }
 
 /// GC keeps reads at or above the floor unchanged and fails below it.
