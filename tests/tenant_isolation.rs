@@ -551,7 +551,7 @@ async fn no_request_scoped_to_one_tenant_sees_another() {
         .expect("delete tenant");
     for (tenant, marker, _) in TENANTS
         .iter()
-        .filter(|(t, _, _)| *t == "" || *t == "acme-2")
+        .filter(|(t, _, _)| t.is_empty() || *t == "acme-2")
     {
         assert_eq!(c.read_all(tenant).await.len(), tuples_for(marker).len());
     }
