@@ -194,16 +194,25 @@ fn status_code(headers: &HeaderMap) -> usize {
         .unwrap_or(0)
 }
 
-/// tonic reports an oversized request as OUT_OF_RANGE with its own words;
-/// answer INVALID_ARGUMENT naming the limit instead.
-fn rewrite_oversized(response: Response<Body>, limit: usize) -> Response<Body> {
-    if status_code(response.headers()) != tonic::Code::OutOfRange as usize {
+/// tonic reports an oversized request as OUT_OF_RANGE and an undecodable
+/// one (bad bytes, nesting past the decoder's recursion limit) as INTERNAL;
+/// both are the client's fault: answer INVALID_ARGUMENT saying why.
+fn rewrite_decode_errors(response: Response<Body>, limit: usize) -> Response<Body> {
+    let code = status_code(response.headers());
+    if code != tonic::Code::OutOfRange as usize && code != tonic::Code::Internal as usize {
         return response;
     }
     match Status::from_header_map(response.headers()) {
-        Some(s) if s.message().contains("message length too large") => {
+        Some(s) if s.message().contains("decoded message length too large") => {
             Status::invalid_argument(format!(
                 "request message too large: {}; the limit is {limit} bytes (--max-message-bytes)",
+                s.message()
+            ))
+            .into_http()
+        }
+        Some(s) if s.message().starts_with("failed to decode Protobuf message") => {
+            Status::invalid_argument(format!(
+                "request message could not be decoded: {}",
                 s.message()
             ))
             .into_http()
@@ -347,7 +356,7 @@ where
                 ))
                 .into_http(),
             };
-            let mut response = rewrite_oversized(response, ops.max_message_bytes);
+            let mut response = rewrite_decode_errors(response, ops.max_message_bytes);
             if method == "/verdict.v1.WatchService/Watch" && status_code(response.headers()) == 0 {
                 guard
                     .metrics()
