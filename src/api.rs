@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod error;
+mod key_service;
 pub mod pb;
 mod permission_service;
 mod relationship_service;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use crate::server::state::AppState;
 
+pub use key_service::KeyApi;
 pub use permission_service::PermissionApi;
 pub use relationship_service::RelationshipApi;
 pub use schema_service::SchemaApi;
@@ -26,11 +28,17 @@ pub fn http_router(state: Arc<AppState>) -> axum::Router {
     crate::server::http::router(state)
 }
 
-/// Every gRPC service, plus health and reflection.
+/// The gRPC router: every service behind the auth/limits/metrics layer.
+pub type GrpcRouter = tonic::transport::server::Router<
+    tower::layer::util::Stack<crate::server::guard::GuardLayer, tower::layer::util::Identity>,
+>;
+
+/// Every gRPC service, plus health and reflection, behind
+/// [`crate::server::guard::GuardLayer`] (and TLS when configured).
 ///
 /// # Errors
 /// The reflection descriptor could not be loaded.
-pub fn grpc_router(state: Arc<AppState>) -> Result<tonic::transport::server::Router, String> {
+pub fn grpc_router(state: Arc<AppState>) -> Result<GrpcRouter, String> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -38,24 +46,38 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<tonic::transport::server::Rou
         .build_v1()
         .map_err(|e| e.to_string())?;
     drop(health_reporter);
-    Ok(tonic::transport::Server::builder()
+    let max = state.settings.ops.max_message_bytes;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = &state.settings.ops.tls {
+        builder = builder
+            .tls_config(crate::server::tls::grpc_config(cert, key)?)
+            .map_err(|e| format!("TLS: {e}"))?;
+    }
+    Ok(builder
+        .layer(crate::server::guard::GuardLayer::new(state.clone()))
         .add_service(health)
         .add_service(reflection)
         .add_service(
             pb::relationship_service_server::RelationshipServiceServer::new(RelationshipApi::new(
                 state.clone(),
-            )),
+            ))
+            .max_decoding_message_size(max),
         )
         .add_service(pb::tenant_service_server::TenantServiceServer::new(
             TenantApi::new(state.clone()),
         ))
+        .add_service(pb::key_service_server::KeyServiceServer::new(KeyApi::new(
+            state.clone(),
+        )))
         .add_service(pb::watch_service_server::WatchServiceServer::new(
             WatchApi::new(state.clone()),
         ))
-        .add_service(pb::schema_service_server::SchemaServiceServer::new(
-            SchemaApi::new(state.clone()),
+        .add_service(
+            pb::schema_service_server::SchemaServiceServer::new(SchemaApi::new(state.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::permission_service_server::PermissionServiceServer::new(PermissionApi::new(state))
+                .max_decoding_message_size(max),
         ))
-        .add_service(pb::permission_service_server::PermissionServiceServer::new(
-            PermissionApi::new(state),
-        )))
 }

@@ -13,6 +13,8 @@ pub mod commands;
 pub mod output;
 #[cfg(feature = "server")]
 pub mod parse;
+#[cfg(feature = "server")]
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,6 +67,10 @@ pub enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Tenant(commands::tenant::TenantCommand),
+    /// Administer tenant API keys (admin key only).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
     /// Run a single node on an embedded data directory (gRPC + HTTP).
     #[cfg(feature = "server")]
     Serve(crate::server::config::ServeArgs),
@@ -158,6 +164,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Watch(args) => commands::watch::watch(&args),
         #[cfg(feature = "server")]
         Command::Tenant(command) => commands::tenant::run(&command),
+        #[cfg(feature = "server")]
+        Command::Key(command) => commands::key::run(&command),
         #[cfg(feature = "server")]
         Command::Validate(args) => validate(&args),
         #[cfg(feature = "server")]

@@ -9,8 +9,17 @@
 
 pub mod commit;
 pub mod config;
+pub mod decision_log;
+pub mod guard;
 pub mod http;
+mod http_metrics;
+pub mod keys;
+pub mod metrics;
+pub mod ops;
+pub mod ops_config;
+pub mod rate_limit;
 pub mod run;
 pub mod state;
 pub mod tenants;
+pub mod tls;
 pub use crate::zookie;

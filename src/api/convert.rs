@@ -31,6 +31,16 @@ pub fn object_from_pb(o: &pb::ObjectRef, field: &str) -> Result<ObjectRef, ApiEr
             "is required",
         ));
     }
+    if o.object_id.len() > verdict_storage::MAX_OBJECT_ID_LEN {
+        return Err(ApiError::invalid(
+            format!("{field}.object_id"),
+            format!(
+                "is {} bytes long; at most {} are allowed",
+                o.object_id.len(),
+                verdict_storage::MAX_OBJECT_ID_LEN
+            ),
+        ));
+    }
     Ok(ObjectRef::new(&o.object_type, &o.object_id))
 }
 

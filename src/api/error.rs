@@ -44,9 +44,15 @@ pub enum ApiError {
     /// Not ready for the requested revision within the bound.
     #[error("{0}")]
     Unavailable(String),
-    /// A consumer fell behind.
+    /// A consumer fell behind, or a rate budget is spent.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// No valid API key.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The key may not do this (another tenant, an admin call).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The engine could not answer.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -96,6 +102,8 @@ impl From<ApiError> for tonic::Status {
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
+            ApiError::Unauthenticated(_) => Code::Unauthenticated,
+            ApiError::PermissionDenied(_) => Code::PermissionDenied,
             ApiError::Engine(engine) => match engine {
                 EngineError::UnknownType(_)
                 | EngineError::UnknownRelation { .. }

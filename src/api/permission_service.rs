@@ -20,6 +20,7 @@ use super::convert::{self, object_from_pb, required, struct_to_json, subject_fro
 use super::error::ApiError;
 use super::pb;
 use crate::engine::{self, CheckRequest, ExpandKind, ExpandNode, Outcome};
+use crate::server::decision_log;
 use crate::server::state::{AppState, SchemaEngine};
 
 /// Most items one BulkCheck may carry.
@@ -291,6 +292,7 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
+        let started = Instant::now();
         let req = request.into_inner();
         let mut check = check_request_from_pb(
             &req.resource,
@@ -305,13 +307,23 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
             self.resolve(&req.tenant, req.consistency.as_ref()).await?;
         let state = self.state.clone();
         let version = schema.version;
-        let (response, micros) = blocking(move || {
+        let (response, micros, check) = blocking(move || {
             let snapshot = state.store.snapshot(&tenant, revision)?;
             let start = Instant::now();
             let response = schema.engine.check(&snapshot, &check)?;
-            Ok((response, micros_since(start)))
+            Ok((response, micros_since(start), check))
         })
         .await?;
+        decision_log::log_check(
+            &self.state,
+            &decision_log::current_request_id(),
+            &req.tenant,
+            &check,
+            &response,
+            revision.0,
+            version,
+            micros_since(started),
+        );
         Ok(Response::new(check_to_pb(
             &response,
             self.state.zookie(revision),
@@ -358,6 +370,8 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
             self.resolve(&req.tenant, req.consistency.as_ref()).await?;
         let state = self.state.clone();
         let zookie = self.state.zookie(revision);
+        let request_id = decision_log::current_request_id();
+        let tenant_name = req.tenant.clone();
         let results = blocking(move || {
             let snapshot = state.store.snapshot(&tenant, revision)?;
             let mut slots: Vec<Option<Result<CheckRequest, ApiError>>> =
@@ -382,7 +396,19 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
                     _ => None,
                 })
                 .collect();
-            for (i, answer) in positions.into_iter().zip(answers) {
+            for ((i, answer), request) in positions.into_iter().zip(answers).zip(&requests) {
+                if let Ok(r) = &answer {
+                    decision_log::log_check(
+                        &state,
+                        &request_id,
+                        &tenant_name,
+                        request,
+                        r,
+                        revision.0,
+                        schema.version,
+                        micros,
+                    );
+                }
                 results[i] = Some(match answer {
                     Ok(r) => pb::BulkCheckResult {
                         response: Some(pb::bulk_check_result::Response::Item(check_to_pb(

@@ -93,6 +93,7 @@ impl pb::tenant_service_server::TenantService for TenantApi {
         }
         let outcome = self.state.committer.propose(&tenant, batch).await?;
         self.state.tenants.remove(tenant.as_str())?;
+        self.state.keys.revoke_tenant(tenant.as_str())?;
         tracing::info!(
             tenant = tenant.as_str(),
             deleted = outcome.changes,

@@ -47,6 +47,9 @@ pub struct ClientArgs {
     /// Machine-readable output (JSON; one object per line for streams).
     #[arg(long)]
     pub json: bool,
+    /// PEM CA certificate to verify a TLS server with (implies https://).
+    #[arg(long, env = "VERDICT_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// One `[profiles.NAME]` table.
@@ -273,10 +276,17 @@ impl Conn {
             )),
         };
         let target = &resolved.endpoint;
-        let endpoint = Endpoint::from_shared(endpoint_url(target))
+        let url = match &args.tls_ca {
+            Some(_) if !target.contains("://") => format!("https://{target}"),
+            _ => endpoint_url(target),
+        };
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| CliError::Usage(format!("invalid --endpoint `{target}`: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
+        if url.starts_with("https://") {
+            endpoint = super::tls::client_tls(endpoint, args.tls_ca.as_deref())?;
+        }
         let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
             Ok(Err(e)) => return Err(CliError::connect(target, error_chain(&e))),
@@ -328,6 +338,11 @@ impl Conn {
     /// A TenantService client.
     pub fn tenants(&self) -> pb::tenant_service_client::TenantServiceClient<Svc> {
         pb::tenant_service_client::TenantServiceClient::new(self.svc())
+    }
+
+    /// A KeyService client.
+    pub fn keys(&self) -> pb::key_service_client::KeyServiceClient<Svc> {
+        pb::key_service_client::KeyServiceClient::new(self.svc())
     }
 }
 
@@ -431,6 +446,7 @@ mod profile_tests {
             tenant: None,
             profile: None,
             json: false,
+            tls_ca: None,
         }
     }
 

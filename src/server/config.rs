@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// How often garbage collection runs (old history, expired tuples). Default = 1m
     #[arg(long, env = "VERDICT_GC_INTERVAL", value_parser = parse_duration)]
     pub gc_interval: Option<Duration>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub ops: super::ops_config::OpsArgs,
 }
 
 /// The same settings in a TOML file.
@@ -69,6 +72,14 @@ struct FileSettings {
     shutdown_grace: Option<String>,
     gc_retention: Option<String>,
     gc_interval: Option<String>,
+    admin_key: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    request_timeout: Option<String>,
+    max_message_bytes: Option<usize>,
+    tenant_rate_limit: Option<String>,
+    max_concurrent_requests: Option<usize>,
+    decision_log: Option<PathBuf>,
 }
 
 /// Resolved server settings.
@@ -98,6 +109,8 @@ pub struct ServerSettings {
     pub gc_retention: Duration,
     /// GC period. Default = 1m
     pub gc_interval: Duration,
+    /// API keys, TLS, limits and the decision log.
+    pub ops: super::ops_config::OpsSettings,
 }
 
 /// A settings problem.
@@ -166,6 +179,7 @@ impl ServerSettings {
             shutdown_grace: Duration::from_secs(10),
             gc_retention: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),
+            ops: super::ops_config::OpsSettings::default(),
         }
     }
 }
@@ -237,6 +251,19 @@ impl ServeArgs {
                 .gc_interval
                 .or(file_duration(&file.gc_interval, "gc-interval")?)
                 .unwrap_or(Duration::from_secs(60)),
+            ops: self.ops.resolve(
+                super::ops_config::OpsFile {
+                    admin_key: file.admin_key,
+                    tls_cert: file.tls_cert,
+                    tls_key: file.tls_key,
+                    request_timeout: file.request_timeout,
+                    max_message_bytes: file.max_message_bytes,
+                    tenant_rate_limit: file.tenant_rate_limit,
+                    max_concurrent_requests: file.max_concurrent_requests,
+                    decision_log: file.decision_log,
+                },
+                self.config.as_deref(),
+            )?,
         })
     }
 }

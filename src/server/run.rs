@@ -35,6 +35,9 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(String),
+    /// The settings do not allow starting (no auth mode chosen, bad TLS files).
+    #[error("{0}")]
+    Config(String),
 }
 
 pub(crate) fn cluster_id(dir: &std::path::Path) -> Result<u64, ServerError> {
@@ -66,8 +69,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let dir = settings.data_dir.clone();
+    if settings.ops.admin_key.is_none() && !settings.insecure_no_auth {
+        return Err(ServerError::Config(
+            "refusing to start without authentication: pass --admin-key KEY (or VERDICT_ADMIN_KEY) to require API keys, or --insecure-no-auth for development".into(),
+        ));
+    }
+    let http_tls = match &settings.ops.tls {
+        Some((cert, key)) => Some(super::tls::acceptor(cert, key).map_err(ServerError::Config)?),
+        None => None,
+    };
     let state = AppState::open(settings.clone())?;
-    if settings.insecure_no_auth {
+    if settings.insecure_no_auth && settings.ops.admin_key.is_none() {
         tracing::warn!("serving WITHOUT authentication (--insecure-no-auth): any client can read and write every tenant");
         eprintln!("WARNING: --insecure-no-auth: any client can read and write every tenant");
     }
@@ -97,11 +109,26 @@ pub async fn run(
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut stop_http = stop_tx.subscribe();
-    let http_server =
-        axum::serve(http, api::http_router(state.clone())).with_graceful_shutdown(async move {
-            let _ = stop_http.recv().await;
-        });
-    let http_task = tokio::spawn(async move { http_server.await });
+    let router = api::http_router(state.clone());
+    let stopped = async move {
+        let _ = stop_http.recv().await;
+    };
+    let http_task = match http_tls {
+        Some(acceptor) => {
+            let listener = super::tls::TlsListener::new(http, acceptor).map_err(|source| {
+                ServerError::Bind {
+                    addr: http_addr,
+                    source,
+                }
+            })?;
+            let server = axum::serve(listener, router).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { server.await })
+        }
+        None => {
+            let server = axum::serve(http, router).with_graceful_shutdown(stopped);
+            tokio::spawn(async move { server.await })
+        }
+    };
 
     let mut stop_grpc = stop_tx.subscribe();
     let grpc_server = api::grpc_router(state.clone())

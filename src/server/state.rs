@@ -44,6 +44,10 @@ pub struct AppState {
     pub cache: Arc<DecisionCache>,
     /// Resolved settings.
     pub settings: ServerSettings,
+    /// Tenant API keys.
+    pub keys: Arc<super::keys::KeyStore>,
+    /// Metrics, rate budgets and the decision log.
+    pub ops: Arc<super::ops::OpsState>,
     engines: Mutex<HashMap<(String, u64), Arc<SchemaEngine>>>,
     /// The current minimize_latency revision and when it was taken.
     quantized: Mutex<Option<(Instant, Revision)>>,
@@ -71,7 +75,13 @@ impl AppState {
         let store = RocksStore::open(dir.join("store"), options).map_err(|e| err(e.to_string()))?;
         let tenants =
             TenantRegistry::open(dir.join("tenants.json")).map_err(|e| err(e.to_string()))?;
-        Ok(AppState::new(Arc::new(store), tenants, cluster, settings))
+        let keys =
+            super::keys::KeyStore::open(dir.join("keys.json")).map_err(|e| err(e.to_string()))?;
+        let ops = super::ops::OpsState::open(&settings).map_err(err)?;
+        let mut state = AppState::new(Arc::new(store), tenants, cluster, settings);
+        state.keys = Arc::new(keys);
+        state.ops = Arc::new(ops);
+        Ok(state)
     }
 
     /// Builds the state over an open store.
@@ -87,18 +97,25 @@ impl AppState {
             tenants,
             zookies: ZookieCodec::new(cluster_id),
             cache: Arc::new(DecisionCache::new(settings.cache_bytes)),
+            keys: Arc::new(super::keys::KeyStore::in_memory()),
+            ops: Arc::new(super::ops::OpsState::new(&settings)),
             settings,
             engines: Mutex::new(HashMap::new()),
             quantized: Mutex::new(None),
         }
     }
 
-    /// The tenant a request names (`""` = default).
+    /// The tenant a request names (`""` = default), if the caller's key
+    /// may use it and its rate budget allows.
     ///
     /// # Errors
-    /// Invalid or unknown tenant.
+    /// Invalid or unknown tenant, a key of another tenant
+    /// (PERMISSION_DENIED), a spent rate budget (RESOURCE_EXHAUSTED).
     pub fn tenant(&self, name: &str) -> Result<Tenant, ApiError> {
-        self.tenants.get(name, "tenant")
+        self.ops.authorize(name)?;
+        let tenant = self.tenants.get(name, "tenant")?;
+        self.ops.charge(tenant.as_str())?;
+        Ok(tenant)
     }
 
     /// A zookie for `revision`.
@@ -172,6 +189,17 @@ impl AppState {
                 Ok(wanted)
             }
         }
+    }
+
+    /// How many revisions minimize_latency reads currently trail the
+    /// applied revision (the staleness window at work).
+    pub fn read_lag(&self) -> u64 {
+        let applied = self.store.applied_revision().0;
+        self.quantized
+            .lock()
+            .ok()
+            .and_then(|q| q.map(|(_, r)| applied.saturating_sub(r.0)))
+            .unwrap_or(0)
     }
 
     /// The applied revision rounded to a window (so caches hit), never

@@ -1,0 +1,231 @@
+//! The decision log: one JSON line per check decision, appended by a writer
+//! thread fed through a bounded channel — the request path never blocks on
+//! the file; when the channel is full the line is dropped and counted.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write as _};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use verdict_storage::{ObjectRef, SubjectRef, Timestamp};
+
+use super::metrics::RequestMetrics;
+use crate::engine::Outcome;
+
+/// Lines buffered before new ones are dropped.
+pub const CHANNEL_CAPACITY: usize = 16_384;
+
+/// A handle to the writer thread.
+#[derive(Debug)]
+pub struct DecisionLog {
+    tx: SyncSender<String>,
+    metrics: Arc<RequestMetrics>,
+}
+
+/// One decision to log.
+#[derive(Debug)]
+pub struct Decision<'a> {
+    /// The request id.
+    pub request_id: &'a str,
+    /// The tenant name as requested (`""` = default).
+    pub tenant: &'a str,
+    /// The resource.
+    pub resource: &'a ObjectRef,
+    /// The permission.
+    pub permission: &'a str,
+    /// The subject.
+    pub subject: &'a SubjectRef,
+    /// The outcome.
+    pub outcome: &'a Outcome,
+    /// The revision evaluated at.
+    pub revision: u64,
+    /// The schema version.
+    pub schema_version: u64,
+    /// Whether the decision cache answered part of it.
+    pub cached: bool,
+    /// Latency in microseconds.
+    pub latency_us: u64,
+    /// The request's caveat context.
+    pub context: &'a Map<String, Value>,
+}
+
+/// Now as RFC 3339 UTC with milliseconds.
+fn now_rfc3339() -> String {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = Timestamp(i64::try_from(since.as_secs()).unwrap_or(0)).to_string();
+    let base = seconds.trim_end_matches('Z');
+    format!("{base}.{:03}Z", since.subsec_millis())
+}
+
+fn json_str(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+}
+
+impl Decision<'_> {
+    /// The exact JSON line (without the newline); key order is fixed.
+    pub fn to_line(&self, time: &str) -> String {
+        let result = match self.outcome {
+            Outcome::Allowed => "ALLOWED",
+            Outcome::Denied => "DENIED",
+            Outcome::Conditional { .. } => "CONDITIONAL",
+        };
+        let mut line = format!(
+            "{{\"time\":{},\"request_id\":{},\"tenant\":{},\"resource\":{},\"permission\":{},\"subject\":{},\"result\":\"{result}\",\"revision\":{},\"schema_version\":{},\"cached\":{},\"latency_us\":{}",
+            json_str(time),
+            json_str(self.request_id),
+            json_str(self.tenant),
+            json_str(&self.resource.to_string()),
+            json_str(self.permission),
+            json_str(&self.subject.to_string()),
+            self.revision,
+            self.schema_version,
+            self.cached,
+            self.latency_us,
+        );
+        if !self.context.is_empty() {
+            let context = serde_json::to_string(self.context).unwrap_or_else(|_| "{}".into());
+            line.push_str(",\"context\":");
+            line.push_str(&context);
+        }
+        line.push('}');
+        line
+    }
+}
+
+fn write_loop(rx: Receiver<String>, file: std::fs::File, metrics: Arc<RequestMetrics>) {
+    let mut out = BufWriter::new(file);
+    while let Ok(line) = rx.recv() {
+        let mut batch = vec![line];
+        loop {
+            match rx.try_recv() {
+                Ok(l) => batch.push(l),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        for l in &batch {
+            if writeln!(out, "{l}").is_err() {
+                tracing::warn!("decision log write failed");
+            }
+        }
+        if out.flush().is_err() {
+            tracing::warn!("decision log flush failed");
+        }
+        metrics
+            .decision_log_written
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+    let _ = out.flush();
+}
+
+impl DecisionLog {
+    /// Opens `path` for appending and starts the writer thread.
+    ///
+    /// # Errors
+    /// The file cannot be opened.
+    pub fn open(path: &Path, metrics: Arc<RequestMetrics>) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+        let writer_metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || write_loop(rx, file, writer_metrics))?;
+        Ok(DecisionLog { tx, metrics })
+    }
+
+    /// Queues one decision; never blocks (drops and counts when full).
+    pub fn record(&self, decision: &Decision<'_>) {
+        let line = decision.to_line(&now_rfc3339());
+        if self.tx.try_send(line).is_err() {
+            self.metrics
+                .decision_log_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The request id of the request being served on this task (`""` if none).
+pub fn current_request_id() -> String {
+    super::guard::current()
+        .map(|c| c.request_id.clone())
+        .unwrap_or_default()
+}
+
+/// Logs one check decision, if `state` has a decision log.
+#[allow(clippy::too_many_arguments)]
+pub fn log_check(
+    state: &super::state::AppState,
+    request_id: &str,
+    tenant: &str,
+    check: &crate::engine::CheckRequest,
+    response: &crate::engine::CheckResponse,
+    revision: u64,
+    schema_version: u64,
+    latency_us: u64,
+) {
+    let Some(log) = &state.ops.decision_log else {
+        return;
+    };
+    let tenant = if tenant == verdict_storage::Tenant::default_tenant().as_str() {
+        ""
+    } else {
+        tenant
+    };
+    log.record(&Decision {
+        request_id,
+        tenant,
+        resource: &check.resource,
+        permission: &check.permission,
+        subject: &check.subject,
+        outcome: &response.outcome,
+        revision,
+        schema_version,
+        cached: response.cache_hits > 0,
+        latency_us,
+        context: &check.context,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_format_is_exact() {
+        let resource = ObjectRef::new("doc", "1");
+        let subject = SubjectRef::userset("group", "eng", "member");
+        let context = Map::new();
+        let d = Decision {
+            request_id: "r1",
+            tenant: "",
+            resource: &resource,
+            permission: "view",
+            subject: &subject,
+            outcome: &Outcome::Allowed,
+            revision: 7,
+            schema_version: 2,
+            cached: false,
+            latency_us: 15,
+            context: &context,
+        };
+        assert_eq!(
+            d.to_line("2026-11-28T04:00:00.000Z"),
+            r#"{"time":"2026-11-28T04:00:00.000Z","request_id":"r1","tenant":"","resource":"doc:1","permission":"view","subject":"group:eng#member","result":"ALLOWED","revision":7,"schema_version":2,"cached":false,"latency_us":15}"#
+        );
+        let mut with_context = Map::new();
+        with_context.insert("ip".into(), Value::String("10.0.0.1".into()));
+        let d = Decision {
+            context: &with_context,
+            ..d
+        };
+        assert!(d
+            .to_line("t")
+            .ends_with(r#""latency_us":15,"context":{"ip":"10.0.0.1"}}"#));
+        assert!(now_rfc3339().ends_with('Z'));
+    }
+}

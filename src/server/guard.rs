@@ -1,0 +1,376 @@
+//! The one layer in front of every gRPC service: request ids, API key
+//! authentication, admin-only services, load shedding, the server-side
+//! deadline and request metrics. The authenticated caller travels with the
+//! request as a task-local [`RequestContext`] that [`OpsState::admit`]
+//! consults for tenant scope.
+//!
+//! [`OpsState::admit`]: super::ops::OpsState::admit
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue, Request, Response};
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tonic::Status;
+use tracing::Instrument as _;
+
+use super::keys::{constant_time_eq, sha256_hex};
+use super::metrics::RequestMetrics;
+use super::state::AppState;
+
+tokio::task_local! {
+    static REQUEST: Arc<RequestContext>;
+}
+
+/// Metadata carrying the request id (accepted from the client, else
+/// generated; echoed in the response).
+pub const REQUEST_ID: &str = "x-request-id";
+/// Metadata the layer sets to the authenticated key id for the services.
+pub const KEY_ID: &str = "x-verdict-key-id";
+
+/// Services only the admin key may call.
+const ADMIN_SERVICES: [&str; 2] = ["/verdict.v1.TenantService/", "/verdict.v1.KeyService/"];
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The admin key: every tenant and the admin services.
+    Admin,
+    /// A tenant key: that tenant only.
+    Tenant {
+        /// The key id.
+        key_id: String,
+        /// The tenant it is scoped to.
+        tenant: String,
+    },
+    /// No authentication (`--insecure-no-auth`).
+    Anonymous,
+}
+
+/// The authenticated caller of one request.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// The request id.
+    pub request_id: String,
+    /// Who is calling.
+    pub principal: Principal,
+    tenant: OnceLock<String>,
+}
+
+impl RequestContext {
+    /// The key id services see (`admin`, `anonymous` or a tenant key id).
+    pub fn key_id(&self) -> &str {
+        match &self.principal {
+            Principal::Admin => "admin",
+            Principal::Tenant { key_id, .. } => key_id,
+            Principal::Anonymous => "anonymous",
+        }
+    }
+
+    /// Records the tenant the request was admitted to (first one wins).
+    pub fn set_tenant(&self, tenant: &str) {
+        let _ = self.tenant.set(tenant.to_string());
+    }
+
+    /// The tenant the request was admitted to, if any yet.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.get().map(String::as_str)
+    }
+}
+
+/// The context of the request being served on this task, if any.
+pub fn current() -> Option<Arc<RequestContext>> {
+    REQUEST.try_with(Arc::clone).ok()
+}
+
+/// What the layer shares across requests.
+#[derive(Debug)]
+struct Guard {
+    state: Arc<AppState>,
+    admin_hash: Option<String>,
+    slots: Arc<Semaphore>,
+}
+
+/// The tower layer (see the module docs).
+#[derive(Debug, Clone)]
+pub struct GuardLayer {
+    guard: Arc<Guard>,
+}
+
+impl GuardLayer {
+    /// A layer enforcing `state.settings`.
+    pub fn new(state: Arc<AppState>) -> Self {
+        let ops = &state.settings.ops;
+        GuardLayer {
+            guard: Arc::new(Guard {
+                admin_hash: ops.admin_key.as_deref().map(|k| sha256_hex(k.as_bytes())),
+                slots: Arc::new(Semaphore::new(ops.max_concurrent_requests)),
+                state,
+            }),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        GuardService {
+            inner,
+            guard: self.guard.clone(),
+        }
+    }
+}
+
+/// The service [`GuardLayer`] wraps around the gRPC routes.
+#[derive(Debug, Clone)]
+pub struct GuardService<S> {
+    inner: S,
+    guard: Arc<Guard>,
+}
+
+fn unauthenticated(reason: &str) -> Status {
+    Status::unauthenticated(format!(
+        "{reason}; send `authorization: Bearer <key>` metadata (the admin key or a tenant key)"
+    ))
+}
+
+impl Guard {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Status> {
+        let Some(admin_hash) = &self.admin_hash else {
+            return Ok(Principal::Anonymous);
+        };
+        let Some(value) = headers.get("authorization") else {
+            return Err(unauthenticated("missing API key"));
+        };
+        let text = value
+            .to_str()
+            .map_err(|_| unauthenticated("the authorization metadata is not text"))?;
+        let token = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(|| unauthenticated("the authorization metadata is not `Bearer <key>`"))?;
+        if constant_time_eq(
+            sha256_hex(token.as_bytes()).as_bytes(),
+            admin_hash.as_bytes(),
+        ) {
+            return Ok(Principal::Admin);
+        }
+        match self.state.keys.authenticate(token) {
+            Some(record) => Ok(Principal::Tenant {
+                key_id: record.id,
+                tenant: record.tenant,
+            }),
+            None => Err(unauthenticated("invalid or revoked API key")),
+        }
+    }
+
+    fn metrics(&self) -> &RequestMetrics {
+        &self.state.ops.metrics
+    }
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+}
+
+/// The gRPC status number of a response (trailers-only errors carry it in
+/// the headers; a success sends it in the trailers).
+fn status_code(headers: &HeaderMap) -> usize {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// tonic reports an oversized request as OUT_OF_RANGE and an undecodable
+/// one (bad bytes, nesting past the decoder's recursion limit) as INTERNAL;
+/// both are the client's fault: answer INVALID_ARGUMENT saying why.
+fn rewrite_decode_errors(response: Response<Body>, limit: usize) -> Response<Body> {
+    let code = status_code(response.headers());
+    if code != tonic::Code::OutOfRange as usize && code != tonic::Code::Internal as usize {
+        return response;
+    }
+    match Status::from_header_map(response.headers()) {
+        Some(s) if s.message().contains("decoded message length too large") => {
+            Status::invalid_argument(format!(
+                "request message too large: {}; the limit is {limit} bytes (--max-message-bytes)",
+                s.message()
+            ))
+            .into_http()
+        }
+        Some(s) if s.message().starts_with("failed to decode Protobuf message") => {
+            Status::invalid_argument(format!(
+                "request message could not be decoded: {}",
+                s.message()
+            ))
+            .into_http()
+        }
+        _ => response,
+    }
+}
+
+/// Decrements the watch-consumer gauge when the stream's body is dropped.
+struct Tracked {
+    inner: Body,
+    metrics: Arc<AppState>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.metrics
+            .ops
+            .metrics
+            .watch_consumers
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = Status;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<S, B> tower::Service<Request<B>> for GuardService<S>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let start = Instant::now();
+            let method = req.uri().path().to_string();
+            let request_id = request_id(req.headers());
+            let exempt = method.starts_with("/grpc.health.v1.");
+            let finish = |mut response: Response<Body>, tenant: &str| {
+                if let Ok(v) = HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert(REQUEST_ID, v);
+                }
+                guard.metrics().record(
+                    &method,
+                    tenant,
+                    status_code(response.headers()),
+                    start.elapsed(),
+                );
+                response
+            };
+            let principal = if exempt {
+                Principal::Anonymous
+            } else {
+                match guard.authenticate(req.headers()) {
+                    Ok(p) => p,
+                    Err(status) => return Ok(finish(status.into_http(), "")),
+                }
+            };
+            if let Principal::Tenant { key_id, tenant } = &principal {
+                if ADMIN_SERVICES.iter().any(|s| method.starts_with(s)) {
+                    let status = Status::permission_denied(format!(
+                        "key `{key_id}` of tenant `{tenant}` may not call `{method}`: it needs the admin key"
+                    ));
+                    return Ok(finish(status.into_http(), tenant));
+                }
+            }
+            let context = Arc::new(RequestContext {
+                request_id: request_id.clone(),
+                principal,
+                tenant: OnceLock::new(),
+            });
+            let headers = req.headers_mut();
+            headers.remove(KEY_ID);
+            if let Ok(v) = HeaderValue::from_str(context.key_id()) {
+                headers.insert(KEY_ID, v);
+            }
+            let ops = &guard.state.settings.ops;
+            let permit = if exempt {
+                None
+            } else {
+                match guard.slots.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        guard.metrics().shed.fetch_add(1, Ordering::Relaxed);
+                        let status = Status::unavailable(format!(
+                            "server overloaded: {} requests already in flight (--max-concurrent-requests); retry with backoff",
+                            ops.max_concurrent_requests
+                        ));
+                        return Ok(finish(status.into_http(), ""));
+                    }
+                }
+            };
+            let in_flight = &guard.metrics().in_flight;
+            in_flight.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!(
+                "grpc",
+                method = %method,
+                request_id = %request_id,
+                key_id = %context.key_id()
+            );
+            let served = REQUEST
+                .scope(context.clone(), async move { inner.call(req).await })
+                .instrument(span);
+            let result = tokio::time::timeout(ops.request_timeout, served).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+            let tenant = context.tenant().unwrap_or("");
+            let response = match result {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => Status::deadline_exceeded(format!(
+                    "the request did not finish within the server deadline of {:?} (--request-timeout)",
+                    ops.request_timeout
+                ))
+                .into_http(),
+            };
+            let mut response = rewrite_decode_errors(response, ops.max_message_bytes);
+            if method == "/verdict.v1.WatchService/Watch" && status_code(response.headers()) == 0 {
+                guard
+                    .metrics()
+                    .watch_consumers
+                    .fetch_add(1, Ordering::Relaxed);
+                let state = guard.state.clone();
+                response = response.map(|inner| {
+                    Body::new(Tracked {
+                        inner,
+                        metrics: state,
+                    })
+                });
+            }
+            Ok(finish(response, tenant))
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! Tenant API keys: `vk_<id>_<secret>` tokens whose SHA-256 hash (never the
+//! token) is persisted as one JSON file in the data directory (written to a
+//! temporary file, fsynced, renamed), looked up by id and compared in
+//! constant time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::api::error::ApiError;
+
+/// One stored key: its id, tenant and the hash of its token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The public key id (`vk_<id>_...`).
+    pub id: String,
+    /// The tenant the key is scoped to.
+    pub tenant: String,
+    /// Hex SHA-256 of the whole token.
+    pub sha256: String,
+    /// Creation time, RFC 3339 UTC.
+    pub created: String,
+}
+
+/// The tenant keys of this node.
+#[derive(Debug)]
+pub struct KeyStore {
+    path: Option<PathBuf>,
+    keys: RwLock<BTreeMap<String, KeyRecord>>,
+}
+
+/// Hex SHA-256 of `text`.
+pub fn sha256_hex(text: &[u8]) -> String {
+    let digest = Sha256::digest(text);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Constant-time equality of two byte strings (length is not secret).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn lock_err() -> ApiError {
+    ApiError::Internal("key store lock poisoned".into())
+}
+
+impl KeyStore {
+    /// A store that is never persisted (unit tests, embedded use).
+    pub fn in_memory() -> Self {
+        KeyStore {
+            path: None,
+            keys: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// Loads (or creates) the key file `path`.
+    ///
+    /// # Errors
+    /// An unreadable or malformed file.
+    pub fn open(path: PathBuf) -> Result<Self, ApiError> {
+        let keys: BTreeMap<String, KeyRecord> = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let list: Vec<KeyRecord> = serde_json::from_str(&text).map_err(|e| {
+                    ApiError::Internal(format!("key file `{}` is corrupt: {e}", path.display()))
+                })?;
+                list.into_iter().map(|k| (k.id.clone(), k)).collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                return Err(ApiError::Internal(format!(
+                    "cannot read `{}`: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Ok(KeyStore {
+            path: Some(path),
+            keys: RwLock::new(keys),
+        })
+    }
+
+    fn persist(&self) -> Result<(), ApiError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let list: Vec<KeyRecord> = self
+            .keys
+            .read()
+            .map_err(|_| lock_err())?
+            .values()
+            .cloned()
+            .collect();
+        let json =
+            serde_json::to_vec_pretty(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let tmp = path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| ApiError::Internal(format!("cannot write `{}`: {e}", path.display())))
+    }
+
+    /// Creates a key for `tenant`; returns the record and the token (shown
+    /// once: only its hash is kept).
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn create(&self, tenant: &str) -> Result<(KeyRecord, String), ApiError> {
+        let id = random_hex(8);
+        let token = format!("vk_{id}_{}", random_hex(32));
+        let record = KeyRecord {
+            id: id.clone(),
+            tenant: tenant.to_string(),
+            sha256: sha256_hex(token.as_bytes()),
+            created: verdict_storage::Timestamp::now().to_string(),
+        };
+        self.keys
+            .write()
+            .map_err(|_| lock_err())?
+            .insert(id, record.clone());
+        self.persist()?;
+        Ok((record, token))
+    }
+
+    /// The keys of `tenant` (every key when `None`), by id.
+    pub fn list(&self, tenant: Option<&str>) -> Vec<KeyRecord> {
+        self.keys
+            .read()
+            .map(|k| {
+                k.values()
+                    .filter(|r| tenant.is_none_or(|t| r.tenant == t))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Revokes key `id`.
+    ///
+    /// # Errors
+    /// An unknown id (NOT_FOUND-like FAILED_PRECONDITION) or a failed write.
+    pub fn revoke(&self, id: &str) -> Result<KeyRecord, ApiError> {
+        let removed = self.keys.write().map_err(|_| lock_err())?.remove(id);
+        match removed {
+            Some(record) => {
+                self.persist()?;
+                Ok(record)
+            }
+            None => Err(ApiError::invalid("id", format!("no key with id `{id}`"))),
+        }
+    }
+
+    /// Revokes every key of `tenant` (the tenant was deleted).
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn revoke_tenant(&self, tenant: &str) -> Result<usize, ApiError> {
+        let removed = {
+            let mut keys = self.keys.write().map_err(|_| lock_err())?;
+            let before = keys.len();
+            keys.retain(|_, r| r.tenant != tenant);
+            before - keys.len()
+        };
+        if removed > 0 {
+            self.persist()?;
+        }
+        Ok(removed)
+    }
+
+    /// The key a `vk_<id>_<secret>` token belongs to, if it is valid.
+    pub fn authenticate(&self, token: &str) -> Option<KeyRecord> {
+        let rest = token.strip_prefix("vk_")?;
+        let (id, _) = rest.split_once('_')?;
+        let keys = self.keys.read().ok()?;
+        let record = keys.get(id)?;
+        let hash = sha256_hex(token.as_bytes());
+        constant_time_eq(hash.as_bytes(), record.sha256.as_bytes()).then(|| record.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_authenticate_revoke_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let store = KeyStore::open(path.clone()).unwrap();
+        let (record, token) = store.create("acme").unwrap();
+        assert!(token.starts_with(&format!("vk_{}_", record.id)));
+        assert_eq!(store.authenticate(&token).unwrap().tenant, "acme");
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        assert!(!on_disk.contains(&token));
+        assert!(on_disk.contains(&record.sha256));
+        // A wrong secret with the right id fails.
+        let forged = format!("vk_{}_{}", record.id, "0".repeat(64));
+        assert!(store.authenticate(&forged).is_none());
+        assert!(store.authenticate("garbage").is_none());
+        let reopened = KeyStore::open(path).unwrap();
+        assert_eq!(reopened.list(Some("acme")).len(), 1);
+        assert!(reopened.list(Some("other")).is_empty());
+        reopened.revoke(&record.id).unwrap();
+        assert!(reopened.authenticate(&token).is_none());
+        assert!(reopened.revoke(&record.id).is_err());
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
