@@ -7,6 +7,7 @@ pub mod error;
 pub mod pb;
 mod permission_service;
 mod relationship_service;
+pub mod schema_plan;
 mod schema_service;
 mod tenant_service;
 mod watch_service;

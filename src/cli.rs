@@ -101,6 +101,20 @@ pub enum SchemaCommand {
     /// Print the server's current schema.
     #[cfg(feature = "server")]
     Read(commands::schema::SchemaReadArgs),
+    /// List the stored schema versions (author, revision, hash, comment).
+    #[cfg(feature = "server")]
+    History(commands::schema_change::HistoryArgs),
+    /// Structural diff of two schemas (files, `v:N` or `live`).
+    #[cfg(feature = "server")]
+    Diff(commands::schema_change::DiffArgs),
+    /// The impact of a new schema on the live data: diff, orphaned
+    /// relationships, decision flips.
+    #[cfg(feature = "server")]
+    Plan(commands::schema_change::PlanArgs),
+    /// Replace the schema safely (refuses orphans and decision flips
+    /// unless allowed).
+    #[cfg(feature = "server")]
+    Apply(commands::schema_change::ApplyArgs),
 }
 
 /// Arguments of `verdict schema check`.
@@ -142,6 +156,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema(SchemaCommand::Write(args)) => commands::schema::write(&args),
         #[cfg(feature = "server")]
         Command::Schema(SchemaCommand::Read(args)) => commands::schema::read(&args),
+        #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::History(args)) => commands::schema_change::history(&args),
+        #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::Diff(args)) => commands::schema_change::diff(&args),
+        #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::Plan(args)) => commands::schema_change::plan(&args),
+        #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::Apply(args)) => commands::schema_change::apply(&args),
         #[cfg(feature = "server")]
         Command::Rel(command) => commands::rel::run(&command),
         #[cfg(feature = "server")]

@@ -575,6 +575,7 @@ definition page {
                         version: 1,
                         text: SCHEMA.to_string(),
                         comment: String::new(),
+                        author: String::new(),
                     }),
                 )
                 .await

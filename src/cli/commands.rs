@@ -4,6 +4,7 @@
 pub mod perm;
 pub mod rel;
 pub mod schema;
+pub mod schema_change;
 pub mod tenant;
 pub mod watch;
 

@@ -405,6 +405,7 @@ pub fn schema_versions<S: RelationStore>(s: &S) {
         version: n,
         text: format!("definition user {{}} // v{n}"),
         comment: String::new(),
+        author: String::new(),
     };
     s.apply(&d, Revision(1), &WriteBatch::new().put_schema(v(1)))
         .unwrap();
