@@ -6,6 +6,7 @@ pub mod convert;
 pub mod error;
 pub mod pb;
 mod permission_service;
+pub mod relation_copy;
 mod relationship_service;
 pub mod schema_plan;
 mod schema_service;

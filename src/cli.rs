@@ -65,6 +65,11 @@ pub enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Tenant(commands::tenant::TenantCommand),
+    /// Run migration files (schema applies, relation copies, deletes) with
+    /// checkpoints; a re-run resumes where the last one stopped.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Migrate(commands::migrate::MigrateCommand),
     /// Run a single node on an embedded data directory (gRPC + HTTP).
     #[cfg(feature = "server")]
     Serve(crate::server::config::ServeArgs),
@@ -166,6 +171,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema(SchemaCommand::Apply(args)) => commands::schema_change::apply(&args),
         #[cfg(feature = "server")]
         Command::Rel(command) => commands::rel::run(&command),
+        #[cfg(feature = "server")]
+        Command::Migrate(command) => commands::migrate::run(&command),
         #[cfg(feature = "server")]
         Command::Check(args) => commands::perm::check(&args),
         #[cfg(feature = "server")]

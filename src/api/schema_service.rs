@@ -128,4 +128,14 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
             schema_plan::apply(&self.state, request.into_inner(), author).await?,
         ))
     }
+
+    #[tracing::instrument(skip_all, fields(tenant = %request.get_ref().tenant))]
+    async fn copy_relation(
+        &self,
+        request: Request<pb::CopyRelationRequest>,
+    ) -> Result<Response<pb::CopyRelationResponse>, Status> {
+        Ok(Response::new(
+            super::relation_copy::copy_relation(&self.state, request.into_inner()).await?,
+        ))
+    }
 }
