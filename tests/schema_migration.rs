@@ -633,3 +633,157 @@ async fn cli_history_read_diff_plan_apply() {
     let r = verdict(&server, &["schema", "read", "--at", &zookie]);
     assert_eq!(r.stdout.trim_end(), RENAMED);
 }
+
+const GROUPS: &str = "use expiration
+definition user {}
+definition group {
+    relation member: user
+    relation admin: user
+}
+definition document {
+    relation reader: user | group#member | group#admin
+    relation viewer: user | user with expiration | group#admin
+    permission view = reader + viewer
+}";
+
+fn copy_request(
+    from: &str,
+    to: &str,
+    snapshot: Option<pb::Zookie>,
+    cursor: String,
+) -> pb::CopyRelationRequest {
+    pb::CopyRelationRequest {
+        tenant: String::new(),
+        resource_type: "document".into(),
+        from_relation: from.into(),
+        to_relation: to.into(),
+        from_subject_relation: String::new(),
+        to_subject_relation: String::new(),
+        delete_source: false,
+        snapshot,
+        cursor,
+        batch_size: 1,
+    }
+}
+
+#[tokio::test]
+async fn copy_relation_is_batched_at_a_snapshot_and_never_resurrects_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let (mut schema, mut rels, _) = server.clients().await;
+    schema
+        .write_schema(write_request(GROUPS, 0, ""))
+        .await
+        .unwrap();
+    touch(
+        &mut rels,
+        &[
+            "document:a#reader@user:ann",
+            "document:b#reader@user:ben",
+            "document:c#reader@user:cid",
+            "document:c#viewer@user:cid[expiration:2999-01-01T00:00:00Z]",
+        ],
+    )
+    .await;
+    // Batch 1 (batch size 1) fixes the snapshot.
+    let first = schema
+        .copy_relation(copy_request("reader", "viewer", None, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((first.copied, first.skipped), (1, 0));
+    assert!(!first.cursor.is_empty());
+    // Revoke ben after the snapshot: the copy must not bring him back.
+    rels.delete_relationships(pb::DeleteRelationshipsRequest {
+        tenant: String::new(),
+        filter: Some(pb::RelationshipFilter {
+            resource_type: "document".into(),
+            optional_resource_id: "b".into(),
+            ..Default::default()
+        }),
+        preconditions: vec![],
+        limit: 0,
+        dry_run: false,
+    })
+    .await
+    .unwrap();
+    let (mut cursor, mut snapshot) = (first.cursor, first.snapshot);
+    let (mut copied, mut skipped) = (first.copied, 0);
+    while !cursor.is_empty() {
+        let r = schema
+            .copy_relation(copy_request("reader", "viewer", snapshot.clone(), cursor))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.snapshot, snapshot,
+            "every batch reads at the first snapshot"
+        );
+        copied += r.copied;
+        skipped += r.skipped;
+        cursor = r.cursor;
+        snapshot = r.snapshot;
+    }
+    // ann copied; ben revoked (skipped); cid's existing viewer kept as is.
+    assert_eq!((copied, skipped), (1, 1));
+    let all = read_all(&mut rels, "document", full()).await;
+    assert_eq!(
+        all,
+        vec![
+            "document:a#reader@user:ann",
+            "document:a#viewer@user:ann",
+            "document:c#reader@user:cid",
+            "document:c#viewer@user:cid[expiration:2999-01-01T00:00:00Z]",
+        ]
+    );
+
+    // A destination the schema does not allow: refused, nothing written.
+    touch(&mut rels, &["document:d#reader@group:eng#member"]).await;
+    let err = schema
+        .copy_relation(pb::CopyRelationRequest {
+            batch_size: 10,
+            ..copy_request("reader", "viewer", None, String::new())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        err.message(),
+        "cannot copy `document:d#reader@group:eng#member` to `document:d#viewer@group:eng#member`: subject `group:eng#member` is not allowed on `document#viewer` (allowed: user | user with expiration | group#admin); add the destination to the schema first"
+    );
+    let bad = schema
+        .copy_relation(copy_request("reader", "reader", None, String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad.message(),
+        "invalid `to_relation`: is the same as `from_relation` and no subject relation is rewritten"
+    );
+
+    // The CLI: a move with the subject relation rewritten member → admin.
+    let r = verdict(
+        &server,
+        &[
+            "rel",
+            "copy",
+            "--from",
+            "document#reader",
+            "--to",
+            "document#viewer",
+            "--subject-relation",
+            "member:admin",
+            "--delete-source",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("copied 1 relationship(s)"), "{r:?}");
+    let all = read_all(&mut rels, "document", full()).await;
+    assert_eq!(
+        all,
+        vec![
+            "document:a#viewer@user:ann",
+            "document:c#viewer@user:cid[expiration:2999-01-01T00:00:00Z]",
+            "document:d#viewer@group:eng#admin",
+        ]
+    );
+}
