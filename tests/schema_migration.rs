@@ -787,3 +787,43 @@ async fn copy_relation_is_batched_at_a_snapshot_and_never_resurrects_revocations
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_expecting_the_same_version_let_exactly_one_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let (mut schema, _, _) = server.clients().await;
+    schema.write_schema(write_request(V1, 0, "")).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut client = schema.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .write_schema(write_request(V2, 1, &format!("admin {i}")))
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => {
+                assert_eq!(r.into_inner().version, 2);
+                wins += 1;
+            }
+            Err(s) => assert_eq!(
+                s.message(),
+                "schema is at version 2, the write expected 1; re-read, re-plan and retry"
+            ),
+        }
+    }
+    assert_eq!(wins, 1);
+    let versions = schema
+        .list_schema_versions(pb::ListSchemaVersionsRequest {
+            tenant: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .versions;
+    assert_eq!(versions.len(), 2);
+}

@@ -380,3 +380,57 @@ pub fn apply(args: &ApplyArgs) -> ExitCode {
         out.flush()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_come_from_decision_logs_or_plain_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checks");
+        std::fs::write(
+            &path,
+            "// recorded\n\
+             {\"resource\":\"document:a\",\"permission\":\"view\",\"subject\":\"group:eng#member\",\"context\":{\"ip\":\"10.0.0.1\"},\"decision\":\"ALLOWED\"}\n\
+             \n\
+             document:b#edit@user:bob\n",
+        )
+        .unwrap();
+        let checks = load_checks(&path).unwrap();
+        assert_eq!(checks.len(), 2);
+        assert_eq!(
+            (
+                checks[0].resource.as_str(),
+                checks[0].permission.as_str(),
+                checks[0].subject.as_str()
+            ),
+            ("document:a", "view", "group:eng#member")
+        );
+        let context = crate::api::convert::struct_to_json(checks[0].context.as_ref().unwrap());
+        assert_eq!(context["ip"], "10.0.0.1");
+        assert_eq!(
+            (checks[1].resource.as_str(), checks[1].subject.as_str()),
+            ("document:b", "user:bob")
+        );
+        assert!(checks[1].context.is_none());
+
+        std::fs::write(
+            &path,
+            "{\"resource\":\"document:a\",\"permission\":\"view\"}\n",
+        )
+        .unwrap();
+        let Err(CliError::Invalid(m)) = load_checks(&path) else {
+            panic!("a log line without subject is refused");
+        };
+        assert!(m.ends_with("line 1: missing string field `subject`"), "{m}");
+        std::fs::write(&path, "not a check\n").unwrap();
+        let Err(CliError::Invalid(m)) = load_checks(&path) else {
+            panic!("a malformed line is refused");
+        };
+        assert!(
+            m.contains("line 1: `not a check` is not resource#permission@subject"),
+            "{m}"
+        );
+    }
+}
