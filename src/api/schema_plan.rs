@@ -249,6 +249,12 @@ pub async fn commit_schema(
             Ok((batch, (version, deleted)))
         })
         .await?;
+    tracing::info!(
+        version,
+        revision = outcome.revision.0,
+        orphans_deleted = deleted,
+        "schema version committed"
+    );
     Ok(Committed {
         outcome,
         version,
@@ -621,4 +627,113 @@ pub async fn apply(
         orphans_deleted: committed.orphans_deleted,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verdict_storage::MemStore;
+
+    fn schema(text: &str) -> Schema {
+        crate::schema::compile(text, &crate::schema::SchemaLimits::default())
+            .unwrap_or_else(|e| panic!("{}", e.render("test", text)))
+            .schema
+    }
+
+    const OLD: &str = "use expiration
+caveat weekday(day string) { day != 'sunday' }
+definition user {}
+definition group { relation member: user }
+definition folder { relation owner: user }
+definition document {
+    relation reader: user | group#member | user with weekday
+    relation editor: user with expiration
+    relation parent: folder
+    relation owner: user
+}";
+
+    /// Drops: the `group#member` subject type and the caveated form from
+    /// reader, the expiration trait from editor, the folder definition
+    /// (and so `parent`).
+    const NEW: &str = "use expiration
+definition user {}
+definition group { relation member: user }
+definition document {
+    relation reader: user
+    relation editor: user
+    relation owner: user
+}";
+
+    #[test]
+    fn orphans_are_grouped_per_relation_with_the_reason() {
+        let store = MemStore::new();
+        let tenant = Tenant::default_tenant();
+        let mut batch = WriteBatch::new();
+        for t in [
+            "document:a#reader@user:ann",
+            "document:a#reader@group:eng#member",
+            "document:b#reader@group:ops#member",
+            "document:a#reader@user:cat[weekday]",
+            "document:a#editor@user:ed[expiration:2999-01-01T00:00:00Z]",
+            "document:a#parent@folder:root",
+            "document:a#owner@user:olga",
+            "folder:root#owner@user:olga",
+        ] {
+            batch = batch.touch(Tuple::parse(t).unwrap());
+        }
+        store.apply(&tenant, Revision(1), &batch).unwrap();
+        let snapshot = store.snapshot(&tenant, Revision(1)).unwrap();
+        let orphans = find_orphans(&snapshot, &schema(OLD), &schema(NEW)).unwrap();
+        let summary: Vec<_> = orphans
+            .iter()
+            .map(|o| {
+                (
+                    format!("{}#{}", o.resource_type, o.relation),
+                    o.tuples.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "folder#owner".to_string(),
+                    vec!["folder:root#owner@user:olga".to_string()]
+                ),
+                (
+                    "document#reader".to_string(),
+                    vec![
+                        "document:a#reader@group:eng#member".to_string(),
+                        "document:a#reader@user:cat[weekday]".to_string(),
+                        "document:b#reader@group:ops#member".to_string(),
+                    ]
+                ),
+                (
+                    "document#editor".to_string(),
+                    vec!["document:a#editor@user:ed[expiration:2999-01-01T00:00:00Z]".to_string()]
+                ),
+                (
+                    "document#parent".to_string(),
+                    vec!["document:a#parent@folder:root".to_string()]
+                ),
+            ]
+        );
+        assert_eq!(
+            orphans[0].reason,
+            "resource type `folder` is not defined in the schema"
+        );
+        assert_eq!(
+            orphans[2].reason,
+            "subject `user:ed with expiration` is not allowed on `document#editor` (allowed: user)"
+        );
+        let message = orphan_refusal(&orphans);
+        assert!(
+            message.starts_with("the new schema would orphan 6 existing relationship(s): folder#owner: 1 (resource type `folder` is not defined in the schema; e.g. folder:root#owner@user:olga); document#reader: 3 ("),
+            "{message}"
+        );
+        // Nothing changed: nothing scanned, nothing orphaned.
+        assert!(find_orphans(&snapshot, &schema(OLD), &schema(OLD))
+            .unwrap()
+            .is_empty());
+    }
 }
