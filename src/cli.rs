@@ -71,6 +71,11 @@ pub enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
+    /// Run migration files (schema applies, relation copies, deletes) with
+    /// checkpoints; a re-run resumes where the last one stopped.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Migrate(commands::migrate::MigrateCommand),
     /// Run a single node on an embedded data directory (gRPC + HTTP).
     #[cfg(feature = "server")]
     Serve(crate::server::config::ServeArgs),
@@ -107,6 +112,20 @@ pub enum SchemaCommand {
     /// Print the server's current schema.
     #[cfg(feature = "server")]
     Read(commands::schema::SchemaReadArgs),
+    /// List the stored schema versions (author, revision, hash, comment).
+    #[cfg(feature = "server")]
+    History(commands::schema_change::HistoryArgs),
+    /// Structural diff of two schemas (files, `v:N` or `live`).
+    #[cfg(feature = "server")]
+    Diff(commands::schema_change::DiffArgs),
+    /// The impact of a new schema on the live data: diff, orphaned
+    /// relationships, decision flips.
+    #[cfg(feature = "server")]
+    Plan(commands::schema_change::PlanArgs),
+    /// Replace the schema safely (refuses orphans and decision flips
+    /// unless allowed).
+    #[cfg(feature = "server")]
+    Apply(commands::schema_change::ApplyArgs),
 }
 
 /// Arguments of `verdict schema check`.
@@ -149,7 +168,17 @@ pub fn run(cli: Cli) -> ExitCode {
         #[cfg(feature = "server")]
         Command::Schema(SchemaCommand::Read(args)) => commands::schema::read(&args),
         #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::History(args)) => commands::schema_change::history(&args),
+        #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::Diff(args)) => commands::schema_change::diff(&args),
+        #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::Plan(args)) => commands::schema_change::plan(&args),
+        #[cfg(feature = "server")]
+        Command::Schema(SchemaCommand::Apply(args)) => commands::schema_change::apply(&args),
+        #[cfg(feature = "server")]
         Command::Rel(command) => commands::rel::run(&command),
+        #[cfg(feature = "server")]
+        Command::Migrate(command) => commands::migrate::run(&command),
         #[cfg(feature = "server")]
         Command::Check(args) => commands::perm::check(&args),
         #[cfg(feature = "server")]

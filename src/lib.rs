@@ -13,6 +13,7 @@ pub mod api;
 pub mod cli;
 #[cfg(feature = "engine")]
 pub mod engine;
+pub mod migrate;
 #[cfg(feature = "server")]
 pub mod relationships;
 pub mod schema;

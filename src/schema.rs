@@ -14,6 +14,7 @@ pub mod ast;
 pub mod cel_check;
 pub mod compiler;
 pub mod diagnostic;
+pub mod diff;
 pub mod format;
 pub mod imports;
 pub mod ir;

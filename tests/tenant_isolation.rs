@@ -384,11 +384,23 @@ async fn no_request_scoped_to_one_tenant_sees_another() {
             .read_schema(pb::ReadSchemaRequest {
                 tenant: (*tenant).into(),
                 consistency: Some(full()),
+                version: 0,
             })
             .await
             .expect("schema read")
             .into_inner();
         assert!(read.schema_text.contains(extra), "{tenant:?}");
+        let by_version = c
+            .schema
+            .read_schema(pb::ReadSchemaRequest {
+                tenant: (*tenant).into(),
+                consistency: Some(full()),
+                version: read.version,
+            })
+            .await
+            .expect("schema read by version")
+            .into_inner();
+        assert_eq!(by_version.schema_text, read.schema_text, "{tenant:?}");
         for (_, _, other) in TENANTS.iter().filter(|(_, _, e)| e != extra) {
             assert!(
                 !read.schema_text.contains(&format!("definition {other} ")),
@@ -567,11 +579,25 @@ async fn no_request_scoped_to_one_tenant_sees_another() {
         .read_schema(pb::ReadSchemaRequest {
             tenant: "acme2".into(),
             consistency: Some(full()),
+            version: 0,
         })
         .await;
     assert!(
         old_schema.is_err(),
         "a re-created tenant must not inherit the deleted tenant's schema: {old_schema:?}"
+    );
+    let history = c
+        .schema
+        .list_schema_versions(pb::ListSchemaVersionsRequest {
+            tenant: "acme2".into(),
+        })
+        .await
+        .expect("history")
+        .into_inner()
+        .versions;
+    assert!(
+        history.is_empty(),
+        "a re-created tenant must not list the deleted tenant's versions: {history:?}"
     );
 }
 

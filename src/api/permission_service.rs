@@ -601,6 +601,7 @@ definition page {
                         version: 1,
                         text: SCHEMA.to_string(),
                         comment: String::new(),
+                        author: String::new(),
                     }),
                 )
                 .await

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use verdict_storage::{RelationStore, SchemaVersionRecord, WriteBatch};
+use verdict_storage::RelationStore;
 
 use super::error::ApiError;
 use super::pb;
+use super::schema_plan;
 use crate::schema::{self, SchemaLimits, SourceMap};
 use crate::server::state::AppState;
 
@@ -30,6 +31,7 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
         &self,
         request: Request<pb::WriteSchemaRequest>,
     ) -> Result<Response<pb::WriteSchemaResponse>, Status> {
+        let author = schema_plan::author(request.metadata());
         let req = request.into_inner();
         let tenant = self.state.tenant(&req.tenant)?;
         let compiled = schema::compile(&req.schema, &SchemaLimits::default())
@@ -39,29 +41,22 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
             .iter()
             .map(|w| SourceMap::new("schema", &req.schema).render(w))
             .collect();
-        let applied = self.state.store.applied_revision();
-        let current = self
-            .state
-            .store
-            .schema_at(&tenant, applied)
-            .map_err(ApiError::from)?
-            .map_or(0, |s| s.record.version);
-        if req.expected_version != 0 && req.expected_version != current {
-            return Err(ApiError::FailedPrecondition(format!(
-                "`expected_version` is {} but the current schema version is {current}; another write got there first",
-                req.expected_version
-            ))
-            .into());
-        }
-        let batch = WriteBatch::new().put_schema(SchemaVersionRecord {
-            version: current + 1,
-            text: req.schema,
-            comment: req.comment,
-        });
-        let outcome = self.state.committer.propose(&tenant, batch).await?;
+        let committed = schema_plan::commit_schema(
+            &self.state,
+            &tenant,
+            schema_plan::SchemaCommit {
+                text: req.schema,
+                schema: Arc::new(compiled.schema),
+                expected_version: req.expected_version,
+                comment: req.comment,
+                author,
+                orphans: schema_plan::OrphanPolicy::Ignore,
+            },
+        )
+        .await?;
         Ok(Response::new(pb::WriteSchemaResponse {
-            written_at: Some(self.state.zookie(outcome.revision)),
-            version: current + 1,
+            written_at: Some(self.state.zookie(committed.outcome.revision)),
+            version: committed.version,
             warnings,
         }))
     }
@@ -73,6 +68,11 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
     ) -> Result<Response<pb::ReadSchemaResponse>, Status> {
         let req = request.into_inner();
         let tenant = self.state.tenant(&req.tenant)?;
+        if req.version != 0 {
+            return schema_plan::read_version(&self.state, &tenant, req.version)
+                .map(Response::new)
+                .map_err(Into::into);
+        }
         let revision = self.state.read_revision(req.consistency.as_ref()).await?;
         let entry = self.state.engine_at(&tenant, revision)?;
         Ok(Response::new(pb::ReadSchemaResponse {
@@ -100,9 +100,42 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
                 version: s.record.version,
                 revision: s.revision.0,
                 comment: s.record.comment,
+                text_sha256: schema_plan::text_sha256(&s.record.text),
                 text: s.record.text,
+                author: s.record.author,
             })
             .collect();
         Ok(Response::new(pb::ListSchemaVersionsResponse { versions }))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %request.get_ref().tenant))]
+    async fn plan_schema_change(
+        &self,
+        request: Request<pb::PlanSchemaChangeRequest>,
+    ) -> Result<Response<pb::PlanSchemaChangeResponse>, Status> {
+        Ok(Response::new(
+            schema_plan::plan(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %request.get_ref().tenant))]
+    async fn apply_schema(
+        &self,
+        request: Request<pb::ApplySchemaRequest>,
+    ) -> Result<Response<pb::ApplySchemaResponse>, Status> {
+        let author = schema_plan::author(request.metadata());
+        Ok(Response::new(
+            schema_plan::apply(&self.state, request.into_inner(), author).await?,
+        ))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %request.get_ref().tenant))]
+    async fn copy_relation(
+        &self,
+        request: Request<pb::CopyRelationRequest>,
+    ) -> Result<Response<pb::CopyRelationResponse>, Status> {
+        Ok(Response::new(
+            super::relation_copy::copy_relation(&self.state, request.into_inner()).await?,
+        ))
     }
 }

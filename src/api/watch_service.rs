@@ -316,6 +316,7 @@ mod tests {
             version: 1,
             text: SCHEMA.into(),
             comment: String::new(),
+            author: String::new(),
         });
         state
             .committer

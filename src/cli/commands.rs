@@ -2,9 +2,11 @@
 //! share (tuple lines from arguments, files or stdin).
 
 pub mod key;
+pub mod migrate;
 pub mod perm;
 pub mod rel;
 pub mod schema;
+pub mod schema_change;
 pub mod tenant;
 pub mod watch;
 

@@ -90,6 +90,33 @@ impl LocalCommitter {
         result
     }
 
+    /// Builds the batch under the commit lock from the state it will be
+    /// applied on (`plan` sees the store and the applied revision), then
+    /// commits it at the next revision — so a precondition `plan` checks
+    /// (schema version, orphaned relationships) cannot go stale.
+    ///
+    /// # Errors
+    /// `plan`'s error (nothing applied, no revision consumed), the batch's
+    /// rejection, or a storage failure.
+    pub async fn propose_planned<T: Send + 'static>(
+        &self,
+        tenant: &Tenant,
+        plan: impl FnOnce(&RocksStore, Revision) -> Result<(WriteBatch, T), ApiError> + Send + 'static,
+    ) -> Result<(ApplyOutcome, T), ApiError> {
+        let _turn = self.lock.lock().await;
+        let store = self.store.clone();
+        let tenant = tenant.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let applied = store.applied_revision();
+            let (batch, extra) = plan(&store, applied)?;
+            Ok((store.apply(&tenant, applied.next(), &batch)?, extra))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("commit task failed: {e}")))?;
+        self.applied.send_replace(self.store.applied_revision());
+        result
+    }
+
     /// Loads `tuples` for `tenant` at the next revision (bulk import).
     ///
     /// # Errors
@@ -123,6 +150,7 @@ mod tests {
             version,
             text: "definition user {}".into(),
             comment: String::new(),
+            author: String::new(),
         })
     }
 

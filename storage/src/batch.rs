@@ -146,7 +146,7 @@ pub struct ChangeBatch {
 }
 
 /// A schema version as stored: the admin-visible version number and text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SchemaVersionRecord {
     /// The version number (chosen by the caller, usually previous + 1).
     pub version: u64,
@@ -154,6 +154,9 @@ pub struct SchemaVersionRecord {
     pub text: String,
     /// Free-form note recorded with the version (e.g. who applied it and why).
     pub comment: String,
+    /// Who wrote it (the caller's key id; empty in records stored before
+    /// authors were recorded).
+    pub author: String,
 }
 
 impl SchemaVersionRecord {
@@ -164,6 +167,7 @@ impl SchemaVersionRecord {
             version,
             text: String::new(),
             comment: comment.into(),
+            ..SchemaVersionRecord::default()
         }
     }
 
@@ -172,6 +176,15 @@ impl SchemaVersionRecord {
     pub fn is_tombstone(&self) -> bool {
         self.text.is_empty()
     }
+}
+
+/// Drops the versions up to and including the last tombstone: what is left
+/// is the current generation's history.
+pub(crate) fn current_generation(mut history: Vec<StoredSchema>) -> Vec<StoredSchema> {
+    if let Some(last) = history.iter().rposition(|s| s.record.is_tombstone()) {
+        history.drain(..=last);
+    }
+    history
 }
 
 /// A schema version with the revision at which it became active.

@@ -211,19 +211,20 @@ impl RelationStore for MemStore {
 
     fn schema_history(&self, tenant: &Tenant) -> Result<Vec<StoredSchema>> {
         let st = self.read()?;
-        Ok(st
-            .tenants
-            .get(tenant)
-            .map(|t| {
-                t.schemas
-                    .iter()
-                    .map(|(r, s)| StoredSchema {
-                        revision: *r,
-                        record: s.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(crate::batch::current_generation(
+            st.tenants
+                .get(tenant)
+                .map(|t| {
+                    t.schemas
+                        .iter()
+                        .map(|(r, s)| StoredSchema {
+                            revision: *r,
+                            record: s.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ))
     }
 
     fn gc(&self, floor: Revision) -> Result<GcStats> {

@@ -547,7 +547,7 @@ impl RelationStore for RocksStore {
             it.next();
         }
         it.status().map_err(engine)?;
-        Ok(out)
+        Ok(crate::batch::current_generation(out))
     }
 
     fn gc(&self, floor: Revision) -> Result<GcStats> {

@@ -180,7 +180,10 @@ pub trait RelationStore: Send + Sync {
     /// As [`RelationStore::snapshot`].
     fn schema_at(&self, tenant: &Tenant, revision: Revision) -> Result<Option<StoredSchema>>;
 
-    /// Every retained schema version of `tenant`, oldest first.
+    /// Every retained schema version of `tenant`'s current generation,
+    /// oldest first: versions before the last tombstone (a deletion of the
+    /// tenant) belong to the deleted tenant and are left out, as is the
+    /// tombstone itself.
     ///
     /// # Errors
     /// Storage failures.

@@ -405,6 +405,7 @@ pub fn schema_versions<S: RelationStore>(s: &S) {
         version: n,
         text: format!("definition user {{}} // v{n}"),
         comment: String::new(),
+        author: String::new(),
     };
     s.apply(&d, Revision(1), &WriteBatch::new().put_schema(v(1)))
         .unwrap();
@@ -473,15 +474,24 @@ pub fn schema_versions<S: RelationStore>(s: &S) {
             .version,
         2
     );
-    s.apply(&d, Revision(6), &WriteBatch::new().put_schema(v(4)))
+    assert!(s.schema_history(&d).unwrap().is_empty());
+    s.apply(&d, Revision(6), &WriteBatch::new().put_schema(v(1)))
         .unwrap();
+    let h: Vec<(Revision, u64)> = s
+        .schema_history(&d)
+        .unwrap()
+        .iter()
+        .map(|x| (x.revision, x.record.version))
+        .collect();
+    assert_eq!(h, [(Revision(6), 1)], "only the new generation's history");
     assert_eq!(
-        s.schema_at(&d, Revision(6))
+        s.schema_at(&d, Revision(4))
             .unwrap()
             .unwrap()
             .record
             .version,
-        4
+        2,
+        "old revisions still read the deleted tenant's schema"
     );
 }
 

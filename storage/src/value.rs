@@ -254,6 +254,7 @@ pub(crate) fn encode_schema(s: &SchemaVersionRecord) -> Vec<u8> {
     buf.extend_from_slice(&s.version.to_be_bytes());
     push_bytes(&mut buf, s.text.as_bytes());
     push_bytes(&mut buf, s.comment.as_bytes());
+    push_bytes(&mut buf, s.author.as_bytes());
     buf
 }
 
@@ -264,11 +265,18 @@ pub(crate) fn decode_schema(v: &[u8]) -> Result<SchemaVersionRecord> {
     let version = r.be64()?;
     let text = r.string()?;
     let comment = r.string()?;
+    // Records written before authors were recorded end here.
+    let author = if r.buf.is_empty() {
+        String::new()
+    } else {
+        r.string()?
+    };
     r.finish()?;
     Ok(SchemaVersionRecord {
         version,
         text,
         comment,
+        author,
     })
 }
 
@@ -358,8 +366,17 @@ mod tests {
             version: 7,
             text: "definition user {}".into(),
             comment: "c".into(),
+            author: "key-1".into(),
         };
         assert_eq!(decode_schema(&encode_schema(&s)).unwrap(), s);
+        // A record stored before authors were recorded still decodes.
+        let mut old = vec![FORMAT_V1];
+        old.extend_from_slice(&7u64.to_be_bytes());
+        push_bytes(&mut old, b"definition user {}");
+        push_bytes(&mut old, b"c");
+        let decoded = decode_schema(&old).unwrap();
+        assert_eq!(decoded.author, "");
+        assert_eq!(decoded.comment, "c");
         assert!(decode_schema(&[2, 0]).is_err());
     }
 }

@@ -32,6 +32,9 @@ pub enum RelCommand {
     Import(RelImportArgs),
     /// Print every relationship, one per line.
     Export(RelExportArgs),
+    /// Copy (or with `--delete-source` move) every tuple of one relation to
+    /// another on the server, batched at one snapshot; prints the zookie.
+    Copy(super::migrate::RelCopyArgs),
 }
 
 /// Arguments of `verdict rel write`.
@@ -128,6 +131,7 @@ pub fn run(command: &RelCommand) -> ExitCode {
         RelCommand::Read(args) => read(args),
         RelCommand::Import(args) => import(args),
         RelCommand::Export(args) => export(args),
+        RelCommand::Copy(args) => super::migrate::rel_copy(args),
     }
 }
 

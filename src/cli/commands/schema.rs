@@ -18,7 +18,7 @@ pub struct SchemaWriteArgs {
     /// for stdin.
     pub file: PathBuf,
     /// Fail unless this is the current schema version (optimistic locking).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", alias = "expect-version")]
     pub expected_version: Option<u64>,
     /// A note stored with the version.
     #[arg(long)]
@@ -34,6 +34,12 @@ pub struct SchemaReadArgs {
     /// full | minimize-latency | at-least:ZOOKIE | exact:ZOOKIE
     #[arg(long, value_parser = parse_consistency)]
     pub consistency: Option<pb::Consistency>,
+    /// Read this stored version.
+    #[arg(long, value_name = "N", conflicts_with_all = ["consistency", "at"])]
+    pub version: Option<u64>,
+    /// Read the schema active at this zookie (same as `--consistency exact:ZOOKIE`).
+    #[arg(long, value_name = "ZOOKIE", conflicts_with = "consistency")]
+    pub at: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub client: ClientArgs,
@@ -95,7 +101,15 @@ pub fn read(args: &SchemaReadArgs) -> ExitCode {
             .schema()
             .read_schema(pb::ReadSchemaRequest {
                 tenant: conn.tenant.clone(),
-                consistency: args.consistency.clone(),
+                consistency: match &args.at {
+                    Some(z) => Some(pb::Consistency {
+                        requirement: Some(pb::consistency::Requirement::AtExactSnapshot(
+                            pb::Zookie { token: z.clone() },
+                        )),
+                    }),
+                    None => args.consistency.clone(),
+                },
+                version: args.version.unwrap_or(0),
             })
             .await?
             .into_inner();
