@@ -427,6 +427,20 @@ async fn plan_reports_impact_and_apply_refuses_or_deletes_atomically() {
         "the new schema would orphan 2 existing relationship(s): document#reader: 2 (relation `reader` is not defined on `document`; e.g. document:a#reader@user:ann, document:b#reader@user:ben); delete them first, or set allow_orphan_delete (verdict schema apply --allow-orphan-delete) to delete them in the same revision as the schema"
     );
 
+    // A plain WriteSchema refuses the same change, as SpiceDB does.
+    let err = schema
+        .write_schema(write_request(RENAMED, 0, "plain write"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().starts_with(
+            "the new schema would orphan 2 existing relationship(s): document#reader: 2"
+        ),
+        "{}",
+        err.message()
+    );
+
     // Refusal 3: a stale expected version.
     req.expected_version = 5;
     let err = schema.apply_schema(req.clone()).await.unwrap_err();

@@ -50,7 +50,9 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
                 expected_version: req.expected_version,
                 comment: req.comment,
                 author,
-                orphans: schema_plan::OrphanPolicy::Ignore,
+                // As SpiceDB: a write that would orphan relationships is refused
+                // (`schema apply --allow-orphan-delete` deletes them instead).
+                orphans: schema_plan::OrphanPolicy::Refuse,
             },
         )
         .await?;
