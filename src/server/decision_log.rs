@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Write as _};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -102,11 +102,8 @@ fn write_loop(rx: Receiver<String>, file: std::fs::File, metrics: Arc<RequestMet
     let mut out = BufWriter::new(file);
     while let Ok(line) = rx.recv() {
         let mut batch = vec![line];
-        loop {
-            match rx.try_recv() {
-                Ok(l) => batch.push(l),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(l) = rx.try_recv() {
+            batch.push(l);
         }
         for l in &batch {
             if writeln!(out, "{l}").is_err() {

@@ -343,7 +343,13 @@ where
             let served = REQUEST
                 .scope(context.clone(), async move { inner.call(req).await })
                 .instrument(span);
-            let result = tokio::time::timeout(ops.request_timeout, served).await;
+            // A client-streaming import runs as long as its upload; every
+            // other request answers (or starts its stream) within the deadline.
+            let result = if method.ends_with("/ImportRelationships") {
+                Ok(served.await)
+            } else {
+                tokio::time::timeout(ops.request_timeout, served).await
+            };
             in_flight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
             let tenant = context.tenant().unwrap_or("");
@@ -372,5 +378,83 @@ where
             }
             Ok(finish(response, tenant))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tower::{Layer as _, Service as _};
+
+    const ADMIN: &str = "unit-admin-key-0123456789";
+
+    fn state(dir: &std::path::Path) -> Arc<AppState> {
+        let mut settings = super::super::config::ServerSettings::for_data_dir(dir);
+        settings.insecure_no_auth = false;
+        settings.ops.admin_key = Some(ADMIN.into());
+        Arc::new(AppState::open(settings).unwrap())
+    }
+
+    /// Calls the layer over a service that echoes the key id it saw.
+    async fn call(state: &Arc<AppState>, token: &str, forged: &str) -> Response<Body> {
+        let inner = tower::service_fn(|req: Request<Body>| async move {
+            let seen = req.headers().get(KEY_ID).cloned();
+            let scoped = current()
+                .map(|c| c.key_id().to_string())
+                .unwrap_or_default();
+            let mut response = Response::new(Body::empty());
+            if let Some(v) = seen {
+                response.headers_mut().insert("seen-key-id", v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&scoped) {
+                response.headers_mut().insert("context-key-id", v);
+            }
+            Ok::<_, Infallible>(response)
+        });
+        let mut svc = GuardLayer::new(state.clone()).layer(inner);
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let mut request = Request::builder()
+            .uri("/verdict.v1.PermissionService/Check")
+            .header("authorization", format!("Bearer {token}"))
+            .header(KEY_ID, forged)
+            .body(Body::empty())
+            .unwrap();
+        request
+            .headers_mut()
+            .insert(REQUEST_ID, HeaderValue::from_static("r-1"));
+        svc.call(request).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_key_id_header_is_always_the_authenticated_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        state.tenants.create("acme").unwrap();
+        let (record, token) = state.keys.create("acme").unwrap();
+        // A tenant key that claims to be the admin is seen as itself.
+        let r = call(&state, &token, "admin").await;
+        assert_eq!(r.headers()["seen-key-id"], record.id.as_str());
+        assert_eq!(r.headers()["context-key-id"], record.id.as_str());
+        assert_eq!(r.headers()[REQUEST_ID], "r-1");
+        let r = call(&state, ADMIN, "someone-else").await;
+        assert_eq!(r.headers()["seen-key-id"], "admin");
+        // A bad key never reaches the service.
+        let r = call(&state, "wrong", "admin").await;
+        assert!(r.headers().get("seen-key-id").is_none());
+        assert_eq!(
+            status_code(r.headers()),
+            tonic::Code::Unauthenticated as usize
+        );
+    }
+
+    #[test]
+    fn without_a_request_context_auth_mode_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        assert!(matches!(
+            state.tenant(""),
+            Err(crate::api::error::ApiError::PermissionDenied(_))
+        ));
     }
 }
