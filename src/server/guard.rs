@@ -155,13 +155,11 @@ impl Guard {
             .or_else(|| text.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or_else(|| unauthenticated("the authorization metadata is not `Bearer <key>`"))?;
-        if constant_time_eq(
-            sha256_hex(token.as_bytes()).as_bytes(),
-            admin_hash.as_bytes(),
-        ) {
+        let hash = sha256_hex(token.as_bytes());
+        if constant_time_eq(hash.as_bytes(), admin_hash.as_bytes()) {
             return Ok(Principal::Admin);
         }
-        match self.state.keys.authenticate(token) {
+        match self.state.keys.authenticate_hashed(token, &hash) {
             Some(record) => Ok(Principal::Tenant {
                 key_id: record.id,
                 tenant: record.tenant,
