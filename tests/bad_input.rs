@@ -512,7 +512,21 @@ fn hostile_requests_get_their_status_and_healthy_clients_keep_going() {
 
         healthy.finish(started).await;
     });
-    // The server is still up and its metrics saw the failures.
-    let metrics = server.http_get("/metrics");
-    assert!(metrics.contains("code=\"INVALID_ARGUMENT\""), "{metrics}");
+    // The server is still up, its metrics saw the failures, and nothing
+    // the disconnected or stalled clients started is left counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = server.http_get("/metrics");
+        assert!(metrics.contains("code=\"INVALID_ARGUMENT\""), "{metrics}");
+        if metrics.contains("verdict_requests_in_flight 0")
+            && metrics.contains("verdict_watch_consumers 0")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "requests or watches left open:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -219,6 +219,23 @@ fn rewrite_decode_errors(response: Response<Body>, limit: usize) -> Response<Bod
     }
 }
 
+/// Counts a request in the in-flight gauge until dropped (also when the
+/// client goes away and the request future is dropped mid-way).
+struct InFlight(Arc<AppState>);
+
+impl InFlight {
+    fn enter(state: Arc<AppState>) -> Self {
+        state.ops.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.ops.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Decrements the watch-consumer gauge when the stream's body is dropped.
 struct Tracked {
     inner: Body,
@@ -332,8 +349,7 @@ where
                     }
                 }
             };
-            let in_flight = &guard.metrics().in_flight;
-            in_flight.fetch_add(1, Ordering::Relaxed);
+            let in_flight = InFlight::enter(guard.state.clone());
             let span = tracing::info_span!(
                 "grpc",
                 method = %method,
@@ -350,7 +366,7 @@ where
             } else {
                 tokio::time::timeout(ops.request_timeout, served).await
             };
-            in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(in_flight);
             drop(permit);
             let tenant = context.tenant().unwrap_or("");
             let response = match result {
