@@ -226,3 +226,23 @@ fn keys_die_with_their_tenant() {
     );
     assert!(gone.stderr.contains("UNAUTHENTICATED"), "{gone:?}");
 }
+
+#[test]
+fn health_checks_and_probes_need_no_key() {
+    let server = Server::start(&["--admin-key", ADMIN]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.into_inner().status(),
+            tonic_health::pb::health_check_response::ServingStatus::Serving
+        );
+    });
+    // The HTTP probes answer without a key too.
+    assert!(server.http_get("/healthz").starts_with("HTTP/1.1 200"));
+    assert!(server.http_get("/readyz").starts_with("HTTP/1.1 200"));
+}

@@ -334,7 +334,82 @@ fn hostile_requests_get_their_status_and_healthy_clients_keep_going() {
             "nosuchtype",
         );
 
-        // --- SchemaService, WatchService, TenantService ---
+        let bad_filter = || pb::RelationshipFilter {
+            resource_type: "Bad Type!".into(),
+            ..Default::default()
+        };
+        expect(
+            "read with a bad filter",
+            c.rel
+                .read_relationships(pb::ReadRelationshipsRequest {
+                    filter: Some(bad_filter()),
+                    ..Default::default()
+                })
+                .await,
+            Code::InvalidArgument,
+            "filter",
+        );
+        expect(
+            "export with a bad filter",
+            c.rel
+                .export_relationships(pb::ExportRelationshipsRequest {
+                    optional_filter: Some(bad_filter()),
+                    ..Default::default()
+                })
+                .await,
+            Code::InvalidArgument,
+            "filter",
+        );
+
+        // --- SchemaService, WatchService, TenantService, KeyService ---
+        expect(
+            "schema read of an unknown tenant",
+            c.schema
+                .read_schema(pb::ReadSchemaRequest {
+                    tenant: "nosuch".into(),
+                    ..Default::default()
+                })
+                .await,
+            Code::NotFound,
+            "nosuch",
+        );
+        expect(
+            "schema versions of an invalid tenant name",
+            c.schema
+                .list_schema_versions(pb::ListSchemaVersionsRequest {
+                    tenant: "Bad Name!".into(),
+                })
+                .await,
+            Code::InvalidArgument,
+            "tenant",
+        );
+        expect(
+            "tenant delete without confirmation",
+            c.tenants
+                .delete_tenant(pb::DeleteTenantRequest {
+                    name: "default".into(),
+                    confirm: "nope".into(),
+                })
+                .await,
+            Code::InvalidArgument,
+            "confirm",
+        );
+        expect(
+            "key for an unknown tenant",
+            c.keys
+                .create_key(pb::CreateKeyRequest {
+                    tenant: "nosuch".into(),
+                })
+                .await,
+            Code::NotFound,
+            "nosuch",
+        );
+        expect(
+            "revoke without id",
+            c.keys.revoke_key(pb::RevokeKeyRequest::default()).await,
+            Code::InvalidArgument,
+            "id",
+        );
         expect(
             "schema that does not compile",
             c.schema
@@ -512,7 +587,21 @@ fn hostile_requests_get_their_status_and_healthy_clients_keep_going() {
 
         healthy.finish(started).await;
     });
-    // The server is still up and its metrics saw the failures.
-    let metrics = server.http_get("/metrics");
-    assert!(metrics.contains("code=\"INVALID_ARGUMENT\""), "{metrics}");
+    // The server is still up, its metrics saw the failures, and nothing
+    // the disconnected or stalled clients started is left counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = server.http_get("/metrics");
+        assert!(metrics.contains("code=\"INVALID_ARGUMENT\""), "{metrics}");
+        if metrics.contains("verdict_requests_in_flight 0")
+            && metrics.contains("verdict_watch_consumers 0")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "requests or watches left open:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -41,7 +41,7 @@ pub struct ClientArgs {
     pub tenant: Option<String>,
     /// A profile from the profiles file (`VERDICT_PROFILES`, else
     /// `~/.config/verdict/profiles.toml`): `[profiles.NAME]` with
-    /// `endpoint`, `token`, `tenant`.
+    /// `endpoint`, `token`, `tenant`, `tls_ca`.
     #[arg(long, env = "VERDICT_PROFILE", value_name = "NAME")]
     pub profile: Option<String>,
     /// Machine-readable output (JSON; one object per line for streams).
@@ -59,6 +59,7 @@ struct Profile {
     endpoint: Option<String>,
     token: Option<String>,
     tenant: Option<String>,
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -77,6 +78,8 @@ pub struct Resolved {
     pub token: Option<String>,
     /// The tenant.
     pub tenant: String,
+    /// The CA to verify a TLS server with.
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 fn profiles_path() -> Option<std::path::PathBuf> {
@@ -132,6 +135,7 @@ impl ClientArgs {
                 .clone()
                 .or(profile.tenant)
                 .unwrap_or_else(|| "default".to_string()),
+            tls_ca: self.tls_ca.clone().or(profile.tls_ca),
         })
     }
 }
@@ -276,7 +280,7 @@ impl Conn {
             )),
         };
         let target = &resolved.endpoint;
-        let url = match &args.tls_ca {
+        let url = match &resolved.tls_ca {
             Some(_) if !target.contains("://") => format!("https://{target}"),
             _ => endpoint_url(target),
         };
@@ -285,7 +289,7 @@ impl Conn {
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
         if url.starts_with("https://") {
-            endpoint = super::tls::client_tls(endpoint, args.tls_ca.as_deref())?;
+            endpoint = super::tls::client_tls(endpoint, resolved.tls_ca.as_deref())?;
         }
         let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
             Ok(Ok(channel)) => channel,
@@ -462,7 +466,7 @@ mod profile_tests {
         let path = dir.path().join("profiles.toml");
         std::fs::write(
             &path,
-            "[profiles.prod]\nendpoint = \"10.0.0.1:50051\"\ntoken = \"k\"\ntenant = \"acme\"\n",
+            "[profiles.prod]\nendpoint = \"10.0.0.1:50051\"\ntoken = \"k\"\ntenant = \"acme\"\ntls_ca = \"ca.pem\"\n",
         )
         .unwrap();
         std::env::set_var("VERDICT_PROFILES", &path);
@@ -473,6 +477,7 @@ mod profile_tests {
             (r.endpoint.as_str(), r.tenant.as_str(), r.token.as_deref()),
             ("10.0.0.1:50051", "acme", Some("k"))
         );
+        assert_eq!(r.tls_ca, Some(std::path::PathBuf::from("ca.pem")));
         a.tenant = Some("other".into());
         assert_eq!(a.resolve().unwrap().tenant, "other");
         a.profile = Some("missing".into());

@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::{BufWriter, Write as _};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,8 +22,19 @@ pub const CHANNEL_CAPACITY: usize = 16_384;
 /// A handle to the writer thread.
 #[derive(Debug)]
 pub struct DecisionLog {
-    tx: SyncSender<String>,
+    tx: Option<SyncSender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     metrics: Arc<RequestMetrics>,
+}
+
+impl Drop for DecisionLog {
+    /// Closes the channel and waits for the writer to flush what is queued.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 /// One decision to log.
@@ -102,11 +113,8 @@ fn write_loop(rx: Receiver<String>, file: std::fs::File, metrics: Arc<RequestMet
     let mut out = BufWriter::new(file);
     while let Ok(line) = rx.recv() {
         let mut batch = vec![line];
-        loop {
-            match rx.try_recv() {
-                Ok(l) => batch.push(l),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(l) = rx.try_recv() {
+            batch.push(l);
         }
         for l in &batch {
             if writeln!(out, "{l}").is_err() {
@@ -132,16 +140,21 @@ impl DecisionLog {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
         let writer_metrics = metrics.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("decision-log".into())
             .spawn(move || write_loop(rx, file, writer_metrics))?;
-        Ok(DecisionLog { tx, metrics })
+        Ok(DecisionLog {
+            tx: Some(tx),
+            writer: Some(writer),
+            metrics,
+        })
     }
 
     /// Queues one decision; never blocks (drops and counts when full).
     pub fn record(&self, decision: &Decision<'_>) {
         let line = decision.to_line(&now_rfc3339());
-        if self.tx.try_send(line).is_err() {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.try_send(line).is_ok());
+        if !sent {
             self.metrics
                 .decision_log_dropped
                 .fetch_add(1, Ordering::Relaxed);
@@ -227,5 +240,38 @@ mod tests {
             .to_line("t")
             .ends_with(r#""latency_us":15,"context":{"ip":"10.0.0.1"}}"#));
         assert!(now_rfc3339().ends_with('Z'));
+    }
+
+    #[test]
+    fn dropping_the_log_flushes_every_queued_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.jsonl");
+        let metrics = Arc::new(RequestMetrics::default());
+        let log = DecisionLog::open(&path, metrics.clone()).unwrap();
+        let resource = ObjectRef::new("doc", "1");
+        let subject = SubjectRef::direct("user", "u");
+        let context = Map::new();
+        for i in 0..1000 {
+            log.record(&Decision {
+                request_id: &i.to_string(),
+                tenant: "t",
+                resource: &resource,
+                permission: "view",
+                subject: &subject,
+                outcome: &Outcome::Denied,
+                revision: 1,
+                schema_version: 1,
+                cached: true,
+                latency_us: 1,
+                context: &context,
+            });
+        }
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1000);
+        assert_eq!(metrics.decision_log_dropped.load(Ordering::Relaxed), 0);
+        assert!(text
+            .lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok()));
     }
 }

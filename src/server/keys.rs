@@ -36,10 +36,12 @@ pub struct KeyStore {
 
 /// Hex SHA-256 of `text`.
 pub fn sha256_hex(text: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(text);
     let mut out = String::with_capacity(64);
     for b in digest {
-        out.push_str(&format!("{b:02x}"));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }
@@ -187,11 +189,15 @@ impl KeyStore {
 
     /// The key a `vk_<id>_<secret>` token belongs to, if it is valid.
     pub fn authenticate(&self, token: &str) -> Option<KeyRecord> {
+        self.authenticate_hashed(token, &sha256_hex(token.as_bytes()))
+    }
+
+    /// [`KeyStore::authenticate`] with the token's hex SHA-256 already known.
+    pub fn authenticate_hashed(&self, token: &str, hash: &str) -> Option<KeyRecord> {
         let rest = token.strip_prefix("vk_")?;
         let (id, _) = rest.split_once('_')?;
         let keys = self.keys.read().ok()?;
         let record = keys.get(id)?;
-        let hash = sha256_hex(token.as_bytes());
         constant_time_eq(hash.as_bytes(), record.sha256.as_bytes()).then(|| record.clone())
     }
 }
@@ -221,6 +227,14 @@ mod tests {
         reopened.revoke(&record.id).unwrap();
         assert!(reopened.authenticate(&token).is_none());
         assert!(reopened.revoke(&record.id).is_err());
+    }
+
+    #[test]
+    fn sha256_hex_matches_a_known_digest() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -200,6 +200,34 @@ mod tests {
     }
 
     #[test]
+    fn toml_keys_flags_and_defaults() {
+        use super::super::config::ServeArgs;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(
+            &path,
+            "admin-key = \"file-admin-key-0123456\"\ntenant-rate-limit = \"120/m\"\nrequest-timeout = \"2s\"\nmax-concurrent-requests = 8\ndecision-log = \"d.jsonl\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ops: OpsArgs {
+                max_concurrent_requests: Some(16),
+                ..OpsArgs::default()
+            },
+            ..ServeArgs::default()
+        };
+        let s = args.resolve().unwrap().ops;
+        assert_eq!(s.admin_key.as_deref(), Some("file-admin-key-0123456"));
+        assert_eq!(s.tenant_rate_limit, Some(2.0));
+        assert_eq!(s.request_timeout, Duration::from_secs(2));
+        assert_eq!(s.max_concurrent_requests, 16);
+        assert_eq!(s.decision_log, Some(PathBuf::from("d.jsonl")));
+        assert_eq!(s.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        assert_eq!(s.tls, None);
+    }
+
+    #[test]
     fn short_admin_keys_and_half_tls_are_refused() {
         let args = OpsArgs {
             admin_key: Some("short".into()),
