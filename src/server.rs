@@ -2,14 +2,18 @@
 //! process lifecycle (`verdict serve`).
 //!
 //! ```text
-//! gRPC (api::*) ──▶ AppState ──▶ LocalCommitter ──▶ RocksStore (writes)
+//! gRPC (api::*) ──▶ AppState ──▶ RaftCommitter ──▶ openraft ──▶ RocksStore (writes)
 //!                      │     └──▶ engine_at(tenant, revision) ──▶ Engine (reads)
 //! HTTP (/healthz, /metrics)
 //! ```
 
+pub mod cluster;
 pub mod commit;
 pub mod config;
 pub mod http;
+pub mod raft_commit;
+pub mod raft_net;
+mod raft_run;
 pub mod run;
 pub mod state;
 pub mod tenants;

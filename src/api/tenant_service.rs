@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use verdict_storage::{Tenant, TupleFilter, WriteBatch};
+use verdict_storage::Tenant;
 
 use super::error::ApiError;
 use super::pb;
@@ -33,7 +33,7 @@ impl pb::tenant_service_server::TenantService for TenantApi {
         if req.name.is_empty() {
             return Err(ApiError::invalid("name", "is required").into());
         }
-        self.state.tenants.create(&req.name)?;
+        self.state.committer.create_tenant(&req.name).await?;
         Ok(Response::new(pb::CreateTenantResponse {}))
     }
 
@@ -77,9 +77,7 @@ impl pb::tenant_service_server::TenantService for TenantApi {
             .into());
         }
         let tenant = self.state.tenants.get(&req.name, "name")?;
-        let batch = WriteBatch::new().delete_by_filter(TupleFilter::default(), None);
-        let outcome = self.state.committer.propose(&tenant, batch).await?;
-        self.state.tenants.remove(tenant.as_str())?;
+        let outcome = self.state.committer.delete_tenant(&tenant).await?;
         tracing::info!(
             tenant = tenant.as_str(),
             deleted = outcome.changes,
@@ -108,7 +106,11 @@ mod tests {
     #[tokio::test]
     async fn create_list_and_delete_with_confirmation() {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(AppState::open(ServerSettings::for_data_dir(dir.path())).unwrap());
+        let state = Arc::new(
+            AppState::open(ServerSettings::for_data_dir(dir.path()))
+                .await
+                .unwrap(),
+        );
         let api = TenantApi::new(state.clone());
         let create = |name: &str| {
             Request::new(pb::CreateTenantRequest {
@@ -195,7 +197,7 @@ mod tests {
                 .store
                 .snapshot(tenant, state.store.applied_revision())
                 .unwrap()
-                .scan(&TupleFilter::default(), None, 100)
+                .scan(&verdict_storage::TupleFilter::default(), None, 100)
                 .unwrap()
                 .tuples
                 .len()

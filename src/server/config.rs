@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// How often garbage collection runs (old history, expired tuples). Default = 1m
     #[arg(long, env = "VERDICT_GC_INTERVAL", value_parser = parse_duration)]
     pub gc_interval: Option<Duration>,
+    /// Cluster flags.
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
 }
 
 /// The same settings in a TOML file.
@@ -98,6 +101,8 @@ pub struct ServerSettings {
     pub gc_retention: Duration,
     /// GC period. Default = 1m
     pub gc_interval: Duration,
+    /// Raft cluster settings.
+    pub cluster: super::cluster::ClusterSettings,
 }
 
 /// A settings problem.
@@ -121,6 +126,9 @@ pub enum ConfigError {
         /// What the parser said.
         message: String,
     },
+    /// The cluster flags are inconsistent.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1h` (or a bare number of seconds).
@@ -166,6 +174,7 @@ impl ServerSettings {
             shutdown_grace: Duration::from_secs(10),
             gc_retention: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),
+            cluster: super::cluster::ClusterSettings::default(),
         }
     }
 }
@@ -237,6 +246,7 @@ impl ServeArgs {
                 .gc_interval
                 .or(file_duration(&file.gc_interval, "gc-interval")?)
                 .unwrap_or(Duration::from_secs(60)),
+            cluster: self.cluster.resolve().map_err(ConfigError::Cluster)?,
         })
     }
 }
