@@ -65,7 +65,11 @@ pub enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Tenant(commands::tenant::TenantCommand),
-    /// Run a single node on an embedded data directory (gRPC + HTTP).
+    /// Raft cluster status and membership (over a node's raft address).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Cluster(commands::cluster::ClusterCommand),
+    /// Run a node on an embedded data directory (gRPC + HTTP; Raft).
     #[cfg(feature = "server")]
     Serve(crate::server::config::ServeArgs),
     /// Run SpiceDB validation files (schema, relationships, assertions,
@@ -162,6 +166,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(&args),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve(&args),
+        #[cfg(feature = "server")]
+        Command::Cluster(command) => commands::cluster::run(&command),
     }
 }
 

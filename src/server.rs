@@ -12,6 +12,7 @@ pub mod commit;
 pub mod config;
 pub mod http;
 pub mod raft_commit;
+pub mod raft_metrics;
 pub mod raft_net;
 mod raft_run;
 pub mod run;

@@ -56,5 +56,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
     );
     let _ = writeln!(out, "# TYPE verdict_decision_cache_bytes gauge");
     let _ = writeln!(out, "verdict_decision_cache_bytes {}", cache.bytes);
+    super::raft_metrics::write(&state, &mut out);
     out
 }

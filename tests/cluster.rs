@@ -1,0 +1,454 @@
+//! Three real `verdict serve` processes on loopback forming a Raft cluster:
+//! writes on followers, the new-enemy guarantee across nodes, kill -9 of
+//! the leader under write load, and a follower catching up through a
+//! snapshot after the log was compacted.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio_stream::StreamExt;
+use verdict::api::pb;
+use verdict::api::pb::permission_service_client::PermissionServiceClient;
+use verdict::api::pb::relationship_service_client::RelationshipServiceClient;
+use verdict::api::pb::schema_service_client::SchemaServiceClient;
+
+const KEY: &str = "test-cluster-key";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One node; killed on drop so a failing test never leaks it.
+struct Node {
+    id: u64,
+    dir: PathBuf,
+    grpc: u16,
+    http: u16,
+    raft: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    fn raft_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.raft)
+    }
+
+    fn start(&mut self, initial_cluster: &str, snapshot_logs: u64) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
+            .args(["--node-id", &self.id.to_string()])
+            .args(["--raft-addr", &self.raft_addr()])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--cluster-key", KEY])
+            .args(["--snapshot-logs", &snapshot_logs.to_string()])
+            .args(["--max-wait", "5s", "--sync-writes", "false"])
+            .arg("--insecure-no-auth")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("verdict serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line == "ready" => break,
+                Ok(_) => {}
+                Err(e) => panic!("node {} did not get ready: {e}", self.id),
+            }
+        }
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    initial: String,
+    snapshot_logs: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(snapshot_logs: u64) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut nodes: Vec<Node> = (1..=3)
+            .map(|id| Node {
+                id,
+                dir: dir.path().join(format!("n{id}")),
+                grpc: free_port(),
+                http: free_port(),
+                raft: free_port(),
+                child: None,
+            })
+            .collect();
+        let initial = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.raft_addr()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for n in &mut nodes {
+            n.start(&initial, snapshot_logs);
+        }
+        Cluster {
+            nodes,
+            initial,
+            snapshot_logs,
+            _dir: dir,
+        }
+    }
+
+    fn node(&mut self, id: u64) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    fn restart(&mut self, id: u64) {
+        let (initial, logs) = (self.initial.clone(), self.snapshot_logs);
+        self.node(id).start(&initial, logs);
+    }
+}
+
+/// `verdict cluster status --json` through node `via`.
+fn status(via: &Node) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["cluster", "status", "--json", "--raft-endpoint"])
+        .arg(via.raft_addr())
+        .args(["--cluster-key", KEY])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Waits (bounded) for a leader other than `not`, as seen through `via`.
+fn wait_leader(via: &Node, not: Option<u64>, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = status(via) {
+            if let Some(l) = s["leader_id"].as_u64() {
+                if Some(l) != not {
+                    let leader_reachable = s["members"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|m| m["id"] == l && m["reachable"] == true));
+                    if leader_reachable {
+                        return l;
+                    }
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no new leader within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn at_least(z: &pb::Zookie) -> Option<pb::Consistency> {
+    Some(pb::Consistency {
+        requirement: Some(pb::consistency::Requirement::AtLeastAsFresh(z.clone())),
+    })
+}
+
+fn full() -> Option<pb::Consistency> {
+    Some(pb::Consistency {
+        requirement: Some(pb::consistency::Requirement::FullyConsistent(true)),
+    })
+}
+
+const SCHEMA: &str = "definition user {}
+definition doc {
+    relation viewer: user
+    permission view = viewer
+}";
+
+async fn write_schema(endpoint: &str) -> pb::Zookie {
+    let mut c = SchemaServiceClient::connect(endpoint.to_string())
+        .await
+        .expect("connect");
+    c.write_schema(pb::WriteSchemaRequest {
+        tenant: String::new(),
+        schema: SCHEMA.into(),
+        expected_version: 0,
+        comment: String::new(),
+    })
+    .await
+    .expect("schema write")
+    .into_inner()
+    .written_at
+    .expect("zookie")
+}
+
+async fn create(endpoint: &str, tuple: &str) -> Result<pb::Zookie, tonic::Status> {
+    let mut c = RelationshipServiceClient::connect(endpoint.to_string())
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let t = verdict_storage::Tuple::parse(tuple).expect("tuple");
+    let r = c
+        .write_relationships(pb::WriteRelationshipsRequest {
+            tenant: String::new(),
+            updates: vec![pb::RelationshipUpdate {
+                operation: pb::relationship_update::Operation::Create as i32,
+                relationship: Some(verdict::api::convert::tuple_to_pb(&t)),
+            }],
+            preconditions: Vec::new(),
+        })
+        .await?;
+    r.into_inner()
+        .written_at
+        .ok_or_else(|| tonic::Status::internal("no zookie"))
+}
+
+async fn check(endpoint: &str, tuple: &str, consistency: Option<pb::Consistency>) -> i32 {
+    let mut c = PermissionServiceClient::connect(endpoint.to_string())
+        .await
+        .expect("connect");
+    let t = verdict_storage::Tuple::parse(tuple).expect("tuple");
+    c.check(pb::CheckRequest {
+        tenant: String::new(),
+        consistency,
+        resource: Some(verdict::api::convert::object_to_pb(&t.resource)),
+        permission: t.relation.clone(),
+        subject: Some(verdict::api::convert::subject_to_pb(&t.subject)),
+        context: None,
+        with_trace: false,
+    })
+    .await
+    .unwrap_or_else(|s| panic!("check {tuple} on {endpoint}: {s}"))
+    .into_inner()
+    .permissionship
+}
+
+/// Every `doc` relationship on a node, fully consistent, as text.
+async fn all_docs(endpoint: &str) -> Vec<String> {
+    let mut c = RelationshipServiceClient::connect(endpoint.to_string())
+        .await
+        .expect("connect");
+    let mut stream = c
+        .read_relationships(pb::ReadRelationshipsRequest {
+            tenant: String::new(),
+            consistency: full(),
+            filter: Some(pb::RelationshipFilter {
+                resource_type: "doc".into(),
+                ..Default::default()
+            }),
+            limit: 0,
+            cursor: String::new(),
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(item) = stream.next().await {
+        let r = item.expect("read item").relationship.expect("relationship");
+        let t = verdict::api::convert::tuple_from_pb(&r, "relationship").expect("tuple");
+        out.push(t.to_string());
+    }
+    out
+}
+
+const ALLOWED: i32 = pb::Permissionship::Allowed as i32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_writes_new_enemy_and_leader_kill9_under_load() {
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let follower = if leader == 1 { 2 } else { 1 };
+
+    // Schema and a relationship written through a follower (forwarded).
+    let z0 = write_schema(&cluster.node(follower).endpoint()).await;
+    for n in &cluster.nodes {
+        let _ = check(&n.endpoint(), "doc:x#view@user:nobody", at_least(&z0)).await;
+    }
+    let z = create(&cluster.node(follower).endpoint(), "doc:f#viewer@user:f")
+        .await
+        .expect("write on a follower");
+    for n in &cluster.nodes {
+        assert_eq!(
+            check(&n.endpoint(), "doc:f#view@user:f", at_least(&z)).await,
+            ALLOWED,
+            "node {} at_least_as_fresh(z) must see the follower's write",
+            n.id
+        );
+    }
+
+    // Write load on every node while the leader is killed.
+    let endpoints: Vec<String> = cluster.nodes.iter().map(Node::endpoint).collect();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(async move {
+        let mut acked: Vec<(String, pb::Zookie)> = Vec::new();
+        let mut attempted: BTreeSet<String> = BTreeSet::new();
+        let mut i = 0u64;
+        while !*stop_rx.borrow_and_update() {
+            let tuple = format!("doc:w{i}#viewer@user:u{i}");
+            attempted.insert(tuple.clone());
+            let endpoint = &endpoints[(i % 3) as usize];
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(15), create(endpoint, &tuple)).await;
+            if let Ok(Ok(z)) = attempt {
+                acked.push((tuple, z));
+            }
+            i += 1;
+        }
+        (acked, attempted)
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Instant::now();
+    cluster.node(leader).kill9();
+    let survivor = if leader == 3 { 2 } else { 3 };
+    let new_leader = tokio::task::block_in_place(|| {
+        wait_leader(
+            &cluster.nodes[(survivor - 1) as usize],
+            Some(leader),
+            Duration::from_secs(15),
+        )
+    });
+    let failover = killed_at.elapsed();
+    assert_ne!(new_leader, leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = stop_tx.send(true);
+    let (acked, attempted) = writer.await.expect("writer");
+    assert!(
+        acked.len() >= 5,
+        "too few acknowledged writes: {}",
+        acked.len()
+    );
+    println!(
+        "failover took {failover:?}; {} acked of {} attempted",
+        acked.len(),
+        attempted.len()
+    );
+    assert!(
+        failover < Duration::from_secs(10),
+        "failover took {failover:?}"
+    );
+
+    cluster.restart(leader);
+    // Every acknowledged write is visible on every node at its zookie.
+    for n in &cluster.nodes {
+        for (tuple, z) in &acked {
+            let check_tuple = tuple.replace("#viewer@", "#view@");
+            assert_eq!(
+                check(&n.endpoint(), &check_tuple, at_least(z)).await,
+                ALLOWED,
+                "node {}: acknowledged {tuple} missing",
+                n.id
+            );
+        }
+    }
+    // Identical state everywhere; acked ⊆ state ⊆ attempted; no duplicates.
+    let reference = all_docs(&cluster.nodes[0].endpoint()).await;
+    let set: BTreeSet<String> = reference.iter().cloned().collect();
+    assert_eq!(set.len(), reference.len(), "a relationship appears twice");
+    for n in &cluster.nodes[1..] {
+        assert_eq!(
+            all_docs(&n.endpoint()).await,
+            reference,
+            "node {} differs",
+            n.id
+        );
+    }
+    for (tuple, _) in &acked {
+        assert!(set.contains(tuple), "acknowledged {tuple} lost");
+    }
+    for t in set.iter().filter(|t| t.starts_with("doc:w")) {
+        assert!(attempted.contains(t), "{t} was never written");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_follower_catches_up_through_a_snapshot() {
+    let mut cluster = Cluster::start(20);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let follower = if leader == 3 { 2 } else { 3 };
+    let leader_endpoint = cluster.node(leader).endpoint();
+    write_schema(&leader_endpoint).await;
+    cluster.node(follower).kill9();
+    let mut last = None;
+    for i in 0..120 {
+        last = Some(
+            create(&leader_endpoint, &format!("doc:s{i}#viewer@user:u{i}"))
+                .await
+                .expect("write with one follower down"),
+        );
+    }
+    let last = last.expect("zookie");
+    cluster.restart(follower);
+    let f = cluster.node(follower).endpoint();
+    assert_eq!(
+        check(&f, "doc:s119#view@user:u119", at_least(&last)).await,
+        ALLOWED,
+        "the restarted follower must reach the last write"
+    );
+    assert_eq!(
+        check(&f, "doc:s0#view@user:u0", at_least(&last)).await,
+        ALLOWED
+    );
+    let s = status(cluster.node(follower)).expect("status");
+    let own = s["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == follower).cloned())
+        .expect("follower listed");
+    assert!(own["applied_index"].as_u64().unwrap_or(0) >= 120);
+    // Its own metrics say it installed a snapshot (the log was compacted).
+    let metrics = reqwest_metrics(cluster.node(follower).http).await;
+    let installed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("verdict_raft_snapshots_installed_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("snapshot metric");
+    assert!(installed >= 1, "expected a snapshot install:\n{metrics}");
+    assert_eq!(all_docs(&f).await, all_docs(&leader_endpoint).await);
+}
+
+/// GET /metrics with a bare HTTP/1.0 request (no client dependency).
+async fn reqwest_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("http connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.expect("response");
+    body
+}
