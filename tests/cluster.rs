@@ -45,6 +45,16 @@ impl Node {
     }
 
     fn start(&mut self, initial_cluster: &str, snapshot_logs: u64) {
+        let args = vec![
+            "--initial-cluster".to_string(),
+            initial_cluster.to_string(),
+            "--snapshot-logs".to_string(),
+            snapshot_logs.to_string(),
+        ];
+        self.start_with(&args);
+    }
+
+    fn start_with(&mut self, cluster_args: &[String]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -58,10 +68,16 @@ impl Node {
             .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
             .args(["--node-id", &self.id.to_string()])
             .args(["--raft-addr", &self.raft_addr()])
-            .args(["--initial-cluster", initial_cluster])
+            .args(cluster_args)
             .args(["--cluster-key", KEY])
-            .args(["--snapshot-logs", &snapshot_logs.to_string()])
-            .args(["--max-wait", "5s", "--sync-writes", "false"])
+            .args([
+                "--max-wait",
+                "5s",
+                "--max-staleness",
+                "1s",
+                "--sync-writes",
+                "false",
+            ])
             .arg("--insecure-no-auth")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -451,4 +467,133 @@ async fn reqwest_metrics(port: u16) -> String {
     let mut body = String::new();
     s.read_to_string(&mut body).await.expect("response");
     body
+}
+
+async fn check_status(
+    endpoint: &str,
+    tuple: &str,
+    consistency: Option<pb::Consistency>,
+) -> Result<i32, tonic::Status> {
+    let mut c = PermissionServiceClient::connect(endpoint.to_string())
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let t = verdict_storage::Tuple::parse(tuple).expect("tuple");
+    Ok(c.check(pb::CheckRequest {
+        tenant: String::new(),
+        consistency,
+        resource: Some(verdict::api::convert::object_to_pb(&t.resource)),
+        permission: t.relation.clone(),
+        subject: Some(verdict::api::convert::subject_to_pb(&t.subject)),
+        context: None,
+        with_trace: false,
+    })
+    .await?
+    .into_inner()
+    .permissionship)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_leader_refuses_stale_reads_and_writes() {
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let z = write_schema(&cluster.node(leader).endpoint()).await;
+    let lone = if leader == 1 { 2 } else { 1 };
+    let lone_endpoint = cluster.node(lone).endpoint();
+    assert!(
+        check_status(&lone_endpoint, "doc:a#view@user:a", at_least(&z))
+            .await
+            .is_ok()
+    );
+    // Kill everyone else: the lone node cannot reach a leader any more.
+    for id in 1..=3 {
+        if id != lone {
+            cluster.node(id).kill9();
+        }
+    }
+    // Past --max-staleness (1s) a minimize_latency read must not be served
+    // from its old state.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stale = check_status(&lone_endpoint, "doc:a#view@user:a", None).await;
+    assert_eq!(stale.map_err(|s| s.code()), Err(tonic::Code::Unavailable));
+    let full_read = check_status(&lone_endpoint, "doc:a#view@user:a", full()).await;
+    assert_eq!(
+        full_read.map_err(|s| s.code()),
+        Err(tonic::Code::Unavailable)
+    );
+    let write = create(&lone_endpoint, "doc:a#viewer@user:a").await;
+    assert_eq!(write.map_err(|s| s.code()), Err(tonic::Code::Unavailable));
+    // It still answers what it can prove: at_least_as_fresh of a revision it has.
+    assert!(
+        check_status(&lone_endpoint, "doc:a#view@user:a", at_least(&z))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_node_joins_then_is_removed() {
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let z = write_schema(&cluster.node(leader).endpoint()).await;
+    let dir = cluster._dir.path().join("n4");
+    let mut fourth = Node {
+        id: 4,
+        dir,
+        grpc: free_port(),
+        http: free_port(),
+        raft: free_port(),
+        child: None,
+    };
+    let join = cluster.nodes[0].raft_addr();
+    fourth.start_with(&["--join".to_string(), join]);
+    // It caught up with the schema and holds the cluster's zookies.
+    assert!(
+        check_status(&fourth.endpoint(), "doc:a#view@user:a", at_least(&z))
+            .await
+            .is_ok()
+    );
+    let s = status(&cluster.nodes[0]).expect("status");
+    let members = s["members"].as_array().cloned().unwrap_or_default();
+    assert_eq!(members.len(), 4, "{s}");
+    assert!(
+        members.iter().any(|m| m["id"] == 4 && m["role"] == "voter"),
+        "{s}"
+    );
+    // A write on the new node is forwarded and replicated.
+    let zw = create(&fourth.endpoint(), "doc:j#viewer@user:j")
+        .await
+        .expect("write via node 4");
+    assert_eq!(
+        check(
+            &cluster.nodes[0].endpoint(),
+            "doc:j#view@user:j",
+            at_least(&zw)
+        )
+        .await,
+        ALLOWED
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args([
+            "cluster",
+            "remove",
+            "--id",
+            "4",
+            "--json",
+            "--raft-endpoint",
+        ])
+        .arg(cluster.nodes[0].raft_addr())
+        .args(["--cluster-key", KEY])
+        .output()
+        .expect("cluster remove");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ids: Vec<u64> = s["members"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["id"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, vec![1, 2, 3], "{s}");
 }
