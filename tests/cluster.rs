@@ -50,6 +50,8 @@ impl Node {
             initial_cluster.to_string(),
             "--snapshot-logs".to_string(),
             snapshot_logs.to_string(),
+            "--sync-writes".to_string(),
+            std::env::var("CLUSTER_SYNC_WRITES").unwrap_or_else(|_| "false".into()),
         ];
         self.start_with(&args);
     }
@@ -70,14 +72,7 @@ impl Node {
             .args(["--raft-addr", &self.raft_addr()])
             .args(cluster_args)
             .args(["--cluster-key", KEY])
-            .args([
-                "--max-wait",
-                "5s",
-                "--max-staleness",
-                "1s",
-                "--sync-writes",
-                "false",
-            ])
+            .args(["--max-wait", "5s", "--max-staleness", "1s"])
             .arg("--insecure-no-auth")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -596,4 +591,59 @@ async fn a_fourth_node_joins_then_is_removed() {
         .map(|m| m.iter().filter_map(|m| m["id"].as_u64()).collect())
         .unwrap_or_default();
     assert_eq!(ids, vec![1, 2, 3], "{s}");
+}
+
+/// Sequential write latency, one node vs three (run with `--ignored
+/// --nocapture`; `CLUSTER_SYNC_WRITES=true` to fsync the Raft log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_write_latency_one_vs_three_nodes() {
+    async fn run(endpoint: &str, label: &str) {
+        write_schema(endpoint).await;
+        let mut c = RelationshipServiceClient::connect(endpoint.to_string())
+            .await
+            .expect("connect");
+        let mut lat = Vec::new();
+        let started = Instant::now();
+        for i in 0..300 {
+            let t = verdict_storage::Tuple::parse(&format!("doc:m{i}#viewer@user:u{i}"))
+                .expect("tuple");
+            let one = Instant::now();
+            c.write_relationships(pb::WriteRelationshipsRequest {
+                tenant: String::new(),
+                updates: vec![pb::RelationshipUpdate {
+                    operation: pb::relationship_update::Operation::Touch as i32,
+                    relationship: Some(verdict::api::convert::tuple_to_pb(&t)),
+                }],
+                preconditions: Vec::new(),
+            })
+            .await
+            .expect("write");
+            lat.push(one.elapsed());
+        }
+        let total = started.elapsed();
+        lat.sort();
+        println!(
+            "{label}: {:.0} writes/s sequential, p50 {:?}, p99 {:?}",
+            300.0 / total.as_secs_f64(),
+            lat[150],
+            lat[297]
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut single = Node {
+        id: 1,
+        dir: dir.path().join("single"),
+        grpc: free_port(),
+        http: free_port(),
+        raft: free_port(),
+        child: None,
+    };
+    let sync = std::env::var("CLUSTER_SYNC_WRITES").unwrap_or_else(|_| "false".into());
+    single.start_with(&["--sync-writes".to_string(), sync]);
+    run(&single.endpoint(), "1 node").await;
+    single.kill9();
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    run(&cluster.node(leader).endpoint(), "3 nodes (leader)").await;
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
 
 use super::config::ServerSettings;
 use super::raft_commit::AdminRequest;
@@ -38,6 +39,12 @@ pub(crate) async fn serve_internal(
         committer.contact(),
         Arc::new(committer),
     );
+    // Small request/response messages: no Nagle delay on accepted sockets.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .add_service(
@@ -45,7 +52,7 @@ pub(crate) async fn serve_internal(
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.await;
         });
     let task = tokio::spawn(async move {

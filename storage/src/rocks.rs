@@ -80,6 +80,9 @@ fn engine(e: rocksdb::Error) -> StorageError {
     StorageError::Engine(Box::new(e))
 }
 
+/// Receives the key/value pairs of [`RocksStore::export_raw`].
+pub type RawSink<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// The RocksDB tuple store. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct RocksStore {
     db: DB,
@@ -287,7 +290,7 @@ impl RocksStore {
     ///
     /// # Errors
     /// Storage failures, or the first error returned by `f`.
-    pub fn export_raw(&self, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<Revision> {
+    pub fn export_raw(&self, f: &mut RawSink<'_>) -> Result<Revision> {
         let snap = {
             let _w = self.lock_writer()?;
             self.db.snapshot()
