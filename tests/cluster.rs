@@ -248,24 +248,19 @@ async fn create(endpoint: &str, tuple: &str) -> Result<pb::Zookie, tonic::Status
         .ok_or_else(|| tonic::Status::internal("no zookie"))
 }
 
+/// A check that must be answered; UNAVAILABLE (a node still catching up
+/// past `--max-wait`, never a stale answer) is retried for up to 30 s.
 async fn check(endpoint: &str, tuple: &str, consistency: Option<pb::Consistency>) -> i32 {
-    let mut c = PermissionServiceClient::connect(endpoint.to_string())
-        .await
-        .expect("connect");
-    let t = verdict_storage::Tuple::parse(tuple).expect("tuple");
-    c.check(pb::CheckRequest {
-        tenant: String::new(),
-        consistency,
-        resource: Some(verdict::api::convert::object_to_pb(&t.resource)),
-        permission: t.relation.clone(),
-        subject: Some(verdict::api::convert::subject_to_pb(&t.subject)),
-        context: None,
-        with_trace: false,
-    })
-    .await
-    .unwrap_or_else(|s| panic!("check {tuple} on {endpoint}: {s}"))
-    .into_inner()
-    .permissionship
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match check_status(endpoint, tuple, consistency.clone()).await {
+            Ok(p) => return p,
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => panic!("check {tuple} on {endpoint}: {s}"),
+        }
+    }
 }
 
 /// Every `doc` relationship on a node, fully consistent, as text.
