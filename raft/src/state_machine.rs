@@ -301,12 +301,17 @@ impl StateMachine {
                 }
                 // Registry first: a crash before the store write replays the
                 // delete; the other order could skip the registry on replay.
-                if !tenants.remove(tenant.as_str()).map_err(msg_err)? {
-                    return self
-                        .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
-                }
+                let removed = tenants.remove(tenant.as_str()).map_err(msg_err)?;
+                // The tuples are deleted even when the registry no longer
+                // lists the tenant (a replay after such a crash, or a
+                // snapshot taken in between), so every replica ends with none.
                 let batch = WriteBatch::new().delete_by_filter(TupleFilter::default(), None);
-                self.outcome(revision, store.apply(&tenant, revision, &batch))
+                let outcome = self.outcome(revision, store.apply(&tenant, revision, &batch))?;
+                if removed {
+                    Ok(outcome)
+                } else {
+                    self.reject(revision, Rejection::TenantNotFound(tenant.as_str().into()))
+                }
             }
         }
     }

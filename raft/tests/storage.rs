@@ -286,3 +286,55 @@ async fn a_snapshot_installs_identical_state_and_bad_data_changes_nothing() {
     let current = b.sm.get_current_snapshot().await.unwrap().unwrap();
     assert_eq!(current.meta.snapshot_id, snap.meta.snapshot_id);
 }
+
+#[tokio::test]
+async fn deleting_an_unlisted_tenant_still_removes_its_tuples() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = open(dir.path());
+    let acme = Tenant::new("acme").unwrap();
+    m.sm.apply(vec![
+        entry(
+            1,
+            Command::CreateTenant {
+                name: "acme".into(),
+            },
+        ),
+        entry(
+            2,
+            Command::Write {
+                tenant: acme.clone(),
+                batch: WriteBatch::new().touch(tuple("doc:1#viewer@user:a")),
+                expected_schema_since: None,
+            },
+        ),
+    ])
+    .await
+    .unwrap();
+    // As after a crash between the registry update and the store write.
+    m.tenants.remove("acme").unwrap();
+    let out =
+        m.sm.apply(vec![entry(
+            3,
+            Command::DeleteTenant {
+                tenant: acme.clone(),
+            },
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(
+        out[0],
+        Response::Rejected {
+            rejection: Rejection::TenantNotFound(_),
+            ..
+        }
+    ));
+    let snap = m.store.snapshot(&acme, Revision(3)).unwrap();
+    let mut left = 0;
+    snap.for_each_tuple(&TupleFilter::default(), 10, |_| {
+        left += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(left, 0, "the tenant's tuples are gone on every replica");
+    assert_eq!(m.store.applied_revision(), Revision(3));
+}
