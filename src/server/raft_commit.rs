@@ -417,8 +417,8 @@ impl RaftCommitter {
             }
             _ => self
                 .contact
-                .last()
-                .is_some_and(|(at, commit)| at.elapsed() < max_staleness && applied >= commit),
+                .staleness(applied)
+                .is_some_and(|age| age < max_staleness),
         }
     }
 

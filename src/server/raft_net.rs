@@ -122,24 +122,40 @@ impl PeerClient {
     }
 }
 
-/// The time and commit index of the last successful replication from a
+/// The times and commit indexes of recent successful replications from a
 /// leader (how fresh a follower knows it is).
 #[derive(Debug, Default)]
 pub struct LeaderContact {
-    last: Mutex<Option<(Instant, u64)>>,
+    recent: Mutex<std::collections::VecDeque<(Instant, u64)>>,
 }
+
+/// Contacts remembered (heartbeats every 100 ms: several seconds).
+const CONTACTS: usize = 64;
 
 impl LeaderContact {
     /// Records a successful append from the leader with its commit index.
     pub fn record(&self, leader_commit: u64) {
-        if let Ok(mut l) = self.last.lock() {
-            *l = Some((Instant::now(), leader_commit));
+        if let Ok(mut r) = self.recent.lock() {
+            if r.len() == CONTACTS {
+                r.pop_front();
+            }
+            r.push_back((Instant::now(), leader_commit));
         }
     }
 
     /// The last contact, if any.
     pub fn last(&self) -> Option<(Instant, u64)> {
-        self.last.lock().ok().and_then(|l| *l)
+        self.recent.lock().ok().and_then(|r| r.back().copied())
+    }
+
+    /// How stale a node that applied `applied` is known to be at most: the
+    /// age of the newest contact whose commit index it has applied.
+    pub fn staleness(&self, applied: u64) -> Option<Duration> {
+        let r = self.recent.lock().ok()?;
+        r.iter()
+            .rev()
+            .find(|(_, commit)| *commit <= applied)
+            .map(|(at, _)| at.elapsed())
     }
 }
 
@@ -365,6 +381,23 @@ impl<H: InternalHandler> pb::raft_internal_server::RaftInternal for InternalServ
 #[cfg(test)]
 mod tests {
     use super::keys_equal;
+
+    #[test]
+    fn staleness_is_the_age_of_the_newest_contact_already_applied() {
+        let c = super::LeaderContact::default();
+        assert_eq!(c.staleness(10), None, "never heard from a leader");
+        c.record(5);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        c.record(9);
+        let stale = c.staleness(7).expect("contact at commit 5 applied");
+        assert!(stale >= std::time::Duration::from_millis(30));
+        assert!(c.staleness(9).expect("latest applied") < stale);
+        assert_eq!(
+            c.staleness(4),
+            None,
+            "nothing the leader committed is applied"
+        );
+    }
 
     #[test]
     fn key_comparison() {
