@@ -715,3 +715,33 @@ async fn watch_works_on_every_node_and_resumes_on_another() {
     let resumed: Vec<&String> = resumed.iter().map(|(e, _)| e).collect();
     assert_eq!(resumed, events[1..].to_vec());
 }
+
+#[test]
+fn a_multi_node_cluster_without_a_cluster_key_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raft = format!("127.0.0.1:{}", free_port());
+    let other = format!("127.0.0.1:{}", free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("n1"))
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--node-id", "1", "--raft-addr", &raft])
+        .args(["--initial-cluster", &format!("1={raft},2={other}")])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cluster-key"), "{err}");
+    // A node id missing from --initial-cluster is a usage error naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("n3"))
+        .args(["--node-id", "3", "--raft-addr", &raft])
+        .args(["--initial-cluster", &format!("1={raft},2={other}")])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--node-id 3"));
+}
