@@ -286,7 +286,7 @@ impl Sim {
                 }
             }
         };
-        let r = tokio::time::timeout(Duration::from_secs(3), attempt)
+        let r = tokio::time::timeout(Duration::from_millis(800), attempt)
             .await
             .ok()??;
         match r.data {
@@ -367,7 +367,15 @@ async fn run_seed(seed: u64) {
         }
         let via = 1 + rng.below(3);
         let tuple = format!("doc:s{seed}i{i}#viewer@user:u{}", rng.below(5));
-        match sim.write(via, &tuple).await {
+        let t0 = std::time::Instant::now();
+        let written = sim.write(via, &tuple).await;
+        if std::env::var("SIM_DEBUG").is_ok() && t0.elapsed() > Duration::from_millis(300) {
+            println!(
+                "seed {seed} write {i} via {via}: {:?} -> {written:?}",
+                t0.elapsed()
+            );
+        }
+        match written {
             Some(index) => {
                 max_index = max_index.max(index);
                 acked.push((tuple, index));
@@ -417,7 +425,7 @@ async fn many_seeds_with_drops_delays_and_a_partition() {
     let seeds: u64 = std::env::var("SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+        .unwrap_or(8);
     for seed in 1..=seeds {
         let started = std::time::Instant::now();
         run_seed(seed).await;
