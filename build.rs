@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/verdict/v1/watch.proto",
             "proto/verdict/v1/tenants.proto",
             "proto/verdict/v1/keys.proto",
+            "proto/verdict/v1/raft.proto",
         ]
         .iter()
         .map(std::path::PathBuf::from)

@@ -76,7 +76,11 @@ pub enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Migrate(commands::migrate::MigrateCommand),
-    /// Run a single node on an embedded data directory (gRPC + HTTP).
+    /// Raft cluster status and membership (over a node's raft address).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Cluster(commands::cluster::ClusterCommand),
+    /// Run a node on an embedded data directory (gRPC + HTTP; Raft).
     #[cfg(feature = "server")]
     Serve(crate::server::config::ServeArgs),
     /// Run SpiceDB validation files (schema, relationships, assertions,
@@ -199,6 +203,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate(&args),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve(&args),
+        #[cfg(feature = "server")]
+        Command::Cluster(command) => commands::cluster::run(&command),
     }
 }
 
@@ -214,7 +220,7 @@ fn serve(args: &crate::server::config::ServeArgs) -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERDICT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .json()
         .with_writer(std::io::stderr)

@@ -2,11 +2,12 @@
 //! process lifecycle (`verdict serve`).
 //!
 //! ```text
-//! gRPC (api::*) ──▶ AppState ──▶ LocalCommitter ──▶ RocksStore (writes)
+//! gRPC (api::*) ──▶ AppState ──▶ RaftCommitter ──▶ openraft ──▶ RocksStore (writes)
 //!                      │     └──▶ engine_at(tenant, revision) ──▶ Engine (reads)
 //! HTTP (/healthz, /metrics)
 //! ```
 
+pub mod cluster;
 pub mod commit;
 pub mod config;
 pub mod decision_log;
@@ -17,6 +18,10 @@ pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod ops_config;
+pub mod raft_commit;
+pub mod raft_metrics;
+pub mod raft_net;
+mod raft_run;
 pub mod rate_limit;
 pub mod run;
 pub mod state;

@@ -591,7 +591,11 @@ definition page {
     impl Fixture {
         async fn new(tuples: &[&str]) -> Fixture {
             let dir = tempfile::tempdir().unwrap();
-            let state = Arc::new(AppState::open(ServerSettings::for_data_dir(dir.path())).unwrap());
+            let state = Arc::new(
+                AppState::open(ServerSettings::for_data_dir(dir.path()))
+                    .await
+                    .unwrap(),
+            );
             let tenant = state.tenant("").unwrap();
             state
                 .committer

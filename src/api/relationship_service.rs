@@ -500,7 +500,11 @@ definition document {
 
     async fn setup() -> (tempfile::TempDir, Arc<AppState>, RelationshipApi) {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(AppState::open(ServerSettings::for_data_dir(dir.path())).unwrap());
+        let state = Arc::new(
+            AppState::open(ServerSettings::for_data_dir(dir.path()))
+                .await
+                .unwrap(),
+        );
         SchemaApi::new(state.clone())
             .write_schema(Request::new(pb::WriteSchemaRequest {
                 schema: SCHEMA.into(),
@@ -778,7 +782,11 @@ definition document {
     #[tokio::test]
     async fn writes_without_a_schema_fail_precondition() {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(AppState::open(ServerSettings::for_data_dir(dir.path())).unwrap());
+        let state = Arc::new(
+            AppState::open(ServerSettings::for_data_dir(dir.path()))
+                .await
+                .unwrap(),
+        );
         let err = RelationshipApi::new(state)
             .write_relationships(write_req(vec![update(
                 UpdateOp::Touch,
@@ -1041,7 +1049,11 @@ definition document {
     #[tokio::test]
     async fn caveat_context_types_are_checked_and_expired_tuples_are_not_read() {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(AppState::open(ServerSettings::for_data_dir(dir.path())).unwrap());
+        let state = Arc::new(
+            AppState::open(ServerSettings::for_data_dir(dir.path()))
+                .await
+                .unwrap(),
+        );
         SchemaApi::new(state.clone())
             .write_schema(Request::new(pb::WriteSchemaRequest {
                 schema: "use expiration\ndefinition user {}\ncaveat under(amount int, limit int) {\n amount <= limit\n}\ndefinition account {\n relation spender: user with under | user with expiration\n}".into(),

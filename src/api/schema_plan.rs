@@ -242,9 +242,9 @@ pub async fn commit_schema(
             let version = current_version + 1;
             batch = batch.put_schema(SchemaVersionRecord {
                 version,
-                text: commit.text,
-                comment: commit.comment,
-                author: commit.author,
+                text: commit.text.clone(),
+                comment: commit.comment.clone(),
+                author: commit.author.clone(),
             });
             Ok((batch, (version, deleted)))
         })

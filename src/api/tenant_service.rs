@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use verdict_storage::{RelationStore, SchemaVersionRecord, Tenant, TupleFilter, WriteBatch};
+use verdict_storage::Tenant;
 
 use super::error::ApiError;
 use super::pb;
@@ -33,7 +33,7 @@ impl pb::tenant_service_server::TenantService for TenantApi {
         if req.name.is_empty() {
             return Err(ApiError::invalid("name", "is required").into());
         }
-        self.state.tenants.create(&req.name)?;
+        self.state.committer.create_tenant(&req.name).await?;
         Ok(Response::new(pb::CreateTenantResponse {}))
     }
 
@@ -78,21 +78,7 @@ impl pb::tenant_service_server::TenantService for TenantApi {
             .into());
         }
         let tenant = self.state.tenants.get(&req.name, "name")?;
-        let mut batch = WriteBatch::new().delete_by_filter(TupleFilter::default(), None);
-        let applied = self.state.store.applied_revision();
-        if let Some(current) = self
-            .state
-            .store
-            .schema_at(&tenant, applied)
-            .map_err(ApiError::from)?
-        {
-            batch = batch.put_schema(SchemaVersionRecord::tombstone(
-                current.record.version + 1,
-                "tenant deleted",
-            ));
-        }
-        let outcome = self.state.committer.propose(&tenant, batch).await?;
-        self.state.tenants.remove(tenant.as_str())?;
+        let outcome = self.state.committer.delete_tenant(&tenant).await?;
         self.state.keys.revoke_tenant(tenant.as_str())?;
         tracing::info!(
             tenant = tenant.as_str(),
@@ -122,7 +108,11 @@ mod tests {
     #[tokio::test]
     async fn create_list_and_delete_with_confirmation() {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(AppState::open(ServerSettings::for_data_dir(dir.path())).unwrap());
+        let state = Arc::new(
+            AppState::open(ServerSettings::for_data_dir(dir.path()))
+                .await
+                .unwrap(),
+        );
         let api = TenantApi::new(state.clone());
         let create = |name: &str| {
             Request::new(pb::CreateTenantRequest {
@@ -209,7 +199,7 @@ mod tests {
                 .store
                 .snapshot(tenant, state.store.applied_revision())
                 .unwrap()
-                .scan(&TupleFilter::default(), None, 100)
+                .scan(&verdict_storage::TupleFilter::default(), None, 100)
                 .unwrap()
                 .tuples
                 .len()

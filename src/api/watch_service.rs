@@ -311,7 +311,11 @@ mod tests {
 
     async fn setup() -> (tempfile::TempDir, Arc<AppState>) {
         let dir = tempfile::tempdir().unwrap();
-        let state = Arc::new(AppState::open(ServerSettings::for_data_dir(dir.path())).unwrap());
+        let state = Arc::new(
+            AppState::open(ServerSettings::for_data_dir(dir.path()))
+                .await
+                .unwrap(),
+        );
         let batch = WriteBatch::new().put_schema(SchemaVersionRecord {
             version: 1,
             text: SCHEMA.into(),

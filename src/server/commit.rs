@@ -1,6 +1,7 @@
-//! The commit path: `propose(tenant, batch) → revision`. Today it assigns
-//! the next revision locally and applies it durably (WAL fsync); the Raft
-//! issue puts consensus under this one narrow interface.
+//! The pre-Raft local commit path: `propose(tenant, batch) → revision`,
+//! assigning the next revision locally. The server now commits through
+//! [`super::raft_commit::RaftCommitter`] (same interface, revisions = Raft
+//! log indexes); this stays as the reference for that interface.
 
 use std::sync::Arc;
 

@@ -54,6 +54,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub ops: super::ops_config::OpsArgs,
+    /// Cluster flags.
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
 }
 
 /// The same settings in a TOML file.
@@ -111,6 +114,8 @@ pub struct ServerSettings {
     pub gc_interval: Duration,
     /// API keys, TLS, limits and the decision log.
     pub ops: super::ops_config::OpsSettings,
+    /// Raft cluster settings.
+    pub cluster: super::cluster::ClusterSettings,
 }
 
 /// A settings problem.
@@ -134,6 +139,9 @@ pub enum ConfigError {
         /// What the parser said.
         message: String,
     },
+    /// The cluster flags are inconsistent.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1h` (or a bare number of seconds).
@@ -180,6 +188,7 @@ impl ServerSettings {
             gc_retention: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),
             ops: super::ops_config::OpsSettings::default(),
+            cluster: super::cluster::ClusterSettings::default(),
         }
     }
 }
@@ -264,6 +273,7 @@ impl ServeArgs {
                 },
                 self.config.as_deref(),
             )?,
+            cluster: self.cluster.resolve().map_err(ConfigError::Cluster)?,
         })
     }
 }

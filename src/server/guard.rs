@@ -405,11 +405,11 @@ mod tests {
 
     const ADMIN: &str = "unit-admin-key-0123456789";
 
-    fn state(dir: &std::path::Path) -> Arc<AppState> {
+    async fn state(dir: &std::path::Path) -> Arc<AppState> {
         let mut settings = super::super::config::ServerSettings::for_data_dir(dir);
         settings.insecure_no_auth = false;
         settings.ops.admin_key = Some(ADMIN.into());
-        Arc::new(AppState::open(settings).unwrap())
+        Arc::new(AppState::open(settings).await.unwrap())
     }
 
     /// Calls the layer over a service that echoes the key id it saw.
@@ -445,7 +445,7 @@ mod tests {
     #[tokio::test]
     async fn the_key_id_header_is_always_the_authenticated_one() {
         let dir = tempfile::tempdir().unwrap();
-        let state = state(dir.path());
+        let state = state(dir.path()).await;
         state.tenants.create("acme").unwrap();
         let (record, token) = state.keys.create("acme").unwrap();
         // A tenant key that claims to be the admin is seen as itself.
@@ -467,7 +467,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_methods_share_one_metrics_series() {
         let dir = tempfile::tempdir().unwrap();
-        let state = state(dir.path());
+        let state = state(dir.path()).await;
         let inner = tower::service_fn(|_req: Request<Body>| async move {
             Ok::<_, Infallible>(Status::unimplemented("no such method").into_http())
         });
@@ -497,7 +497,7 @@ mod tests {
     #[ignore]
     async fn layer_overhead() {
         let dir = tempfile::tempdir().unwrap();
-        let state = state(dir.path());
+        let state = state(dir.path()).await;
         state.tenants.create("acme").unwrap();
         let (_, token) = state.keys.create("acme").unwrap();
         let inner = tower::service_fn(|_req: Request<Body>| async move {
@@ -522,10 +522,10 @@ mod tests {
         eprintln!("guard layer: {per:?} per request (tenant key, metrics, request id)");
     }
 
-    #[test]
-    fn without_a_request_context_auth_mode_fails_closed() {
+    #[tokio::test]
+    async fn without_a_request_context_auth_mode_fails_closed() {
         let dir = tempfile::tempdir().unwrap();
-        let state = state(dir.path());
+        let state = state(dir.path()).await;
         assert!(matches!(
             state.tenant(""),
             Err(crate::api::error::ApiError::PermissionDenied(_))

@@ -57,5 +57,6 @@ async fn metrics(State(state): State<Arc<AppState>>) -> String {
     let _ = writeln!(out, "# TYPE verdict_decision_cache_bytes gauge");
     let _ = writeln!(out, "verdict_decision_cache_bytes {}", cache.bytes);
     super::http_metrics::render(&state, &mut out);
+    super::raft_metrics::write(&state, &mut out);
     out
 }

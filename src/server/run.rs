@@ -74,11 +74,20 @@ pub async fn run(
             "refusing to start without authentication: pass --admin-key KEY (or VERDICT_ADMIN_KEY) to require API keys, or --insecure-no-auth for development".into(),
         ));
     }
+    if settings.cluster.is_multi_node()
+        && settings.cluster.cluster_key.is_none()
+        && !settings.insecure_no_auth
+    {
+        return Err(ServerError::DataDir {
+            path: dir.display().to_string(),
+            message: "a multi-node cluster needs --cluster-key (or --insecure-no-auth)".into(),
+        });
+    }
     let http_tls = match &settings.ops.tls {
         Some((cert, key)) => Some(super::tls::acceptor(cert, key).map_err(ServerError::Config)?),
         None => None,
     };
-    let state = AppState::open(settings.clone())?;
+    let state = AppState::open(settings.clone()).await?;
     if settings.insecure_no_auth && settings.ops.admin_key.is_none() {
         tracing::warn!("serving WITHOUT authentication (--insecure-no-auth): any client can read and write every tenant");
         eprintln!("WARNING: --insecure-no-auth: any client can read and write every tenant");
@@ -104,6 +113,7 @@ pub async fn run(
             addr: settings.http_addr,
             source,
         })?;
+    let raft_service = super::raft_run::serve_internal(&state, &settings).await?;
     let grpc_addr = grpc.local_addr().unwrap_or(settings.grpc_addr);
     let http_addr = http.local_addr().unwrap_or(settings.http_addr);
 
@@ -138,6 +148,7 @@ pub async fn run(
         });
     let grpc_task = tokio::spawn(grpc_server);
 
+    super::raft_run::settle(&state, &settings).await?;
     tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), "verdict serving");
     println!("grpc listening on {grpc_addr}");
     println!("http listening on {http_addr}");
@@ -163,7 +174,8 @@ pub async fn run(
             "in-flight requests did not finish within the grace period"
         ),
     }
-    // Stop GC, then drop the last reference: RocksDB closes cleanly.
+    // Stop Raft and GC, then drop the last reference: RocksDB closes cleanly.
+    super::raft_run::stop(&state, raft_service).await;
     drop(gc);
     drop(state);
     tracing::info!("stopped");

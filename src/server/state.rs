@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use verdict_storage::{RelationStore, Revision, RocksStore, Tenant};
 
-use super::commit::LocalCommitter;
 use super::config::ServerSettings;
+use super::raft_commit::RaftCommitter;
 use super::tenants::TenantRegistry;
 use super::zookie::ZookieCodec;
 use crate::api::error::ApiError;
@@ -34,10 +34,10 @@ pub struct SchemaEngine {
 pub struct AppState {
     /// The tuple store.
     pub store: Arc<RocksStore>,
-    /// The write path.
-    pub committer: LocalCommitter,
-    /// Which tenants exist.
-    pub tenants: TenantRegistry,
+    /// The write path (Raft).
+    pub committer: RaftCommitter,
+    /// Which tenants exist (changed only by the Raft state machine).
+    pub tenants: Arc<TenantRegistry>,
     /// Token codec for this cluster.
     pub zookies: ZookieCodec,
     /// Shared decision cache.
@@ -55,11 +55,13 @@ pub struct AppState {
 
 impl AppState {
     /// Opens (creating if needed) a data directory: the RocksDB store in
-    /// `store/`, the tenant registry and the cluster id.
+    /// `store/`, the tenant registry, the cluster id and the Raft node in
+    /// `raft/` (initialized as a one-member cluster on first start unless
+    /// the cluster flags say otherwise).
     ///
     /// # Errors
-    /// The directory or store cannot be opened.
-    pub fn open(settings: ServerSettings) -> Result<AppState, super::run::ServerError> {
+    /// The directory or store cannot be opened, or Raft cannot start.
+    pub async fn open(settings: ServerSettings) -> Result<AppState, super::run::ServerError> {
         use super::run::ServerError;
         let dir = settings.data_dir.clone();
         let err = |message: String| ServerError::DataDir {
@@ -67,32 +69,49 @@ impl AppState {
             message,
         };
         std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
-        let cluster = super::run::cluster_id(&dir)?;
+        let cluster = super::cluster::cluster_id(&dir, &settings.cluster)
+            .await
+            .map_err(err)?;
+        // The Raft log (fsynced per `sync_writes`) is the durability source:
+        // the store replays it after a crash, so it writes without fsync.
         let options = verdict_storage::RocksOptions {
-            sync_writes: settings.sync_writes,
+            sync_writes: false,
             ..verdict_storage::RocksOptions::default()
         };
-        let store = RocksStore::open(dir.join("store"), options).map_err(|e| err(e.to_string()))?;
-        let tenants =
-            TenantRegistry::open(dir.join("tenants.json")).map_err(|e| err(e.to_string()))?;
+        let store =
+            Arc::new(RocksStore::open(dir.join("store"), options).map_err(|e| err(e.to_string()))?);
+        let tenants = Arc::new(
+            TenantRegistry::open(dir.join("tenants.json")).map_err(|e| err(e.to_string()))?,
+        );
         let keys =
             super::keys::KeyStore::open(dir.join("keys.json")).map_err(|e| err(e.to_string()))?;
         let ops = super::ops::OpsState::open(&settings).map_err(err)?;
-        let mut state = AppState::new(Arc::new(store), tenants, cluster, settings);
+        let committer = RaftCommitter::start(
+            &dir.join("raft"),
+            settings.sync_writes,
+            store.clone(),
+            tenants.clone(),
+            &settings.cluster,
+            cluster,
+        )
+        .await
+        .map_err(err)?;
+        let mut state = AppState::new(store, tenants, committer, settings);
         state.keys = Arc::new(keys);
         state.ops = Arc::new(ops);
         Ok(state)
     }
 
-    /// Builds the state over an open store.
+    /// Builds the state over an open store and a started committer.
     pub fn new(
         store: Arc<RocksStore>,
-        tenants: TenantRegistry,
-        cluster_id: u64,
+        tenants: Arc<TenantRegistry>,
+        committer: RaftCommitter,
         settings: ServerSettings,
     ) -> Self {
+        let cluster_id = committer.cluster_id();
         AppState {
-            committer: LocalCommitter::new(store.clone()),
+            committer,
             store,
             tenants,
             zookies: ZookieCodec::new(cluster_id),
@@ -167,8 +186,20 @@ impl AppState {
     ) -> Result<Revision, ApiError> {
         use pb::consistency::Requirement;
         match consistency.and_then(|c| c.requirement.as_ref()) {
-            None | Some(Requirement::MinimizeLatency(_)) => Ok(self.quantized_revision()),
-            Some(Requirement::FullyConsistent(_)) => Ok(self.store.applied_revision()),
+            None | Some(Requirement::MinimizeLatency(_)) => {
+                if self.committer.is_fresh(self.settings.max_staleness) {
+                    return Ok(self.quantized_revision());
+                }
+                // Possibly staler than promised: catch up to the leader first.
+                let index = self.committer.read_index().await?;
+                self.wait_for(index, "consistency.minimize_latency").await?;
+                Ok(self.store.applied_revision())
+            }
+            Some(Requirement::FullyConsistent(_)) => {
+                let index = self.committer.read_index().await?;
+                self.wait_for(index, "consistency.fully_consistent").await?;
+                Ok(self.store.applied_revision())
+            }
             Some(Requirement::AtLeastAsFresh(z)) => {
                 let wanted = self.decode(z, "consistency.at_least_as_fresh")?;
                 self.wait_for(wanted, "consistency.at_least_as_fresh")

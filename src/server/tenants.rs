@@ -140,6 +140,54 @@ impl TenantRegistry {
     }
 }
 
+/// The replicated view: the Raft state machine creates and removes tenants
+/// through this (persisted before returning).
+impl verdict_raft::TenantSet for TenantRegistry {
+    fn contains(&self, name: &str) -> bool {
+        self.names.read().map(|n| n.contains(name)).unwrap_or(false)
+    }
+
+    fn insert(&self, name: &str) -> Result<bool, String> {
+        let added = self
+            .names
+            .write()
+            .map_err(|_| "tenant registry lock poisoned".to_string())?
+            .insert(name.to_string());
+        if added {
+            self.persist().map_err(|e| e.to_string())?;
+        }
+        Ok(added)
+    }
+
+    fn remove(&self, name: &str) -> Result<bool, String> {
+        let removed = self
+            .names
+            .write()
+            .map_err(|_| "tenant registry lock poisoned".to_string())?
+            .remove(name);
+        if removed {
+            self.persist().map_err(|e| e.to_string())?;
+        }
+        Ok(removed)
+    }
+
+    fn list(&self) -> Vec<String> {
+        TenantRegistry::list(self)
+    }
+
+    fn replace(&self, names: Vec<String>) -> Result<(), String> {
+        {
+            let mut set = self
+                .names
+                .write()
+                .map_err(|_| "tenant registry lock poisoned".to_string())?;
+            *set = names.into_iter().collect();
+            set.insert(Tenant::default_tenant().as_str().to_string());
+        }
+        self.persist().map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

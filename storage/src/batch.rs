@@ -5,7 +5,7 @@ use crate::revision::Revision;
 use crate::tuple::Tuple;
 
 /// One operation of a [`WriteBatch`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub enum Op {
     /// Insert the tuple; the batch fails if it already exists.
     Create(Tuple),
@@ -27,7 +27,7 @@ pub enum Op {
 }
 
 /// A condition checked against the state *before* the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
     /// At least one live tuple must match.
     MustMatch(TupleFilter),
@@ -41,7 +41,7 @@ pub enum Precondition {
 /// operations then run in order, each seeing the effect of the previous
 /// ones. A tuple may be named by at most one explicit operation
 /// (`Create`/`Touch`/`Delete`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq)]
 pub struct WriteBatch {
     /// The operations, in order.
     pub ops: Vec<Op>,
@@ -93,7 +93,7 @@ impl WriteBatch {
 }
 
 /// What applying a batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApplyOutcome {
     /// The revision the batch was applied at.
     pub revision: Revision,
@@ -106,7 +106,7 @@ pub struct ApplyOutcome {
 }
 
 /// How an `apply` call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyStatus {
     /// The batch was applied now.
     Applied,
@@ -146,7 +146,7 @@ pub struct ChangeBatch {
 }
 
 /// A schema version as stored: the admin-visible version number and text.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct SchemaVersionRecord {
     /// The version number (chosen by the caller, usually previous + 1).
     pub version: u64,

@@ -4,7 +4,7 @@ use crate::error::{TupleError, TuplePart};
 use crate::tuple::{validate_id, validate_name, validate_type, Tuple};
 
 /// How a filter constrains the subject relation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum SubjectRelationFilter {
     /// Only direct subjects (no subject relation; SpiceDB's `...`).
     Direct,
@@ -23,7 +23,7 @@ impl SubjectRelationFilter {
 }
 
 /// How a filter constrains the resource id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
 pub enum IdFilter {
     /// Exactly this id.
     Exact(String),
@@ -43,7 +43,7 @@ impl IdFilter {
 
 /// A conjunction of optional constraints on a tuple; the empty filter
 /// matches every tuple of the tenant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct TupleFilter {
     /// The resource type.
     pub resource_type: Option<String>,

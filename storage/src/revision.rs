@@ -4,7 +4,19 @@ use std::fmt;
 
 /// A committed revision: the Raft log index of the entry that carried the
 /// batch. Totally ordered; `Revision(0)` is the empty store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    serde::Serialize,
+    serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+)]
 pub struct Revision(pub u64);
 
 impl Revision {
@@ -27,7 +39,9 @@ impl fmt::Display for Revision {
 ///
 /// The text form is RFC 3339 in UTC, e.g. `2300-12-01T00:00:00Z`; years
 /// 0000–9999 are representable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub struct Timestamp(pub i64);
 
 /// Smallest representable timestamp: `0000-01-01T00:00:00Z`.

@@ -80,6 +80,9 @@ fn engine(e: rocksdb::Error) -> StorageError {
     StorageError::Engine(Box::new(e))
 }
 
+/// Receives the key/value pairs of [`RocksStore::export_raw`].
+pub type RawSink<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// The RocksDB tuple store. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct RocksStore {
     db: DB,
@@ -278,6 +281,74 @@ impl RocksStore {
             .ok()
             .flatten()
             .unwrap_or(0)
+    }
+
+    /// Streams every stored key/value pair of a consistent point-in-time view
+    /// into `f` (for a Raft snapshot) and returns that view's applied
+    /// revision. The view is taken under the writer lock, so it never sees a
+    /// half-written bulk import; writers continue while `f` runs.
+    ///
+    /// # Errors
+    /// Storage failures, or the first error returned by `f`.
+    pub fn export_raw(&self, f: &mut RawSink<'_>) -> Result<Revision> {
+        let snap = {
+            let _w = self.lock_writer()?;
+            self.db.snapshot()
+        };
+        let applied = match snap.get(keys::meta_key(meta::APPLIED)).map_err(engine)? {
+            Some(v) => Revision(value::decode_u64(&v, "applied revision")?),
+            None => Revision(0),
+        };
+        let mut it = snap.raw_iterator();
+        it.seek_to_first();
+        while it.valid() {
+            if let (Some(k), Some(v)) = (it.key(), it.value()) {
+                f(k, v)?;
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        Ok(applied)
+    }
+
+    /// Replaces the whole store with `pairs` (the output of
+    /// [`RocksStore::export_raw`]) in one synced write batch, so a crash
+    /// leaves either the old or the new contents. Returns the new applied
+    /// revision.
+    ///
+    /// # Errors
+    /// Corrupt metadata in `pairs`, or storage failures.
+    pub fn import_raw(
+        &self,
+        pairs: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<Revision> {
+        let _w = self.lock_writer()?;
+        let mut wb = rocksdb::WriteBatch::default();
+        let mut it = self.db.raw_iterator();
+        it.seek_to_first();
+        while it.valid() {
+            if let Some(k) = it.key() {
+                wb.delete(k);
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        drop(it);
+        let (mut applied, mut floor) = (0, 0);
+        for (k, v) in pairs {
+            if k == keys::meta_key(meta::APPLIED) {
+                applied = value::decode_u64(&v, "applied revision")?;
+            } else if k == keys::meta_key(meta::GC_FLOOR) {
+                floor = value::decode_u64(&v, "gc floor")?;
+            }
+            wb.put(k, v);
+        }
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.commit(wb, &w)?;
+        self.applied.store(applied, Ordering::SeqCst);
+        self.floor.store(floor, Ordering::SeqCst);
+        Ok(Revision(applied))
     }
 
     /// Removes every version, changelog chunk and revision marker a crashed

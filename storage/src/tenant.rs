@@ -7,8 +7,24 @@ use crate::error::{Result, StorageError};
 
 /// A tenant name matching `[a-z0-9][a-z0-9_-]{0,62}`. Every stored key is
 /// prefixed by its tenant, so a read scoped to one tenant cannot see another's.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Tenant(Arc<str>);
+
+impl TryFrom<String> for Tenant {
+    type Error = StorageError;
+    fn try_from(name: String) -> Result<Tenant> {
+        Tenant::new(&name)
+    }
+}
+
+impl From<Tenant> for String {
+    fn from(t: Tenant) -> String {
+        t.0.to_string()
+    }
+}
 
 impl Tenant {
     /// The tenant that always exists.

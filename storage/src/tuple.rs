@@ -19,7 +19,9 @@ pub const MAX_TYPE_LEN: usize = 128;
 pub const WILDCARD: &str = "*";
 
 /// An object: `type:id`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub struct ObjectRef {
     /// The object type, e.g. `document` or `tenant1/document`.
     pub object_type: String,
@@ -45,7 +47,9 @@ impl fmt::Display for ObjectRef {
 
 /// A subject: an object, optionally with a relation (`group:eng#member`).
 /// `relation: None` is a direct subject (SpiceDB's `...` ellipsis).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 pub struct SubjectRef {
     /// The subject object.
     pub object: ObjectRef,
@@ -92,7 +96,7 @@ impl fmt::Display for SubjectRef {
 
 /// A caveat attached to a tuple: its name and the (possibly empty) context
 /// stored with the tuple.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct TupleCaveat {
     /// The caveat name as declared in the schema.
     pub name: String,
@@ -105,7 +109,7 @@ pub struct TupleCaveat {
 ///
 /// The identity of a tuple (what CREATE/DELETE/TOUCH address) is its
 /// resource, relation and subject; caveat and expiration are its payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Tuple {
     /// The resource object.
     pub resource: ObjectRef,

@@ -1,0 +1,155 @@
+//! What a log entry carries and what applying it answers.
+
+use serde::{Deserialize, Serialize};
+use verdict_storage::{ApplyOutcome, Revision, StorageError, Tenant, Timestamp, Tuple, WriteBatch};
+
+/// One replicated command, with the leader's clock when it was proposed
+/// (`at`), so every replica makes the same time-dependent decisions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// The proposer's wall clock (seconds since the epoch).
+    pub at: Timestamp,
+    /// The command.
+    pub command: Command,
+}
+
+impl Request {
+    /// `command`, stamped with the current time.
+    pub fn now(command: Command) -> Request {
+        Request {
+            at: Timestamp::now(),
+            command,
+        }
+    }
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.command {
+            Command::Write { tenant, batch, .. } => {
+                write!(f, "write({}, {} ops)", tenant.as_str(), batch.ops.len())
+            }
+            Command::Import { tenant, tuples } => {
+                write!(f, "import({}, {} tuples)", tenant.as_str(), tuples.len())
+            }
+            Command::CreateTenant { name } => write!(f, "create-tenant({name})"),
+            Command::DeleteTenant { tenant } => write!(f, "delete-tenant({})", tenant.as_str()),
+        }
+    }
+}
+
+/// A replicated state change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// Apply a write batch (relationships and/or a schema version).
+    Write {
+        /// The tenant.
+        tenant: Tenant,
+        /// The batch.
+        batch: WriteBatch,
+        /// Commit only if the tenant's active schema became active at this
+        /// revision (the version the batch was validated against).
+        expected_schema_since: Option<Revision>,
+        /// Commit only if the tenant has no change after this revision (the
+        /// state the batch was planned from: schema apply, relation copy).
+        #[serde(default)]
+        unchanged_since: Option<Revision>,
+    },
+    /// Bulk-load tuples (TOUCH semantics).
+    Import {
+        /// The tenant.
+        tenant: Tenant,
+        /// The tuples.
+        tuples: Vec<Tuple>,
+    },
+    /// Create a tenant.
+    CreateTenant {
+        /// Its name (validated when applied).
+        name: String,
+    },
+    /// Delete every relationship of a tenant and remove it.
+    DeleteTenant {
+        /// The tenant.
+        tenant: Tenant,
+    },
+}
+
+/// A deterministic refusal: every replica reaches the same one, and the
+/// entry's revision is consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    /// A field of the command is invalid.
+    #[error("invalid `{field}`: {reason}")]
+    InvalidArgument {
+        /// The field (`updates`, `tenant`, `name`).
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The state does not allow it (precondition, schema changed).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The tenant does not exist.
+    #[error("tenant `{0}` not found")]
+    TenantNotFound(String),
+    /// The tenant changed after the revision a planned batch was built at;
+    /// the proposer plans again.
+    #[error("tenant `{tenant}` changed after revision {since} while the write was planned; retry")]
+    ChangedSincePlan {
+        /// The tenant.
+        tenant: String,
+        /// The revision the plan read.
+        since: u64,
+    },
+}
+
+impl Rejection {
+    /// The rejection for a storage rejection (see `StorageError::is_rejection`).
+    pub fn from_storage(e: &StorageError) -> Rejection {
+        use StorageError as S;
+        match e {
+            S::InvalidTenant { .. } => Rejection::InvalidArgument {
+                field: "tenant".into(),
+                reason: e.to_string(),
+            },
+            S::TupleAlreadyExists { .. } => Rejection::AlreadyExists(e.to_string()),
+            S::PreconditionFailed { .. } => Rejection::FailedPrecondition(e.to_string()),
+            _ => Rejection::InvalidArgument {
+                field: "updates".into(),
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+/// What applying an entry answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// A blank or membership entry, or a tenant command, consumed `revision`.
+    Done {
+        /// The entry's revision.
+        revision: Revision,
+    },
+    /// A write or import was applied (or had been, on a replay).
+    Applied(ApplyOutcome),
+    /// The command was refused; nothing changed but the revision.
+    Rejected {
+        /// The entry's revision.
+        revision: Revision,
+        /// Why.
+        rejection: Rejection,
+    },
+}
+
+impl Response {
+    /// The revision (log index) of the entry.
+    pub fn revision(&self) -> Revision {
+        match self {
+            Response::Done { revision } | Response::Rejected { revision, .. } => *revision,
+            Response::Applied(o) => o.revision,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The snapshot format and the current snapshot on disk.
+//!
+//! ```text
+//! "VSNAP1\n" | u32 len | tenant names (JSON) | { u32 klen | key | u32 vlen | value }*
+//! ```
+//! The pairs are a raw, consistent dump of the tuple store (MVCC history,
+//! changelog, schema versions and the applied marker included), so an
+//! installed replica answers exactly like the one that built it.
+//! On disk: `snapshot.data` then `snapshot.meta` (JSON `SnapshotMeta`), each
+//! written to a temporary file, fsynced and renamed.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use verdict_storage::{Revision, RocksStore};
+
+const MAGIC: &[u8] = b"VSNAP1\n";
+
+/// Why a snapshot could not be built, read or installed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SnapshotError {
+    #[error("snapshot data is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("snapshot I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("snapshot encoding: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] verdict_storage::StorageError),
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Dumps `store` and `tenants`; returns the bytes and the dump's revision.
+pub(crate) fn encode(
+    store: &RocksStore,
+    tenants: &[String],
+) -> Result<(Vec<u8>, Revision), SnapshotError> {
+    let mut out = MAGIC.to_vec();
+    put_bytes(&mut out, &serde_json::to_vec(tenants)?);
+    let revision = store.export_raw(&mut |k, v| {
+        put_bytes(&mut out, k);
+        put_bytes(&mut out, v);
+        Ok(())
+    })?;
+    Ok((out, revision))
+}
+
+/// A parsed snapshot.
+pub(crate) struct Decoded<'a> {
+    pub(crate) tenants: Vec<String>,
+    rest: &'a [u8],
+}
+
+impl Decoded<'_> {
+    /// The key/value pairs (already validated by [`decode`]).
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> + '_ {
+        let mut rest = self.rest;
+        std::iter::from_fn(move || {
+            let k = take(&mut rest).ok()?;
+            let v = take(&mut rest).ok()?;
+            Some((k.to_vec(), v.to_vec()))
+        })
+    }
+}
+
+fn take<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], SnapshotError> {
+    let (len, tail) = rest
+        .split_first_chunk::<4>()
+        .ok_or(SnapshotError::Malformed("truncated length"))?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if tail.len() < len {
+        return Err(SnapshotError::Malformed("truncated field"));
+    }
+    let (b, tail) = tail.split_at(len);
+    *rest = tail;
+    Ok(b)
+}
+
+/// Parses and validates `data` completely before anything is installed.
+pub(crate) fn decode(data: &[u8]) -> Result<Decoded<'_>, SnapshotError> {
+    let mut rest = data
+        .strip_prefix(MAGIC)
+        .ok_or(SnapshotError::Malformed("bad magic"))?;
+    let tenants: Vec<String> = serde_json::from_slice(take(&mut rest)?)?;
+    let body = rest;
+    while !rest.is_empty() {
+        take(&mut rest)?;
+        take(&mut rest)?;
+    }
+    Ok(Decoded {
+        tenants,
+        rest: body,
+    })
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync dir).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Paths of the current snapshot in `dir`.
+pub(crate) fn paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("snapshot.data"), dir.join("snapshot.meta"))
+}

@@ -1,0 +1,459 @@
+//! The state machine adapter: applies committed entries to the tuple store
+//! at revision = log index, idempotently, and builds/installs snapshots.
+//!
+//! Replays are no-ops: an entry at or below the store's applied revision is
+//! skipped, so after a restart openraft may re-apply from the last snapshot
+//! without changing anything. The store may therefore write without fsync:
+//! the Raft log is the durability source. Only the snapshot (and its meta)
+//! is persisted by this module; if the store is found behind the persisted
+//! snapshot on open (a power loss), it is restored from it.
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageIOError, StoredMembership,
+};
+use tokio::sync::watch;
+use verdict_storage::{
+    ApplyOutcome, ApplyStatus, RelationStore, Revision, RocksStore, SchemaVersionRecord, Tenant,
+    TupleFilter, WriteBatch,
+};
+
+use crate::command::{Command, Rejection, Request, Response};
+use crate::snapshot::{self, SnapshotError};
+use crate::{io_err, Node, NodeId, StorageError, TypeConfig};
+
+/// The replicated set of tenant names, persisted by the implementor
+/// (durably, before returning).
+pub trait TenantSet: Send + Sync + Debug + 'static {
+    /// Whether `name` exists.
+    fn contains(&self, name: &str) -> bool;
+    /// Adds `name`; `Ok(false)` when it already existed.
+    ///
+    /// # Errors
+    /// It could not be persisted.
+    fn insert(&self, name: &str) -> Result<bool, String>;
+    /// Removes `name`; `Ok(false)` when it did not exist.
+    ///
+    /// # Errors
+    /// It could not be persisted.
+    fn remove(&self, name: &str) -> Result<bool, String>;
+    /// Every name, sorted.
+    fn list(&self) -> Vec<String>;
+    /// Replaces the whole set (snapshot install).
+    ///
+    /// # Errors
+    /// It could not be persisted.
+    fn replace(&self, names: Vec<String>) -> Result<(), String>;
+}
+
+#[derive(Debug, Default, Clone)]
+struct Applied {
+    last: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, Node>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<RocksStore>,
+    tenants: Arc<dyn TenantSet>,
+    dir: PathBuf,
+    applied_tx: watch::Sender<Revision>,
+    /// Held while applying entries and while dumping a snapshot.
+    state: Mutex<Applied>,
+    snapshots_built: AtomicU64,
+    snapshots_installed: AtomicU64,
+    snapshot_seq: AtomicU64,
+}
+
+/// The openraft state machine over a [`RocksStore`] and a [`TenantSet`].
+/// Cheap to clone (it is also its own snapshot builder).
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    inner: Arc<Inner>,
+}
+
+fn sm_err(e: &(dyn std::error::Error + 'static)) -> StorageError {
+    io_err(StorageIOError::write_state_machine, e)
+}
+
+fn snap_err(e: SnapshotError) -> StorageError {
+    io_err(StorageIOError::write_state_machine, &e)
+}
+
+fn msg_err(m: String) -> StorageError {
+    sm_err(&std::io::Error::other(m))
+}
+
+impl StateMachine {
+    /// A state machine over `store` and `tenants`, keeping its snapshot in
+    /// directory `dir`. Restores the store from the local snapshot if the
+    /// store is behind it.
+    ///
+    /// # Errors
+    /// The directory or the persisted snapshot cannot be read, or the
+    /// restore fails.
+    pub fn open(
+        store: Arc<RocksStore>,
+        tenants: Arc<dyn TenantSet>,
+        dir: PathBuf,
+    ) -> Result<StateMachine, StorageError> {
+        std::fs::create_dir_all(&dir).map_err(|e| sm_err(&e))?;
+        let (applied_tx, _) = watch::channel(store.applied_revision());
+        let sm = StateMachine {
+            inner: Arc::new(Inner {
+                store,
+                tenants,
+                dir,
+                applied_tx,
+                state: Mutex::new(Applied::default()),
+                snapshots_built: AtomicU64::new(0),
+                snapshots_installed: AtomicU64::new(0),
+                snapshot_seq: AtomicU64::new(0),
+            }),
+        };
+        if let Some(current) = sm.read_current()? {
+            let index = current.meta.last_log_id.map_or(0, |l| l.index);
+            if sm.inner.store.applied_revision().0 < index {
+                tracing::warn!(
+                    index,
+                    applied = sm.inner.store.applied_revision().0,
+                    "store is behind the local snapshot; restoring it"
+                );
+                sm.restore(current.snapshot.get_ref())?;
+            }
+            let mut st = sm.lock()?;
+            st.last = current.meta.last_log_id;
+            st.membership = current.meta.last_membership.clone();
+        }
+        Ok(sm)
+    }
+
+    /// Follows the applied revision.
+    pub fn subscribe(&self) -> watch::Receiver<Revision> {
+        self.inner.applied_tx.subscribe()
+    }
+
+    /// The store this machine applies to.
+    pub fn store(&self) -> &Arc<RocksStore> {
+        &self.inner.store
+    }
+
+    /// Snapshots built and installed by this node since it started.
+    pub fn snapshot_counts(&self) -> (u64, u64) {
+        (
+            self.inner.snapshots_built.load(Ordering::Relaxed),
+            self.inner.snapshots_installed.load(Ordering::Relaxed),
+        )
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Applied>, StorageError> {
+        self.inner
+            .state
+            .lock()
+            .map_err(|_| msg_err("state machine lock poisoned".into()))
+    }
+
+    fn read_current(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let (data, meta) = snapshot::paths(&self.inner.dir);
+        let meta_bytes = match std::fs::read(&meta) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(sm_err(&e)),
+        };
+        let meta: SnapshotMeta<NodeId, Node> =
+            serde_json::from_slice(&meta_bytes).map_err(|e| sm_err(&e))?;
+        let data = std::fs::read(&data).map_err(|e| sm_err(&e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+
+    fn persist(&self, meta: &SnapshotMeta<NodeId, Node>, data: &[u8]) -> Result<(), StorageError> {
+        let (data_path, meta_path) = snapshot::paths(&self.inner.dir);
+        snapshot::write_atomic(&data_path, data).map_err(snap_err)?;
+        let meta = serde_json::to_vec(meta).map_err(|e| sm_err(&e))?;
+        snapshot::write_atomic(&meta_path, &meta).map_err(snap_err)
+    }
+
+    /// Replaces tenants and store with the snapshot `data`.
+    fn restore(&self, data: &[u8]) -> Result<Revision, StorageError> {
+        let decoded = snapshot::decode(data).map_err(snap_err)?;
+        self.inner
+            .tenants
+            .replace(decoded.tenants.clone())
+            .map_err(msg_err)?;
+        let revision = self
+            .inner
+            .store
+            .import_raw(&mut decoded.pairs())
+            .map_err(|e| sm_err(&e))?;
+        self.inner.applied_tx.send_replace(revision);
+        Ok(revision)
+    }
+
+    fn mark(&self, revision: Revision) -> Result<(), StorageError> {
+        self.inner
+            .store
+            .mark_applied(revision)
+            .map_err(|e| sm_err(&e))
+    }
+
+    fn outcome(
+        &self,
+        revision: Revision,
+        result: verdict_storage::Result<ApplyOutcome>,
+    ) -> Result<Response, StorageError> {
+        match result {
+            Ok(o) => Ok(Response::Applied(o)),
+            Err(e) if e.is_rejection() => {
+                // The store consumed the revision; make sure of it.
+                self.mark(revision)?;
+                Ok(Response::Rejected {
+                    revision,
+                    rejection: Rejection::from_storage(&e),
+                })
+            }
+            Err(e) => Err(sm_err(&e)),
+        }
+    }
+
+    fn reject(&self, revision: Revision, rejection: Rejection) -> Result<Response, StorageError> {
+        self.mark(revision)?;
+        Ok(Response::Rejected {
+            revision,
+            rejection,
+        })
+    }
+
+    fn apply_command(&self, revision: Revision, req: Request) -> Result<Response, StorageError> {
+        let store = &self.inner.store;
+        let tenants = &self.inner.tenants;
+        match req.command {
+            Command::Write {
+                tenant,
+                batch,
+                expected_schema_since,
+                unchanged_since,
+            } => {
+                if !tenants.contains(tenant.as_str()) {
+                    return self
+                        .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
+                }
+                if let Some(since) = unchanged_since {
+                    let later = store
+                        .changes_since(&tenant, since, 1)
+                        .map_err(|e| sm_err(&e))?;
+                    if !later.is_empty() {
+                        return self.reject(
+                            revision,
+                            Rejection::ChangedSincePlan {
+                                tenant: tenant.as_str().into(),
+                                since: since.0,
+                            },
+                        );
+                    }
+                }
+                if let Some(since) = expected_schema_since {
+                    let active = store
+                        .schema_at(&tenant, store.applied_revision())
+                        .map_err(|e| sm_err(&e))?
+                        .map(|s| s.revision);
+                    if active != Some(since) {
+                        return self.reject(
+                            revision,
+                            Rejection::FailedPrecondition(
+                                "the tenant's schema changed while this write was being validated; retry the write".into(),
+                            ),
+                        );
+                    }
+                }
+                self.outcome(revision, store.apply(&tenant, revision, &batch))
+            }
+            Command::Import { tenant, tuples } => {
+                if !tenants.contains(tenant.as_str()) {
+                    return self
+                        .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
+                }
+                self.outcome(
+                    revision,
+                    store.bulk_import(&tenant, revision, &mut tuples.into_iter()),
+                )
+            }
+            Command::CreateTenant { name } => {
+                if let Err(e) = Tenant::new(&name) {
+                    return self.reject(
+                        revision,
+                        Rejection::InvalidArgument {
+                            field: "name".into(),
+                            reason: e.to_string(),
+                        },
+                    );
+                }
+                if !tenants.insert(&name).map_err(msg_err)? {
+                    return self.reject(
+                        revision,
+                        Rejection::AlreadyExists(format!("tenant `{name}` already exists")),
+                    );
+                }
+                self.mark(revision)?;
+                Ok(Response::Done { revision })
+            }
+            Command::DeleteTenant { tenant } => {
+                if tenant.as_str() == Tenant::DEFAULT_NAME {
+                    return self.reject(
+                        revision,
+                        Rejection::FailedPrecondition(
+                            "the default tenant cannot be deleted".into(),
+                        ),
+                    );
+                }
+                // Registry first: a crash before the store write replays the
+                // delete; the other order could skip the registry on replay.
+                let removed = tenants.remove(tenant.as_str()).map_err(msg_err)?;
+                // The tuples are deleted even when the registry no longer
+                // lists the tenant (a replay after such a crash, or a
+                // snapshot taken in between), so every replica ends with none.
+                // The schema ends with a tombstone version, so a tenant later
+                // created under the same name starts with no schema.
+                let batch = WriteBatch::new().delete_by_filter(TupleFilter::default(), None);
+                let batch = match store.schema_at(&tenant, store.applied_revision()) {
+                    Ok(Some(current)) => batch.put_schema(SchemaVersionRecord::tombstone(
+                        current.record.version + 1,
+                        "tenant deleted",
+                    )),
+                    Ok(None) => batch,
+                    Err(e) => return self.outcome(revision, Err(e)),
+                };
+                let outcome = self.outcome(revision, store.apply(&tenant, revision, &batch))?;
+                if removed {
+                    Ok(outcome)
+                } else {
+                    self.reject(revision, Rejection::TenantNotFound(tenant.as_str().into()))
+                }
+            }
+        }
+    }
+
+    fn apply_entry(
+        &self,
+        st: &mut Applied,
+        entry: Entry<TypeConfig>,
+    ) -> Result<Response, StorageError> {
+        let revision = Revision(entry.log_id.index);
+        let replay = revision <= self.inner.store.applied_revision();
+        let response = match entry.payload {
+            EntryPayload::Blank => {
+                self.mark(revision)?;
+                Response::Done { revision }
+            }
+            EntryPayload::Membership(m) => {
+                st.membership = StoredMembership::new(Some(entry.log_id), m);
+                self.mark(revision)?;
+                Response::Done { revision }
+            }
+            EntryPayload::Normal(_) if replay => Response::Applied(ApplyOutcome {
+                revision,
+                status: ApplyStatus::AlreadyApplied,
+                changes: 0,
+                delete_truncated: false,
+            }),
+            EntryPayload::Normal(req) => self.apply_command(revision, req)?,
+        };
+        st.last = Some(entry.log_id);
+        self.inner
+            .applied_tx
+            .send_replace(self.inner.store.applied_revision());
+        Ok(response)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (data, applied) = {
+            let st = self.lock()?;
+            let tenants = self.inner.tenants.list();
+            let (data, _) = snapshot::encode(&self.inner.store, &tenants).map_err(snap_err)?;
+            (data, st.clone())
+        };
+        let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match applied.last {
+            Some(l) => format!("{}-{}-{seq}", l.leader_id.term, l.index),
+            None => format!("0-0-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: applied.last,
+            last_membership: applied.membership,
+            snapshot_id,
+        };
+        self.persist(&meta, &data)?;
+        self.inner.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(id = %meta.snapshot_id, bytes = data.len(), "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError> {
+        let st = self.lock()?;
+        Ok((st.last, st.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let this = self.clone();
+        let mut st = this.lock()?;
+        let mut out = Vec::new();
+        for entry in entries {
+            out.push(this.apply_entry(&mut st, entry)?);
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let mut st = self.lock()?;
+        let revision = self.restore(&data)?;
+        self.persist(meta, &data)?;
+        st.last = meta.last_log_id;
+        st.membership = meta.last_membership.clone();
+        self.inner
+            .snapshots_installed
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(id = %meta.snapshot_id, revision = revision.0, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        self.read_current()
+    }
+}

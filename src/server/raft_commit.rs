@@ -1,0 +1,629 @@
+//! The replicated commit path: every write is a Raft log entry and its
+//! revision is the entry's log index. A single node is a one-member cluster
+//! (initialized on first start); writes on a follower are forwarded to the
+//! leader over the internal service, transparently.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use verdict_raft::openraft::error::{ClientWriteError, RaftError};
+use verdict_raft::openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
+use verdict_raft::{
+    Command, LogStore, NodeId, Raft, Rejection, Request, Response, StateMachine, TenantSet,
+};
+use verdict_storage::{
+    ApplyOutcome, ApplyStatus, RelationStore, Revision, RocksStore, Tenant, Tuple, WriteBatch,
+};
+
+use super::cluster::ClusterSettings;
+use super::raft_net::{InternalHandler, LeaderContact, Network, PeerClient, Rpc};
+use crate::api::error::ApiError;
+
+/// How long a write waits for a leader to be known before UNAVAILABLE.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// Timeout of a forwarded write or read-index call.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A cluster administration request (internal service, cluster key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// This node's view of the cluster.
+    Status,
+    /// Add a non-voting member that replicates the log.
+    AddLearner {
+        /// Its node id.
+        id: NodeId,
+        /// Its raft address.
+        addr: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// Its node id.
+        id: NodeId,
+    },
+    /// Remove a member (voter or learner).
+    Remove {
+        /// Its node id.
+        id: NodeId,
+    },
+    /// Add as learner, wait until caught up, then promote (`--join`).
+    Join {
+        /// Its node id.
+        id: NodeId,
+        /// Its raft address.
+        addr: String,
+    },
+}
+
+/// The write path over openraft.
+#[derive(Clone)]
+pub struct RaftCommitter {
+    raft: Raft,
+    sm: StateMachine,
+    node_id: NodeId,
+    key: Option<String>,
+    contact: Arc<LeaderContact>,
+    cluster_id: u64,
+}
+
+impl std::fmt::Debug for RaftCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftCommitter")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many times [`RaftCommitter::propose_planned`] plans a batch before
+/// giving up on a tenant that keeps changing under it.
+pub const PLAN_ATTEMPTS: u32 = 20;
+
+fn unavailable(what: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("{what}; retry"))
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::InvalidArgument { field, reason } => {
+                ApiError::InvalidArgument { field, reason }
+            }
+            Rejection::AlreadyExists(m) => ApiError::AlreadyExists(m),
+            Rejection::FailedPrecondition(m) => ApiError::FailedPrecondition(m),
+            Rejection::TenantNotFound(t) => ApiError::TenantNotFound(t),
+            r @ Rejection::ChangedSincePlan { .. } => ApiError::FailedPrecondition(r.to_string()),
+        }
+    }
+}
+
+fn outcome(resp: Response) -> Result<ApplyOutcome, ApiError> {
+    match resp {
+        Response::Applied(o) => Ok(o),
+        Response::Done { revision } => Ok(ApplyOutcome {
+            revision,
+            status: ApplyStatus::Applied,
+            changes: 0,
+            delete_truncated: false,
+        }),
+        Response::Rejected { rejection, .. } => Err(rejection.into()),
+    }
+}
+
+impl RaftCommitter {
+    /// Opens the log in `raft_dir/log` and the state machine (snapshots in
+    /// `raft_dir/snapshot`), starts Raft and, on first start, initializes
+    /// the cluster (itself alone, or `--initial-cluster`).
+    ///
+    /// # Errors
+    /// The log or snapshot cannot be opened, or Raft fails to start.
+    pub async fn start(
+        raft_dir: &std::path::Path,
+        sync_log: bool,
+        store: Arc<RocksStore>,
+        tenants: Arc<dyn TenantSet>,
+        cluster: &ClusterSettings,
+        cluster_id: u64,
+    ) -> Result<RaftCommitter, String> {
+        let log =
+            LogStore::open(raft_dir.join("log"), sync_log).map_err(|e| format!("raft log: {e}"))?;
+        let sm = StateMachine::open(store, tenants, raft_dir.join("snapshot"))
+            .map_err(|e| format!("raft state machine: {e}"))?;
+        let keep = cluster.snapshot_logs.min(1000);
+        let config = Config {
+            cluster_name: "verdict".into(),
+            heartbeat_interval: 100,
+            election_timeout_min: 500,
+            election_timeout_max: 1000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cluster.snapshot_logs),
+            max_in_snapshot_log_to_keep: keep,
+            replication_lag_threshold: cluster.snapshot_logs.max(1),
+            install_snapshot_timeout: 10_000,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| format!("raft config: {e}"))?;
+        let network = Network {
+            key: cluster.cluster_key.clone(),
+        };
+        let raft = Raft::new(cluster.node_id, Arc::new(config), network, log, sm.clone())
+            .await
+            .map_err(|e| format!("raft: {e}"))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| format!("raft: {e}"))?;
+        if !initialized && cluster.join.is_none() {
+            let members: BTreeMap<NodeId, BasicNode> = if cluster.initial_cluster.is_empty() {
+                let addr = cluster
+                    .raft_addr
+                    .map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+                BTreeMap::from([(cluster.node_id, BasicNode::new(addr))])
+            } else {
+                cluster
+                    .initial_cluster
+                    .iter()
+                    .map(|(id, addr)| (*id, BasicNode::new(addr.clone())))
+                    .collect()
+            };
+            if let Err(e) = raft.initialize(members).await {
+                tracing::debug!(error = %e, "initialize skipped");
+            }
+        }
+        let single = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .eq([cluster.node_id]);
+        if single {
+            // Alone: no need to wait out an election timeout after a restart.
+            let _ = raft.trigger().elect().await;
+        }
+        Ok(RaftCommitter {
+            raft,
+            sm,
+            node_id: cluster.node_id,
+            key: cluster.cluster_key.clone(),
+            contact: Arc::new(LeaderContact::default()),
+            cluster_id,
+        })
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The state machine.
+    pub fn state_machine(&self) -> &StateMachine {
+        &self.sm
+    }
+
+    /// The record of the last replication from a leader.
+    pub fn contact(&self) -> Arc<LeaderContact> {
+        self.contact.clone()
+    }
+
+    /// Follows the applied revision (for watch and waits).
+    pub fn subscribe(&self) -> watch::Receiver<Revision> {
+        self.sm.subscribe()
+    }
+
+    /// Waits (bounded) until some node is known to lead.
+    ///
+    /// # Errors
+    /// UNAVAILABLE when no leader appears in time.
+    pub async fn wait_for_leader(&self, within: Duration) -> Result<NodeId, ApiError> {
+        let mut m = self.raft.metrics();
+        let found = tokio::time::timeout(within, async {
+            loop {
+                if let Some(l) = m.borrow_and_update().current_leader {
+                    return Some(l);
+                }
+                if m.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(Some(l)) => Ok(l),
+            _ => Err(unavailable(format!(
+                "no Raft leader is reachable from node {} (waited {within:?})",
+                self.node_id
+            ))),
+        }
+    }
+
+    fn leader_client(&self, leader: NodeId) -> Result<PeerClient, ApiError> {
+        let m = self.raft.metrics().borrow().clone();
+        let node = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+            .ok_or_else(|| unavailable(format!("leader {leader} has no known address")))?;
+        PeerClient::new(&node.addr, self.key.as_deref()).map_err(ApiError::Internal)
+    }
+
+    /// Proposes `command` (forwarding to the leader when not leading) and
+    /// returns what applying it answered.
+    ///
+    /// # Errors
+    /// UNAVAILABLE when no leader can be reached; the outcome is then
+    /// unknown (the command may or may not commit) — it is never retried
+    /// after it may have reached a leader.
+    #[tracing::instrument(skip_all, fields(command = %request))]
+    pub async fn submit(&self, request: Request) -> Result<Response, ApiError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            match self.raft.client_write(request.clone()).await {
+                Ok(r) => return Ok(r.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    match (f.leader_id, f.leader_node) {
+                        (Some(id), _) if id != self.node_id => {
+                            return self.forward(id, &request).await;
+                        }
+                        _ => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                return Err(unavailable("no Raft leader elected"));
+                            }
+                            let _ = self.wait_for_leader(left).await;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                Err(e) => return Err(unavailable(format!("raft write failed: {e}"))),
+            }
+        }
+    }
+
+    async fn forward(&self, leader: NodeId, request: &Request) -> Result<Response, ApiError> {
+        let client = self.leader_client(leader)?;
+        let data = serde_json::to_vec(request).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let reply = client
+            .call(Rpc::Forward, data, FORWARD_TIMEOUT)
+            .await
+            .map_err(|s| {
+                unavailable(format!(
+                    "forwarding to leader {leader} failed (outcome unknown): {}",
+                    s.message()
+                ))
+            })?;
+        let result: Result<Response, String> =
+            serde_json::from_slice(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+        result.map_err(unavailable)
+    }
+
+    /// Commits `batch` for `tenant` at the next revision.
+    ///
+    /// # Errors
+    /// The batch's rejection (nothing applied; the revision is consumed),
+    /// UNAVAILABLE without a leader.
+    pub async fn propose(
+        &self,
+        tenant: &Tenant,
+        batch: WriteBatch,
+    ) -> Result<ApplyOutcome, ApiError> {
+        let cmd = Command::Write {
+            tenant: tenant.clone(),
+            batch,
+            expected_schema_since: None,
+            unchanged_since: None,
+        };
+        outcome(self.submit(Request::now(cmd)).await?)
+    }
+
+    /// Like [`RaftCommitter::propose`], but only if the tenant's schema is
+    /// still the version that became active at `schema_since` (checked when
+    /// the entry is applied, identically on every replica).
+    ///
+    /// # Errors
+    /// FAILED_PRECONDITION when the schema changed; otherwise as `propose`.
+    pub async fn propose_validated(
+        &self,
+        tenant: &Tenant,
+        batch: WriteBatch,
+        schema_since: Revision,
+    ) -> Result<ApplyOutcome, ApiError> {
+        let cmd = Command::Write {
+            tenant: tenant.clone(),
+            batch,
+            expected_schema_since: Some(schema_since),
+            unchanged_since: None,
+        };
+        outcome(self.submit(Request::now(cmd)).await?)
+    }
+
+    /// Builds a batch from the state it will apply on (`plan` sees the
+    /// store and its applied revision) and commits it only if the tenant did
+    /// not change after that revision — checked when the entry is applied,
+    /// identically on every replica — so a precondition `plan` checks
+    /// (schema version, orphaned relationships, copied tuples) cannot go
+    /// stale. If another write to the tenant slipped in, plans again (up to
+    /// [`PLAN_ATTEMPTS`] times).
+    ///
+    /// # Errors
+    /// `plan`'s error (nothing proposed), the batch's rejection,
+    /// FAILED_PRECONDITION when the tenant kept changing, UNAVAILABLE
+    /// without a leader.
+    pub async fn propose_planned<T: Send + 'static>(
+        &self,
+        tenant: &Tenant,
+        plan: impl Fn(&RocksStore, Revision) -> Result<(WriteBatch, T), ApiError>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Result<(ApplyOutcome, T), ApiError> {
+        let plan = Arc::new(plan);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let store = self.sm.store().clone();
+            let plan = plan.clone();
+            let (applied, batch, extra) = tokio::task::spawn_blocking(move || {
+                let applied = store.applied_revision();
+                let (batch, extra) = plan(&store, applied)?;
+                Ok::<_, ApiError>((applied, batch, extra))
+            })
+            .await
+            .map_err(|e| ApiError::Internal(format!("plan task failed: {e}")))??;
+            let cmd = Command::Write {
+                tenant: tenant.clone(),
+                batch,
+                expected_schema_since: None,
+                unchanged_since: Some(applied),
+            };
+            match self.submit(Request::now(cmd)).await? {
+                Response::Rejected {
+                    rejection: Rejection::ChangedSincePlan { .. },
+                    ..
+                } if attempt < PLAN_ATTEMPTS => {
+                    tracing::debug!(attempt, "tenant changed while planning; planning again");
+                }
+                response => return outcome(response).map(|o| (o, extra)),
+            }
+        }
+    }
+
+    /// Loads `tuples` for `tenant` at the next revision (bulk import).
+    ///
+    /// # Errors
+    /// A malformed tuple, UNAVAILABLE without a leader.
+    pub async fn import(
+        &self,
+        tenant: &Tenant,
+        tuples: Vec<Tuple>,
+    ) -> Result<ApplyOutcome, ApiError> {
+        let cmd = Command::Import {
+            tenant: tenant.clone(),
+            tuples,
+        };
+        outcome(self.submit(Request::now(cmd)).await?)
+    }
+
+    /// Creates a tenant on every node.
+    ///
+    /// # Errors
+    /// Invalid name, existing tenant, UNAVAILABLE without a leader.
+    pub async fn create_tenant(&self, name: &str) -> Result<Revision, ApiError> {
+        let cmd = Command::CreateTenant {
+            name: name.to_string(),
+        };
+        outcome(self.submit(Request::now(cmd)).await?).map(|o| o.revision)
+    }
+
+    /// Deletes every relationship of `tenant` and removes it, on every node.
+    ///
+    /// # Errors
+    /// Default or unknown tenant, UNAVAILABLE without a leader.
+    pub async fn delete_tenant(&self, tenant: &Tenant) -> Result<ApplyOutcome, ApiError> {
+        let cmd = Command::DeleteTenant {
+            tenant: tenant.clone(),
+        };
+        outcome(self.submit(Request::now(cmd)).await?)
+    }
+
+    /// The linearizable read index: the leader confirms it still leads and
+    /// answers its commit index (followers ask the leader).
+    ///
+    /// # Errors
+    /// UNAVAILABLE when the leader cannot be confirmed.
+    pub async fn read_index(&self) -> Result<Revision, ApiError> {
+        let leader = self.wait_for_leader(LEADER_WAIT).await?;
+        if leader == self.node_id {
+            return match self.raft.ensure_linearizable().await {
+                Ok(id) => Ok(Revision(id.map_or(0, |l| l.index))),
+                Err(e) => Err(unavailable(format!("cannot confirm leadership: {e}"))),
+            };
+        }
+        let client = self.leader_client(leader)?;
+        let reply = client
+            .call(Rpc::ReadIndex, Vec::new(), FORWARD_TIMEOUT)
+            .await
+            .map_err(|s| {
+                unavailable(format!(
+                    "leader {leader} unreachable for a read index: {}",
+                    s.message()
+                ))
+            })?;
+        let result: Result<u64, String> =
+            serde_json::from_slice(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+        result.map(Revision).map_err(unavailable)
+    }
+
+    /// Whether this node's applied state is known to be within
+    /// `max_staleness` of the leader's commit: the leader heard from a
+    /// quorum that recently; a follower was replicated to that recently and
+    /// has applied what the leader had committed then.
+    pub fn is_fresh(&self, max_staleness: Duration) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        match m.state {
+            ServerState::Leader => {
+                let alone = m
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .eq([self.node_id]);
+                alone
+                    || m.millis_since_quorum_ack
+                        .is_some_and(|ms| u128::from(ms) < max_staleness.as_millis())
+            }
+            _ => self
+                .contact
+                .staleness(applied)
+                .is_some_and(|age| age < max_staleness),
+        }
+    }
+
+    /// The zookie cluster id.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// This node's view of the cluster as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members: Vec<serde_json::Value> = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|l| l.index);
+                serde_json::json!({
+                    "id": id,
+                    "address": node.addr,
+                    "role": if voters.contains(id) { "voter" } else { "learner" },
+                    "matched_index": matched,
+                })
+            })
+            .collect();
+        let (built, installed) = self.sm.snapshot_counts();
+        serde_json::json!({
+            "node_id": self.node_id,
+            "state": format!("{:?}", m.state),
+            "leader_id": m.current_leader,
+            "term": m.current_term,
+            "last_log_index": m.last_log_index,
+            "applied_index": m.last_applied.map(|l| l.index),
+            "snapshot_index": m.snapshot.map(|l| l.index),
+            "purged_index": m.purged.map(|l| l.index),
+            "millis_since_quorum_ack": m.millis_since_quorum_ack,
+            "snapshots_built": built,
+            "snapshots_installed": installed,
+            "cluster_id": self.cluster_id.to_string(),
+            "members": members,
+        })
+    }
+
+    /// Runs an admin request here, or on the leader when it must.
+    ///
+    /// # Errors
+    /// A message saying what failed.
+    pub async fn admin(&self, req: AdminRequest) -> Result<serde_json::Value, String> {
+        if matches!(req, AdminRequest::Status) {
+            return Ok(self.status());
+        }
+        let leader = self
+            .wait_for_leader(LEADER_WAIT)
+            .await
+            .map_err(|e| e.to_string())?;
+        if leader != self.node_id {
+            let client = self.leader_client(leader).map_err(|e| e.to_string())?;
+            let data = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+            let reply = client
+                .call(Rpc::Admin, data, Duration::from_secs(60))
+                .await
+                .map_err(|s| format!("leader {leader}: {}", s.message()))?;
+            return serde_json::from_slice::<Result<serde_json::Value, String>>(&reply)
+                .map_err(|e| e.to_string())?;
+        }
+        let err = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| e.to_string();
+        match req {
+            AdminRequest::Status => {}
+            AdminRequest::AddLearner { id, addr } => {
+                self.raft
+                    .add_learner(id, BasicNode::new(addr), true)
+                    .await
+                    .map_err(err)?;
+            }
+            AdminRequest::Promote { id } => {
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(err)?;
+            }
+            AdminRequest::Remove { id } => {
+                let m = self.raft.metrics().borrow().clone();
+                if m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == id)
+                {
+                    self.raft
+                        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                        .await
+                        .map_err(err)?;
+                }
+                self.raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(err)?;
+            }
+            AdminRequest::Join { id, addr } => {
+                self.raft
+                    .add_learner(id, BasicNode::new(addr), true)
+                    .await
+                    .map_err(err)?;
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        Ok(self.status())
+    }
+}
+
+#[tonic::async_trait]
+impl InternalHandler for RaftCommitter {
+    async fn forward(&self, data: &[u8]) -> Vec<u8> {
+        let result: Result<Response, String> = match serde_json::from_slice::<Request>(data) {
+            Err(e) => Err(format!("malformed forwarded command: {e}")),
+            Ok(request) => match self.raft.client_write(request).await {
+                Ok(r) => Ok(r.data),
+                Err(e) => Err(format!("node {} could not commit: {e}", self.node_id)),
+            },
+        };
+        serde_json::to_vec(&result).unwrap_or_default()
+    }
+
+    async fn read_index(&self) -> Vec<u8> {
+        let result: Result<u64, String> = match self.raft.ensure_linearizable().await {
+            Ok(id) => Ok(id.map_or(0, |l| l.index)),
+            Err(e) => Err(format!(
+                "node {} cannot confirm leadership: {e}",
+                self.node_id
+            )),
+        };
+        serde_json::to_vec(&result).unwrap_or_default()
+    }
+
+    async fn admin(&self, data: &[u8]) -> Vec<u8> {
+        let result = match serde_json::from_slice::<AdminRequest>(data) {
+            Err(e) => Err(format!("malformed admin request: {e}")),
+            Ok(req) => RaftCommitter::admin(self, req).await,
+        };
+        serde_json::to_vec(&result).unwrap_or_default()
+    }
+}

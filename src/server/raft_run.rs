@@ -1,0 +1,120 @@
+//! The Raft parts of the server lifecycle: the internal service on
+//! `--raft-addr`, joining a cluster, waiting for a leader, stopping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
+
+use super::config::ServerSettings;
+use super::raft_commit::AdminRequest;
+use super::raft_net::{pb, InternalService, PeerClient, Rpc};
+use super::run::ServerError;
+use super::state::AppState;
+
+/// The running internal service.
+pub(crate) struct InternalServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Binds and serves the internal service when `--raft-addr` is set.
+pub(crate) async fn serve_internal(
+    state: &Arc<AppState>,
+    settings: &ServerSettings,
+) -> Result<Option<InternalServer>, ServerError> {
+    let Some(addr) = settings.cluster.raft_addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let committer = state.committer.clone();
+    let service = InternalService::new(
+        committer.raft().clone(),
+        settings.cluster.cluster_key.clone(),
+        committer.contact(),
+        Arc::new(committer),
+    );
+    // Small request/response messages: no Nagle delay on accepted sockets.
+    let incoming = TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .add_service(
+            pb::raft_internal_server::RaftInternalServer::new(service)
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+        )
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopped.await;
+        });
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "raft service failed");
+        }
+    });
+    println!("raft listening on {addr}");
+    Ok(Some(InternalServer { stop, task }))
+}
+
+/// Joins the cluster (`--join`), or for a single node waits until it leads,
+/// so that "ready" means writes are accepted.
+pub(crate) async fn settle(state: &AppState, settings: &ServerSettings) -> Result<(), ServerError> {
+    let c = &settings.cluster;
+    let fail = |message: String| ServerError::DataDir {
+        path: settings.data_dir.display().to_string(),
+        message,
+    };
+    if let (Some(join), Some(addr)) = (&c.join, c.raft_addr) {
+        let already = state
+            .committer
+            .raft()
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&c.node_id)
+            .is_some();
+        if !already {
+            let client = PeerClient::new(join, c.cluster_key.as_deref()).map_err(fail)?;
+            let req = AdminRequest::Join {
+                id: c.node_id,
+                addr: addr.to_string(),
+            };
+            let data = serde_json::to_vec(&req).map_err(|e| fail(e.to_string()))?;
+            let reply = client
+                .call(Rpc::Admin, data, Duration::from_secs(120))
+                .await
+                .map_err(|s| fail(format!("--join {join}: {}", s.message())))?;
+            let result: Result<serde_json::Value, String> =
+                serde_json::from_slice(&reply).map_err(|e| fail(e.to_string()))?;
+            result.map_err(|e| fail(format!("--join {join}: {e}")))?;
+            tracing::info!(node_id = c.node_id, %join, "joined the cluster");
+        }
+    } else if !c.is_multi_node() {
+        state
+            .committer
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Stops the internal service and Raft.
+pub(crate) async fn stop(state: &AppState, server: Option<InternalServer>) {
+    if let Err(e) = state.committer.raft().shutdown().await {
+        tracing::warn!(error = %e, "raft did not shut down cleanly");
+    }
+    if let Some(s) = server {
+        let _ = s.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.task).await;
+    }
+}

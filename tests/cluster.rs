@@ -1,0 +1,747 @@
+//! Three real `verdict serve` processes on loopback forming a Raft cluster:
+//! writes on followers, the new-enemy guarantee across nodes, kill -9 of
+//! the leader under write load, and a follower catching up through a
+//! snapshot after the log was compacted.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio_stream::StreamExt;
+use verdict::api::pb;
+use verdict::api::pb::permission_service_client::PermissionServiceClient;
+use verdict::api::pb::relationship_service_client::RelationshipServiceClient;
+use verdict::api::pb::schema_service_client::SchemaServiceClient;
+
+const KEY: &str = "test-cluster-key";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One node; killed on drop so a failing test never leaks it.
+struct Node {
+    id: u64,
+    dir: PathBuf,
+    grpc: u16,
+    http: u16,
+    raft: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    fn raft_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.raft)
+    }
+
+    fn start(&mut self, initial_cluster: &str, snapshot_logs: u64) {
+        let args = vec![
+            "--initial-cluster".to_string(),
+            initial_cluster.to_string(),
+            "--snapshot-logs".to_string(),
+            snapshot_logs.to_string(),
+            "--sync-writes".to_string(),
+            std::env::var("CLUSTER_SYNC_WRITES").unwrap_or_else(|_| "false".into()),
+        ];
+        self.start_with(&args);
+    }
+
+    fn start_with(&mut self, cluster_args: &[String]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
+            .args(["--node-id", &self.id.to_string()])
+            .args(["--raft-addr", &self.raft_addr()])
+            .args(cluster_args)
+            .args(["--cluster-key", KEY])
+            .args(["--max-wait", "5s", "--max-staleness", "1s"])
+            .arg("--insecure-no-auth")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("verdict serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line == "ready" => break,
+                Ok(_) => {}
+                Err(e) => panic!("node {} did not get ready: {e}", self.id),
+            }
+        }
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    initial: String,
+    snapshot_logs: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(snapshot_logs: u64) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut nodes: Vec<Node> = (1..=3)
+            .map(|id| Node {
+                id,
+                dir: dir.path().join(format!("n{id}")),
+                grpc: free_port(),
+                http: free_port(),
+                raft: free_port(),
+                child: None,
+            })
+            .collect();
+        let initial = nodes
+            .iter()
+            .map(|n| format!("{}={}", n.id, n.raft_addr()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for n in &mut nodes {
+            n.start(&initial, snapshot_logs);
+        }
+        Cluster {
+            nodes,
+            initial,
+            snapshot_logs,
+            _dir: dir,
+        }
+    }
+
+    fn node(&mut self, id: u64) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    fn restart(&mut self, id: u64) {
+        let (initial, logs) = (self.initial.clone(), self.snapshot_logs);
+        self.node(id).start(&initial, logs);
+    }
+}
+
+/// `verdict cluster status --json` through node `via`.
+fn status(via: &Node) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args(["cluster", "status", "--json", "--raft-endpoint"])
+        .arg(via.raft_addr())
+        .args(["--cluster-key", KEY])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Waits (bounded) for a leader other than `not`, as seen through `via`.
+fn wait_leader(via: &Node, not: Option<u64>, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = status(via) {
+            if let Some(l) = s["leader_id"].as_u64() {
+                if Some(l) != not {
+                    let leader_reachable = s["members"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().any(|m| m["id"] == l && m["reachable"] == true));
+                    if leader_reachable {
+                        return l;
+                    }
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no new leader within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn at_least(z: &pb::Zookie) -> Option<pb::Consistency> {
+    Some(pb::Consistency {
+        requirement: Some(pb::consistency::Requirement::AtLeastAsFresh(z.clone())),
+    })
+}
+
+fn full() -> Option<pb::Consistency> {
+    Some(pb::Consistency {
+        requirement: Some(pb::consistency::Requirement::FullyConsistent(true)),
+    })
+}
+
+const SCHEMA: &str = "definition user {}
+definition doc {
+    relation viewer: user
+    permission view = viewer
+}";
+
+async fn write_schema(endpoint: &str) -> pb::Zookie {
+    let mut c = SchemaServiceClient::connect(endpoint.to_string())
+        .await
+        .expect("connect");
+    c.write_schema(pb::WriteSchemaRequest {
+        tenant: String::new(),
+        schema: SCHEMA.into(),
+        expected_version: 0,
+        comment: String::new(),
+    })
+    .await
+    .expect("schema write")
+    .into_inner()
+    .written_at
+    .expect("zookie")
+}
+
+async fn create(endpoint: &str, tuple: &str) -> Result<pb::Zookie, tonic::Status> {
+    let mut c = RelationshipServiceClient::connect(endpoint.to_string())
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let t = verdict_storage::Tuple::parse(tuple).expect("tuple");
+    let r = c
+        .write_relationships(pb::WriteRelationshipsRequest {
+            tenant: String::new(),
+            updates: vec![pb::RelationshipUpdate {
+                operation: pb::relationship_update::Operation::Create as i32,
+                relationship: Some(verdict::api::convert::tuple_to_pb(&t)),
+            }],
+            preconditions: Vec::new(),
+        })
+        .await?;
+    r.into_inner()
+        .written_at
+        .ok_or_else(|| tonic::Status::internal("no zookie"))
+}
+
+/// A check that must be answered; UNAVAILABLE (a node still catching up
+/// past `--max-wait`, never a stale answer) is retried for up to 30 s.
+async fn check(endpoint: &str, tuple: &str, consistency: Option<pb::Consistency>) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match check_status(endpoint, tuple, consistency.clone()).await {
+            Ok(p) => return p,
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => panic!("check {tuple} on {endpoint}: {s}"),
+        }
+    }
+}
+
+/// Every `doc` relationship on a node, fully consistent, as text.
+async fn all_docs(endpoint: &str) -> Vec<String> {
+    let mut c = RelationshipServiceClient::connect(endpoint.to_string())
+        .await
+        .expect("connect");
+    let mut stream = c
+        .read_relationships(pb::ReadRelationshipsRequest {
+            tenant: String::new(),
+            consistency: full(),
+            filter: Some(pb::RelationshipFilter {
+                resource_type: "doc".into(),
+                ..Default::default()
+            }),
+            limit: 0,
+            cursor: String::new(),
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(item) = stream.next().await {
+        let r = item.expect("read item").relationship.expect("relationship");
+        let t = verdict::api::convert::tuple_from_pb(&r, "relationship").expect("tuple");
+        out.push(t.to_string());
+    }
+    out
+}
+
+const ALLOWED: i32 = pb::Permissionship::Allowed as i32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_writes_new_enemy_and_leader_kill9_under_load() {
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let follower = if leader == 1 { 2 } else { 1 };
+
+    // Schema and a relationship written through a follower (forwarded).
+    let z0 = write_schema(&cluster.node(follower).endpoint()).await;
+    for n in &cluster.nodes {
+        let _ = check(&n.endpoint(), "doc:x#view@user:nobody", at_least(&z0)).await;
+    }
+    let z = create(&cluster.node(follower).endpoint(), "doc:f#viewer@user:f")
+        .await
+        .expect("write on a follower");
+    for n in &cluster.nodes {
+        assert_eq!(
+            check(&n.endpoint(), "doc:f#view@user:f", at_least(&z)).await,
+            ALLOWED,
+            "node {} at_least_as_fresh(z) must see the follower's write",
+            n.id
+        );
+    }
+
+    // Write load on every node while the leader is killed.
+    let endpoints: Vec<String> = cluster.nodes.iter().map(Node::endpoint).collect();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(async move {
+        let mut acked: Vec<(String, pb::Zookie)> = Vec::new();
+        let mut attempted: BTreeSet<String> = BTreeSet::new();
+        let mut i = 0u64;
+        while !*stop_rx.borrow_and_update() {
+            let tuple = format!("doc:w{i}#viewer@user:u{i}");
+            attempted.insert(tuple.clone());
+            let endpoint = &endpoints[(i % 3) as usize];
+            let attempt =
+                tokio::time::timeout(Duration::from_secs(15), create(endpoint, &tuple)).await;
+            if let Ok(Ok(z)) = attempt {
+                acked.push((tuple, z));
+            }
+            i += 1;
+        }
+        (acked, attempted)
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Instant::now();
+    cluster.node(leader).kill9();
+    let survivor = if leader == 3 { 2 } else { 3 };
+    let new_leader = tokio::task::block_in_place(|| {
+        wait_leader(
+            &cluster.nodes[(survivor - 1) as usize],
+            Some(leader),
+            Duration::from_secs(15),
+        )
+    });
+    let failover = killed_at.elapsed();
+    assert_ne!(new_leader, leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = stop_tx.send(true);
+    let (acked, attempted) = writer.await.expect("writer");
+    assert!(
+        acked.len() >= 5,
+        "too few acknowledged writes: {}",
+        acked.len()
+    );
+    println!(
+        "failover took {failover:?}; {} acked of {} attempted",
+        acked.len(),
+        attempted.len()
+    );
+    assert!(
+        failover < Duration::from_secs(10),
+        "failover took {failover:?}"
+    );
+
+    cluster.restart(leader);
+    // Every acknowledged write is visible on every node at its zookie.
+    for n in &cluster.nodes {
+        for (tuple, z) in &acked {
+            let check_tuple = tuple.replace("#viewer@", "#view@");
+            assert_eq!(
+                check(&n.endpoint(), &check_tuple, at_least(z)).await,
+                ALLOWED,
+                "node {}: acknowledged {tuple} missing",
+                n.id
+            );
+        }
+    }
+    // Identical state everywhere; acked ⊆ state ⊆ attempted; no duplicates.
+    let reference = all_docs(&cluster.nodes[0].endpoint()).await;
+    let set: BTreeSet<String> = reference.iter().cloned().collect();
+    assert_eq!(set.len(), reference.len(), "a relationship appears twice");
+    for n in &cluster.nodes[1..] {
+        assert_eq!(
+            all_docs(&n.endpoint()).await,
+            reference,
+            "node {} differs",
+            n.id
+        );
+    }
+    for (tuple, _) in &acked {
+        assert!(set.contains(tuple), "acknowledged {tuple} lost");
+    }
+    for t in set.iter().filter(|t| t.starts_with("doc:w")) {
+        assert!(attempted.contains(t), "{t} was never written");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_follower_catches_up_through_a_snapshot() {
+    let mut cluster = Cluster::start(20);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let follower = if leader == 3 { 2 } else { 3 };
+    let leader_endpoint = cluster.node(leader).endpoint();
+    write_schema(&leader_endpoint).await;
+    cluster.node(follower).kill9();
+    let mut last = None;
+    for i in 0..120 {
+        last = Some(
+            create(&leader_endpoint, &format!("doc:s{i}#viewer@user:u{i}"))
+                .await
+                .expect("write with one follower down"),
+        );
+    }
+    let last = last.expect("zookie");
+    cluster.restart(follower);
+    let f = cluster.node(follower).endpoint();
+    assert_eq!(
+        check(&f, "doc:s119#view@user:u119", at_least(&last)).await,
+        ALLOWED,
+        "the restarted follower must reach the last write"
+    );
+    assert_eq!(
+        check(&f, "doc:s0#view@user:u0", at_least(&last)).await,
+        ALLOWED
+    );
+    let s = status(cluster.node(follower)).expect("status");
+    let own = s["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["id"] == follower).cloned())
+        .expect("follower listed");
+    assert!(own["applied_index"].as_u64().unwrap_or(0) >= 120);
+    // Its own metrics say it installed a snapshot (the log was compacted).
+    let metrics = reqwest_metrics(cluster.node(follower).http).await;
+    let installed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("verdict_raft_snapshots_installed_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("snapshot metric");
+    assert!(installed >= 1, "expected a snapshot install:\n{metrics}");
+    assert_eq!(all_docs(&f).await, all_docs(&leader_endpoint).await);
+}
+
+/// GET /metrics with a bare HTTP/1.0 request (no client dependency).
+async fn reqwest_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("http connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.expect("response");
+    body
+}
+
+async fn check_status(
+    endpoint: &str,
+    tuple: &str,
+    consistency: Option<pb::Consistency>,
+) -> Result<i32, tonic::Status> {
+    let mut c = PermissionServiceClient::connect(endpoint.to_string())
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let t = verdict_storage::Tuple::parse(tuple).expect("tuple");
+    Ok(c.check(pb::CheckRequest {
+        tenant: String::new(),
+        consistency,
+        resource: Some(verdict::api::convert::object_to_pb(&t.resource)),
+        permission: t.relation.clone(),
+        subject: Some(verdict::api::convert::subject_to_pb(&t.subject)),
+        context: None,
+        with_trace: false,
+    })
+    .await?
+    .into_inner()
+    .permissionship)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_leader_refuses_stale_reads_and_writes() {
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let z = write_schema(&cluster.node(leader).endpoint()).await;
+    let lone = if leader == 1 { 2 } else { 1 };
+    let lone_endpoint = cluster.node(lone).endpoint();
+    assert!(
+        check_status(&lone_endpoint, "doc:a#view@user:a", at_least(&z))
+            .await
+            .is_ok()
+    );
+    // Kill everyone else: the lone node cannot reach a leader any more.
+    for id in 1..=3 {
+        if id != lone {
+            cluster.node(id).kill9();
+        }
+    }
+    // Past --max-staleness (1s) a minimize_latency read must not be served
+    // from its old state.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stale = check_status(&lone_endpoint, "doc:a#view@user:a", None).await;
+    assert_eq!(stale.map_err(|s| s.code()), Err(tonic::Code::Unavailable));
+    let full_read = check_status(&lone_endpoint, "doc:a#view@user:a", full()).await;
+    assert_eq!(
+        full_read.map_err(|s| s.code()),
+        Err(tonic::Code::Unavailable)
+    );
+    let write = create(&lone_endpoint, "doc:a#viewer@user:a").await;
+    assert_eq!(write.map_err(|s| s.code()), Err(tonic::Code::Unavailable));
+    // It still answers what it can prove: at_least_as_fresh of a revision it has.
+    assert!(
+        check_status(&lone_endpoint, "doc:a#view@user:a", at_least(&z))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_node_joins_then_is_removed() {
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let z = write_schema(&cluster.node(leader).endpoint()).await;
+    let dir = cluster._dir.path().join("n4");
+    let mut fourth = Node {
+        id: 4,
+        dir,
+        grpc: free_port(),
+        http: free_port(),
+        raft: free_port(),
+        child: None,
+    };
+    let join = cluster.nodes[0].raft_addr();
+    fourth.start_with(&["--join".to_string(), join]);
+    // It caught up with the schema and holds the cluster's zookies.
+    assert!(
+        check_status(&fourth.endpoint(), "doc:a#view@user:a", at_least(&z))
+            .await
+            .is_ok()
+    );
+    let s = status(&cluster.nodes[0]).expect("status");
+    let members = s["members"].as_array().cloned().unwrap_or_default();
+    assert_eq!(members.len(), 4, "{s}");
+    assert!(
+        members.iter().any(|m| m["id"] == 4 && m["role"] == "voter"),
+        "{s}"
+    );
+    // A write on the new node is forwarded and replicated.
+    let zw = create(&fourth.endpoint(), "doc:j#viewer@user:j")
+        .await
+        .expect("write via node 4");
+    assert_eq!(
+        check(
+            &cluster.nodes[0].endpoint(),
+            "doc:j#view@user:j",
+            at_least(&zw)
+        )
+        .await,
+        ALLOWED
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .args([
+            "cluster",
+            "remove",
+            "--id",
+            "4",
+            "--json",
+            "--raft-endpoint",
+        ])
+        .arg(cluster.nodes[0].raft_addr())
+        .args(["--cluster-key", KEY])
+        .output()
+        .expect("cluster remove");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ids: Vec<u64> = s["members"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|m| m["id"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, vec![1, 2, 3], "{s}");
+}
+
+/// Sequential write latency, one node vs three (run with `--ignored
+/// --nocapture`; `CLUSTER_SYNC_WRITES=true` to fsync the Raft log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_write_latency_one_vs_three_nodes() {
+    async fn run(endpoint: &str, label: &str) {
+        write_schema(endpoint).await;
+        let mut c = RelationshipServiceClient::connect(endpoint.to_string())
+            .await
+            .expect("connect");
+        let mut lat = Vec::new();
+        let started = Instant::now();
+        for i in 0..300 {
+            let t = verdict_storage::Tuple::parse(&format!("doc:m{i}#viewer@user:u{i}"))
+                .expect("tuple");
+            let one = Instant::now();
+            c.write_relationships(pb::WriteRelationshipsRequest {
+                tenant: String::new(),
+                updates: vec![pb::RelationshipUpdate {
+                    operation: pb::relationship_update::Operation::Touch as i32,
+                    relationship: Some(verdict::api::convert::tuple_to_pb(&t)),
+                }],
+                preconditions: Vec::new(),
+            })
+            .await
+            .expect("write");
+            lat.push(one.elapsed());
+        }
+        let total = started.elapsed();
+        lat.sort();
+        println!(
+            "{label}: {:.0} writes/s sequential, p50 {:?}, p99 {:?}",
+            300.0 / total.as_secs_f64(),
+            lat[150],
+            lat[297]
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut single = Node {
+        id: 1,
+        dir: dir.path().join("single"),
+        grpc: free_port(),
+        http: free_port(),
+        raft: free_port(),
+        child: None,
+    };
+    let sync = std::env::var("CLUSTER_SYNC_WRITES").unwrap_or_else(|_| "false".into());
+    single.start_with(&["--sync-writes".to_string(), sync]);
+    run(&single.endpoint(), "1 node").await;
+    single.kill9();
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    run(&cluster.node(leader).endpoint(), "3 nodes (leader)").await;
+}
+
+/// Watch events from `node` starting after `start`, until `want` changes.
+async fn watch_changes(
+    endpoint: &str,
+    start: &pb::Zookie,
+    want: usize,
+) -> Vec<(String, pb::Zookie)> {
+    let mut w = pb::watch_service_client::WatchServiceClient::connect(endpoint.to_string())
+        .await
+        .expect("connect");
+    let mut stream = w
+        .watch(pb::WatchRequest {
+            tenant: String::new(),
+            optional_start: Some(start.clone()),
+            optional_resource_types: Vec::new(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut seen = Vec::new();
+    while seen.len() < want {
+        let next = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("watch delivers within 10s")
+            .expect("stream open")
+            .expect("no error");
+        let through = next.changes_through.clone().unwrap_or_default();
+        for c in next.changes {
+            let t =
+                verdict::api::convert::tuple_from_pb(c.relationship.as_ref().expect("rel"), "r")
+                    .expect("tuple");
+            seen.push((
+                format!("{} {t} {}", c.operation, c.event_id),
+                through.clone(),
+            ));
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_works_on_every_node_and_resumes_on_another() {
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let z0 = write_schema(&cluster.node(leader).endpoint()).await;
+    let followers: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+    let (fa, fb) = (
+        cluster.node(followers[0]).endpoint(),
+        cluster.node(followers[1]).endpoint(),
+    );
+    let leader_endpoint = cluster.node(leader).endpoint();
+    let watcher = tokio::spawn({
+        let fa = fa.clone();
+        let z0 = z0.clone();
+        async move { watch_changes(&fa, &z0, 3).await }
+    });
+    let mut zookies = Vec::new();
+    for i in 0..3 {
+        zookies.push(
+            create(&leader_endpoint, &format!("doc:v{i}#viewer@user:u{i}"))
+                .await
+                .expect("write"),
+        );
+    }
+    let on_a = watcher.await.expect("watcher");
+    let events: Vec<&String> = on_a.iter().map(|(e, _)| e).collect();
+    assert!(events[0].contains("doc:v0#viewer@user:u0"), "{events:?}");
+    assert!(events[2].contains("doc:v2#viewer@user:u2"), "{events:?}");
+    // Resume on the other follower after the first change: the same events follow.
+    let resumed = watch_changes(&fb, &zookies[0], 2).await;
+    let resumed: Vec<&String> = resumed.iter().map(|(e, _)| e).collect();
+    assert_eq!(resumed, events[1..].to_vec());
+}
+
+#[test]
+fn a_multi_node_cluster_without_a_cluster_key_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raft = format!("127.0.0.1:{}", free_port());
+    let other = format!("127.0.0.1:{}", free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("n1"))
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--node-id", "1", "--raft-addr", &raft])
+        .args(["--initial-cluster", &format!("1={raft},2={other}")])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cluster-key"), "{err}");
+    // A node id missing from --initial-cluster is a usage error naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path().join("n3"))
+        .args(["--node-id", "3", "--raft-addr", &raft])
+        .args(["--initial-cluster", &format!("1={raft},2={other}")])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--node-id 3"));
+}
