@@ -69,11 +69,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let dir = settings.data_dir.clone();
-    if settings.ops.admin_key.is_none() && !settings.insecure_no_auth {
-        return Err(ServerError::Config(
-            "refusing to start without authentication: pass --admin-key KEY (or VERDICT_ADMIN_KEY) to require API keys, or --insecure-no-auth for development".into(),
-        ));
-    }
     if settings.cluster.is_multi_node()
         && settings.cluster.cluster_key.is_none()
         && !settings.insecure_no_auth
@@ -82,6 +77,11 @@ pub async fn run(
             path: dir.display().to_string(),
             message: "a multi-node cluster needs --cluster-key (or --insecure-no-auth)".into(),
         });
+    }
+    if settings.ops.admin_key.is_none() && !settings.insecure_no_auth {
+        return Err(ServerError::Config(
+            "refusing to start without authentication: pass --admin-key KEY (or VERDICT_ADMIN_KEY) to require API keys, or --insecure-no-auth for development".into(),
+        ));
     }
     let http_tls = match &settings.ops.tls {
         Some((cert, key)) => Some(super::tls::acceptor(cert, key).map_err(ServerError::Config)?),
