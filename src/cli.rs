@@ -65,6 +65,10 @@ pub enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Tenant(commands::tenant::TenantCommand),
+    /// Load a workload into a server and measure it over gRPC.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
     /// Run a single node on an embedded data directory (gRPC + HTTP).
     #[cfg(feature = "server")]
     Serve(crate::server::config::ServeArgs),
@@ -160,6 +164,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tenant(command) => commands::tenant::run(&command),
         #[cfg(feature = "server")]
         Command::Validate(args) => validate(&args),
+        #[cfg(feature = "server")]
+        Command::Bench(command) => commands::bench::run(&command),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve(&args),
     }
