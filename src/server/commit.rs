@@ -10,6 +10,7 @@ use verdict_storage::{
 };
 
 use crate::api::error::ApiError;
+use crate::engine::DecisionCache;
 
 /// Serialises writes and announces each applied revision.
 #[derive(Debug)]
@@ -17,6 +18,9 @@ pub struct LocalCommitter {
     store: Arc<RocksStore>,
     lock: Mutex<()>,
     applied: watch::Sender<Revision>,
+    /// Told what each batch may change before it is applied (so cached
+    /// answers about other keys stay usable at the new revision).
+    cache: Option<Arc<DecisionCache>>,
 }
 
 impl LocalCommitter {
@@ -27,7 +31,14 @@ impl LocalCommitter {
             store,
             lock: Mutex::new(()),
             applied,
+            cache: None,
         }
+    }
+
+    /// Announces every batch to `cache`'s write log before applying it.
+    pub fn with_cache(mut self, cache: Arc<DecisionCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Follows the applied revision (for watch and waits).
@@ -48,8 +59,12 @@ impl LocalCommitter {
         let _turn = self.lock.lock().await;
         let store = self.store.clone();
         let tenant = tenant.clone();
+        let cache = self.cache.clone();
         let result = tokio::task::spawn_blocking(move || {
             let revision = store.applied_revision().next();
+            if let Some(c) = &cache {
+                c.note_batch(tenant.as_str(), revision.0, &batch);
+            }
             store.apply(&tenant, revision, &batch)
         })
         .await
@@ -74,6 +89,7 @@ impl LocalCommitter {
         let _turn = self.lock.lock().await;
         let store = self.store.clone();
         let tenant = tenant.clone();
+        let cache = self.cache.clone();
         let result = tokio::task::spawn_blocking(move || {
             let applied = store.applied_revision();
             let active = store.schema_at(&tenant, applied)?.map(|s| s.revision);
@@ -81,6 +97,9 @@ impl LocalCommitter {
                 return Err(ApiError::FailedPrecondition(
                     "the tenant's schema changed while this write was being validated; retry the write".into(),
                 ));
+            }
+            if let Some(c) = &cache {
+                c.note_batch(tenant.as_str(), applied.next().0, &batch);
             }
             Ok(store.apply(&tenant, applied.next(), &batch)?)
         })
@@ -102,8 +121,12 @@ impl LocalCommitter {
         let _turn = self.lock.lock().await;
         let store = self.store.clone();
         let tenant = tenant.clone();
+        let cache = self.cache.clone();
         let result = tokio::task::spawn_blocking(move || {
             let revision = store.applied_revision().next();
+            if let Some(c) = &cache {
+                c.note_import(tenant.as_str(), revision.0, tuples.iter());
+            }
             store.bulk_import(&tenant, revision, &mut tuples.into_iter())
         })
         .await

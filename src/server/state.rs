@@ -81,12 +81,13 @@ impl AppState {
         cluster_id: u64,
         settings: ServerSettings,
     ) -> Self {
+        let cache = Arc::new(DecisionCache::new(settings.cache_bytes).with_write_log());
         AppState {
-            committer: LocalCommitter::new(store.clone()),
+            committer: LocalCommitter::new(store.clone()).with_cache(cache.clone()),
             store,
             tenants,
             zookies: ZookieCodec::new(cluster_id),
-            cache: Arc::new(DecisionCache::new(settings.cache_bytes)),
+            cache,
             settings,
             engines: Mutex::new(HashMap::new()),
             quantized: Mutex::new(None),
@@ -154,9 +155,15 @@ impl AppState {
             Some(Requirement::FullyConsistent(_)) => Ok(self.store.applied_revision()),
             Some(Requirement::AtLeastAsFresh(z)) => {
                 let wanted = self.decode(z, "consistency.at_least_as_fresh")?;
+                // Any snapshot at or after `wanted` is correct; the shared
+                // quantized one keeps requests on one revision (Zanzibar).
+                let quantized = self.quantized_revision();
+                if quantized >= wanted {
+                    return Ok(quantized);
+                }
                 self.wait_for(wanted, "consistency.at_least_as_fresh")
                     .await?;
-                Ok(self.store.applied_revision().max(wanted))
+                Ok(self.advance_quantized(wanted))
             }
             Some(Requirement::AtExactSnapshot(z)) => {
                 let wanted = self.decode(z, "consistency.at_exact_snapshot")?;
@@ -189,6 +196,19 @@ impl AppState {
                 revision
             }
         }
+    }
+
+    /// Moves the quantized revision up to the applied one (at least
+    /// `wanted`) and returns it.
+    fn advance_quantized(&self, wanted: Revision) -> Revision {
+        let revision = self.store.applied_revision().max(wanted);
+        if let Ok(mut q) = self.quantized.lock() {
+            match *q {
+                Some((_, current)) if current >= revision => return current,
+                _ => *q = Some((Instant::now(), revision)),
+            }
+        }
+        revision
     }
 
     /// The engine for the schema active for `tenant` at `revision`.
