@@ -98,7 +98,11 @@ impl WriteLog {
 
 /// One cached sub-problem: does `subject` have `relation` on
 /// `object_type:object_id` in `tenant` at `revision`?
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Equality and hashing ignore `revision`: the cache holds one entry per
+/// sub-problem and judges by its own revision whether it serves the
+/// requested one.
+#[derive(Debug, Clone)]
 pub struct DecisionKey {
     /// The tenant.
     pub tenant: String,
@@ -119,6 +123,37 @@ pub struct DecisionKey {
     pub subject_id: String,
     /// The subject relation, if a userset.
     pub subject_relation: Option<String>,
+}
+
+impl PartialEq for DecisionKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.schema == o.schema
+            && self.object_type == o.object_type
+            && self.relation == o.relation
+            && self.subject_type == o.subject_type
+            && self.object_id == o.object_id
+            && self.subject_id == o.subject_id
+            && self.subject_relation == o.subject_relation
+            && self.tenant == o.tenant
+    }
+}
+
+impl Eq for DecisionKey {}
+
+impl Hash for DecisionKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        (
+            &self.tenant,
+            self.schema,
+            self.object_type,
+            self.relation,
+            &self.object_id,
+            self.subject_type,
+            &self.subject_id,
+            &self.subject_relation,
+        )
+            .hash(h);
+    }
 }
 
 impl DecisionKey {
@@ -152,11 +187,45 @@ struct Entry {
     footprint: Footprint,
 }
 
+/// Two generations: inserts go to `map`; when it outgrows half the
+/// shard's budget it becomes `old` (the previous `old` is dropped), and a
+/// hit in `old` moves the entry back. Entries in use survive; a full
+/// shard never loses everything at once.
 #[derive(Default)]
 struct Shard {
-    /// Keyed with `revision` 0 (the entry holds its own).
+    /// Keys' revisions are not compared (the entry holds its own).
     map: HashMap<DecisionKey, Entry>,
     bytes: usize,
+    old: HashMap<DecisionKey, Entry>,
+    old_bytes: usize,
+}
+
+impl Shard {
+    fn put(&mut self, key: DecisionKey, entry: Entry, size: usize, budget: usize) {
+        if self.bytes + size > budget / 2 {
+            self.old = std::mem::take(&mut self.map);
+            self.old_bytes = std::mem::take(&mut self.bytes);
+        }
+        // Sizes of replaced entries are not subtracted: the budget errs
+        // towards turning generations early.
+        self.map.insert(key, entry);
+        self.bytes += size;
+    }
+
+    fn find(&mut self, key: &DecisionKey, budget: usize) -> Option<Entry> {
+        if let Some(e) = self.map.get(key) {
+            return Some(e.clone());
+        }
+        let (key, entry) = self.old.remove_entry(key)?;
+        let size = entry_size(&key, &entry);
+        self.old_bytes = self.old_bytes.saturating_sub(size);
+        self.put(key, entry.clone(), size, budget);
+        Some(entry)
+    }
+}
+
+fn entry_size(key: &DecisionKey, entry: &Entry) -> usize {
+    key.bytes() + entry.footprint.as_ref().map_or(0, |f| f.len() * 8)
 }
 
 /// A byte-bounded, sharded map of decided sub-problems.
@@ -272,13 +341,11 @@ impl DecisionCache {
     /// The cached answer valid at `key.revision`, with what it read.
     pub fn get_with_footprint(&self, key: &DecisionKey) -> Option<(Outcome, Footprint)> {
         let revision = key.revision;
-        let mut probe = key.clone();
-        probe.revision = 0;
         let entry = self
-            .shard(&probe)
+            .shard(key)
             .lock()
             .ok()
-            .and_then(|s| s.map.get(&probe).cloned());
+            .and_then(|mut s| s.find(key, self.shard_budget));
         let found = entry.and_then(|e| {
             let valid = e.revision == revision
                 || (e.revision < revision
@@ -319,23 +386,15 @@ impl DecisionCache {
         let Ok(mut shard) = self.shard(&key).lock() else {
             return;
         };
-        let size = key.bytes() + entry.footprint.as_ref().map_or(0, |f| f.len() * 8);
-        if shard.bytes + size > self.shard_budget {
-            shard.map.clear();
-            shard.bytes = 0;
-        }
-        // Sizes of replaced entries are not subtracted: the budget errs
-        // towards clearing early.
-        shard.map.insert(key, entry);
-        shard.bytes += size;
+        let size = entry_size(&key, &entry);
+        shard.put(key, entry, size, self.shard_budget);
     }
 
     /// Drops every entry.
     pub fn clear(&self) {
         for shard in &self.shards {
             if let Ok(mut s) = shard.lock() {
-                s.map.clear();
-                s.bytes = 0;
+                *s = Shard::default();
             }
         }
     }
@@ -345,8 +404,8 @@ impl DecisionCache {
         let (mut entries, mut bytes) = (0u64, 0u64);
         for shard in &self.shards {
             if let Ok(s) = shard.lock() {
-                entries += s.map.len() as u64;
-                bytes += s.bytes as u64;
+                entries += (s.map.len() + s.old.len()) as u64;
+                bytes += (s.bytes + s.old_bytes) as u64;
             }
         }
         CacheStats {
@@ -443,6 +502,22 @@ mod tests {
         }
         assert_eq!(cache.get(&key("a", 1, "d1")), Some(Outcome::Allowed));
         assert_eq!(cache.get(&key("a", 2, "d1")), None);
+    }
+
+    #[test]
+    fn entries_in_use_survive_generation_turns() {
+        let cache = DecisionCache::new(64 * 1024);
+        cache.insert(key("t", 1, "hot"), Outcome::Allowed);
+        for i in 0..20_000 {
+            cache.insert(key("t", 1, &format!("doc{i}")), Outcome::Denied);
+            if i % 50 == 0 {
+                assert_eq!(
+                    cache.get(&key("t", 1, "hot")),
+                    Some(Outcome::Allowed),
+                    "{i}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -26,6 +26,12 @@ use crate::schema::ir::{ArrowFunc, RelationId, RelationKind, Rewrite, Schema, Ty
 
 type Key = (TypeId, RelationId, String);
 
+/// Sub-problems this close to the request's root go through the shared
+/// decision cache; deeper ones (cheap storage reads, rarely asked twice)
+/// only through the request's memo, so the cache holds answers worth
+/// keeping and a cold cache costs few lookups.
+const SHARED_CACHE_DEPTH: u32 = 3;
+
 /// The subject a walk looks for.
 struct QuerySubject {
     type_id: TypeId,
@@ -305,6 +311,9 @@ impl<'e> Walker<'e> {
     /// The shared decision cache's answer valid at this revision, if it
     /// has one, with what it read.
     fn cached(&self, ty: TypeId, rel: RelationId, id: &str) -> Option<(Outcome, Footprint)> {
+        if self.depth >= SHARED_CACHE_DEPTH {
+            return None;
+        }
         let cache = self.engine.cache.as_ref()?;
         cache.get_with_footprint(&self.decision_key(ty, rel, id))
     }
@@ -342,7 +351,7 @@ impl<'e> Walker<'e> {
         outcome: &Outcome,
         footprint: &Footprint,
     ) {
-        if self.volatile {
+        if self.volatile || self.depth >= SHARED_CACHE_DEPTH {
             return;
         }
         if let Some(cache) = &self.engine.cache {
