@@ -37,7 +37,7 @@ const LOG_CAPACITY: usize = 16_384;
 /// A batch with more keys than this is logged as "everything changed".
 const LOG_BATCH_MAX: usize = 1_024;
 /// Logged keys an entry may be validated against before it is recomputed.
-const MAX_SCAN: usize = 4_096;
+const MAX_SCAN: usize = 1_024;
 /// The log key meaning "any storage key may have changed".
 const ANY_KEY: u64 = 0;
 
@@ -341,21 +341,29 @@ impl DecisionCache {
     /// The cached answer valid at `key.revision`, with what it read.
     pub fn get_with_footprint(&self, key: &DecisionKey) -> Option<(Outcome, Footprint)> {
         let revision = key.revision;
-        let entry = self
-            .shard(key)
-            .lock()
-            .ok()
-            .and_then(|mut s| s.find(key, self.shard_budget));
-        let found = entry.and_then(|e| {
-            let valid = e.revision == revision
-                || (e.revision < revision
-                    && match (&self.log, &e.footprint) {
-                        (Some(log), Some(fp)) => log
-                            .read()
-                            .is_ok_and(|l| l.untouched(e.revision, revision, fp)),
-                        _ => false,
-                    });
-            valid.then_some((e.outcome, e.footprint))
+        let found = self.shard(key).lock().ok().and_then(|mut shard| {
+            let e = shard.find(key, self.shard_budget)?;
+            if e.revision == revision {
+                return Some((e.outcome, e.footprint));
+            }
+            let (Some(log), Some(fp)) = (&self.log, &e.footprint) else {
+                return None;
+            };
+            if e.revision > revision
+                || !log
+                    .read()
+                    .is_ok_and(|l| l.untouched(e.revision, revision, fp))
+            {
+                return None;
+            }
+            // Valid from its revision through `revision`: restamp it, so
+            // later lookups only scan the writes after `revision`.
+            if let Some(stored) = shard.map.get_mut(key) {
+                if stored.revision == e.revision {
+                    stored.revision = revision;
+                }
+            }
+            Some((e.outcome, e.footprint))
         });
         let counter = if found.is_some() {
             &self.hits
