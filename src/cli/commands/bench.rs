@@ -92,7 +92,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     /// cold: bypass the decision cache; warm: run the checks once first;
-    /// mixed: interleave writes (`--mix`) and read at their zookies.
+    /// mixed: warm up likewise, then interleave writes (`--mix`) and read
+    /// at their zookies.
     #[arg(long, value_enum, default_value = "warm")]
     pub mode: Mode,
     /// Mixed mode: READS:WRITES per cycle.
