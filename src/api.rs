@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::server::state::AppState;
 
 pub use key_service::KeyApi;
-pub use permission_service::PermissionApi;
+pub use permission_service::{PermissionApi, CACHE_HEADER};
 pub use relationship_service::RelationshipApi;
 pub use schema_service::SchemaApi;
 pub use tenant_service::TenantApi;

@@ -80,6 +80,10 @@ pub enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// Load a workload into a server and measure it over gRPC.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
     /// Run a node on an embedded data directory (gRPC + HTTP; Raft).
     #[cfg(feature = "server")]
     Serve(crate::server::config::ServeArgs),
@@ -201,6 +205,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Key(command) => commands::key::run(&command),
         #[cfg(feature = "server")]
         Command::Validate(args) => validate(&args),
+        #[cfg(feature = "server")]
+        Command::Bench(command) => commands::bench::run(&command),
         #[cfg(feature = "server")]
         Command::Serve(args) => serve(&args),
         #[cfg(feature = "server")]

@@ -138,6 +138,15 @@ impl Engine {
         self
     }
 
+    /// This engine without the shared decision cache (a cold evaluation:
+    /// `x-verdict-cache: bypass`, used by `verdict bench --mode cold`).
+    pub fn without_cache(&self) -> Engine {
+        Engine {
+            cache: None,
+            ..self.clone()
+        }
+    }
+
     /// The decision cache's counters, when there is one.
     pub fn cache_stats(&self) -> Option<CacheStats> {
         self.cache.as_ref().map(|c| c.stats())

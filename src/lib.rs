@@ -10,6 +10,8 @@
 
 #[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "server")]
+pub mod bench;
 pub mod cli;
 #[cfg(feature = "engine")]
 pub mod engine;

@@ -35,7 +35,7 @@ use std::io::Cursor;
 
 pub use command::{Command, Rejection, Request, Response};
 pub use log_store::LogStore;
-pub use state_machine::{StateMachine, TenantSet};
+pub use state_machine::{ApplyObserver, StateMachine, TenantSet};
 
 pub use openraft;
 

@@ -22,7 +22,7 @@ use openraft::{
 use tokio::sync::watch;
 use verdict_storage::{
     ApplyOutcome, ApplyStatus, RelationStore, Revision, RocksStore, SchemaVersionRecord, Tenant,
-    TupleFilter, WriteBatch,
+    Tuple, TupleFilter, WriteBatch,
 };
 
 use crate::command::{Command, Rejection, Request, Response};
@@ -53,6 +53,18 @@ pub trait TenantSet: Send + Sync + Debug + 'static {
     fn replace(&self, names: Vec<String>) -> Result<(), String>;
 }
 
+/// Told about every change before the state machine applies it (on every
+/// replica), so a cache of answers knows which revisions changed what.
+pub trait ApplyObserver: Send + Sync + std::fmt::Debug {
+    /// `batch` is about to be applied to `tenant` at `revision`.
+    fn before_write(&self, tenant: &Tenant, revision: Revision, batch: &WriteBatch);
+    /// `tuples` are about to be imported into `tenant` at `revision`.
+    fn before_import(&self, tenant: &Tenant, revision: Revision, tuples: &[Tuple]);
+    /// A snapshot is about to replace the state up to `revision`: nothing
+    /// learnt about earlier revisions may be reused past it.
+    fn before_snapshot(&self, revision: Revision);
+}
+
 #[derive(Debug, Default, Clone)]
 struct Applied {
     last: Option<LogId<NodeId>>,
@@ -70,6 +82,7 @@ struct Inner {
     snapshots_built: AtomicU64,
     snapshots_installed: AtomicU64,
     snapshot_seq: AtomicU64,
+    observer: std::sync::OnceLock<Arc<dyn ApplyObserver>>,
 }
 
 /// The openraft state machine over a [`RocksStore`] and a [`TenantSet`].
@@ -116,6 +129,7 @@ impl StateMachine {
                 snapshots_built: AtomicU64::new(0),
                 snapshots_installed: AtomicU64::new(0),
                 snapshot_seq: AtomicU64::new(0),
+                observer: std::sync::OnceLock::new(),
             }),
         };
         if let Some(current) = sm.read_current()? {
@@ -199,6 +213,16 @@ impl StateMachine {
         Ok(revision)
     }
 
+    /// Tells `observer` about every later change before it is applied.
+    /// Only the first observer is kept; returns whether it was this one.
+    pub fn set_observer(&self, observer: Arc<dyn ApplyObserver>) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
+    fn observer(&self) -> Option<&Arc<dyn ApplyObserver>> {
+        self.inner.observer.get()
+    }
+
     fn mark(&self, revision: Revision) -> Result<(), StorageError> {
         self.inner
             .store
@@ -275,12 +299,18 @@ impl StateMachine {
                         );
                     }
                 }
+                if let Some(o) = self.observer() {
+                    o.before_write(&tenant, revision, &batch);
+                }
                 self.outcome(revision, store.apply(&tenant, revision, &batch))
             }
             Command::Import { tenant, tuples } => {
                 if !tenants.contains(tenant.as_str()) {
                     return self
                         .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
+                }
+                if let Some(o) = self.observer() {
+                    o.before_import(&tenant, revision, &tuples);
                 }
                 self.outcome(
                     revision,
@@ -332,6 +362,9 @@ impl StateMachine {
                     Ok(None) => batch,
                     Err(e) => return self.outcome(revision, Err(e)),
                 };
+                if let Some(o) = self.observer() {
+                    o.before_write(&tenant, revision, &batch);
+                }
                 let outcome = self.outcome(revision, store.apply(&tenant, revision, &batch))?;
                 if removed {
                     Ok(outcome)
@@ -442,6 +475,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let mut st = self.lock()?;
+        if let Some(o) = self.observer() {
+            o.before_snapshot(Revision(meta.last_log_id.map_or(0, |l| l.index)));
+        }
         let revision = self.restore(&data)?;
         self.persist(meta, &data)?;
         st.last = meta.last_log_id;

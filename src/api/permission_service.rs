@@ -27,6 +27,11 @@ use crate::server::state::{AppState, SchemaEngine};
 pub const MAX_BULK_CHECK_ITEMS: usize = 1_000;
 /// Most resources the engine is asked for per lookup page.
 pub const MAX_LOOKUP_PAGE: usize = 1_000;
+/// Request metadata that makes a check skip the shared decision cache
+/// (neither read nor filled) when its value is `bypass`: cold-path
+/// measurement (`verdict bench run --mode cold`). It only costs the caller
+/// time, so it needs no extra privilege.
+pub const CACHE_HEADER: &str = "x-verdict-cache";
 /// Responses buffered per stream before the producer waits for the client.
 const STREAM_BUFFER: usize = 128;
 
@@ -293,6 +298,10 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let started = Instant::now();
+        let bypass = request
+            .metadata()
+            .get(CACHE_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"bypass");
         let req = request.into_inner();
         let mut check = check_request_from_pb(
             &req.resource,
@@ -310,7 +319,11 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
         let (response, micros, check) = blocking(move || {
             let snapshot = state.store.snapshot(&tenant, revision)?;
             let start = Instant::now();
-            let response = schema.engine.check(&snapshot, &check)?;
+            let response = if bypass {
+                schema.engine.without_cache().check(&snapshot, &check)?
+            } else {
+                schema.engine.check(&snapshot, &check)?
+            };
             Ok((response, micros_since(start), check))
         })
         .await?;

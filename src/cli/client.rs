@@ -339,6 +339,12 @@ impl Conn {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    /// A grpc.health.v1 client (the cheapest RPC: `verdict bench`'s
+    /// ceiling).
+    pub fn health(&self) -> tonic_health::pb::health_client::HealthClient<Svc> {
+        tonic_health::pb::health_client::HealthClient::new(self.svc())
+    }
+
     /// A TenantService client.
     pub fn tenants(&self) -> pb::tenant_service_client::TenantServiceClient<Svc> {
         pb::tenant_service_client::TenantServiceClient::new(self.svc())

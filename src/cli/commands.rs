@@ -1,6 +1,7 @@
 //! The client verbs, one module per service, and the input helpers they
 //! share (tuple lines from arguments, files or stdin).
 
+pub mod bench;
 pub mod cluster;
 pub mod key;
 pub mod migrate;

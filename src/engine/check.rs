@@ -15,7 +15,9 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 use verdict_storage::{ObjectRef, SubjectRef, Timestamp, Tuple, TupleReader, WILDCARD};
 
-use super::cache::DecisionKey;
+use std::sync::Arc;
+
+use super::cache::{storage_key, DecisionKey, Footprint};
 use super::error::EngineError;
 use super::outcome::Outcome;
 use super::trace::{TraceBuilder, TraceNode};
@@ -23,6 +25,12 @@ use super::Engine;
 use crate::schema::ir::{ArrowFunc, RelationId, RelationKind, Rewrite, Schema, TypeId};
 
 type Key = (TypeId, RelationId, String);
+
+/// Sub-problems this close to the request's root go through the shared
+/// decision cache; deeper ones (cheap storage reads, rarely asked twice)
+/// only through the request's memo, so the cache holds answers worth
+/// keeping and a cold cache costs few lookups.
+const SHARED_CACHE_DEPTH: u32 = 3;
 
 /// The subject a walk looks for.
 struct QuerySubject {
@@ -40,8 +48,8 @@ pub(crate) struct Walker<'e> {
     context: &'e Map<String, Value>,
     now: Timestamp,
     /// Decided sub-problems of this request, with whether each depended on
-    /// time or context (volatile).
-    memo: HashMap<Key, (Outcome, bool)>,
+    /// time or context (volatile), and what each read.
+    memo: HashMap<Key, (Outcome, bool, Footprint)>,
     in_progress: HashSet<Key>,
     /// Set when a result relied on an in-progress sub-problem.
     cycle_hit: bool,
@@ -52,6 +60,12 @@ pub(crate) struct Walker<'e> {
     reads: u64,
     cache_hits: u64,
     trace: Option<TraceBuilder>,
+    /// Storage keys read by the sub-problem being evaluated (and what its
+    /// decided sub-problems read); tracked only with a shared cache.
+    footprint: Vec<u64>,
+    /// Set when part of that footprint is unknown (a cache entry without
+    /// one): the answer then serves only this revision.
+    footprint_unknown: bool,
 }
 
 impl<'e> Walker<'e> {
@@ -93,6 +107,8 @@ impl<'e> Walker<'e> {
             reads: 0,
             cache_hits: 0,
             trace: None,
+            footprint: Vec::new(),
+            footprint_unknown: false,
         })
     }
 
@@ -130,6 +146,8 @@ impl<'e> Walker<'e> {
         let (ty, rel) = self.resolve(&resource.object_type, permission)?;
         self.depth = 0;
         self.cycle_hit = false;
+        self.footprint.clear();
+        self.footprint_unknown = false;
         self.check_ids(ty, rel, &[resource.object_id.as_str()])
     }
 
@@ -184,17 +202,22 @@ impl<'e> Walker<'e> {
             }
             let key = (ty, rel, id.to_string());
             let known = match self.memo.get(&key) {
-                Some((o, volatile)) => {
+                Some((o, volatile, fp)) => {
                     // INVARIANT (volatile-propagation): an answer built on a
                     // volatile one is volatile too, so it never reaches the
                     // shared cache.
                     self.volatile |= *volatile;
-                    Some(o.clone())
+                    let (o, fp) = (o.clone(), fp.clone());
+                    self.add_footprint(fp.as_deref());
+                    Some(o)
                 }
                 None => {
                     let hit = self.cached(ty, rel, id);
                     self.cache_hits += u64::from(hit.is_some());
-                    hit
+                    hit.map(|(o, fp)| {
+                        self.add_footprint(fp.as_deref());
+                        o
+                    })
                 }
             };
             if let Some(o) = known {
@@ -221,6 +244,8 @@ impl<'e> Walker<'e> {
         }
         let outer_cycle = std::mem::replace(&mut self.cycle_hit, false);
         let outer_volatile = std::mem::replace(&mut self.volatile, false);
+        let outer_footprint = std::mem::take(&mut self.footprint);
+        let outer_unknown = std::mem::replace(&mut self.footprint_unknown, false);
         self.depth += 1;
         self.enter(&|w: &Self| w.label(ty, rel, &pending));
         let evaluated = self.eval(ty, rel, &pending);
@@ -233,20 +258,34 @@ impl<'e> Walker<'e> {
         for id in &pending {
             self.in_progress.remove(&(ty, rel, id.to_string()));
         }
+        // What this evaluation read, then fold it into the enclosing one.
+        let footprint: Footprint = if self.footprint_unknown || self.engine.cache.is_none() {
+            None
+        } else {
+            let mut own = std::mem::take(&mut self.footprint);
+            own.sort_unstable();
+            own.dedup();
+            Some(Arc::from(own))
+        };
+        self.footprint = outer_footprint;
+        self.footprint_unknown |= outer_unknown;
+        self.add_footprint(footprint.as_deref());
         let outcome = evaluated?;
         if !self.cycle_hit {
             let volatile = self.volatile;
             if pending.len() == 1 {
                 self.memo.insert(
                     (ty, rel, pending[0].to_string()),
-                    (outcome.clone(), volatile),
+                    (outcome.clone(), volatile, footprint.clone()),
                 );
-                self.remember(ty, rel, pending[0], &outcome);
+                self.remember(ty, rel, pending[0], &outcome, &footprint);
             } else if outcome.is_denied() {
                 for id in &pending {
-                    self.memo
-                        .insert((ty, rel, id.to_string()), (Outcome::Denied, volatile));
-                    self.remember(ty, rel, id, &Outcome::Denied);
+                    self.memo.insert(
+                        (ty, rel, id.to_string()),
+                        (Outcome::Denied, volatile, footprint.clone()),
+                    );
+                    self.remember(ty, rel, id, &Outcome::Denied, &footprint);
                 }
             }
         }
@@ -269,20 +308,58 @@ impl<'e> Walker<'e> {
         }
     }
 
-    /// The shared decision cache's answer, if it has one.
-    fn cached(&self, ty: TypeId, rel: RelationId, id: &str) -> Option<Outcome> {
+    /// The shared decision cache's answer valid at this revision, if it
+    /// has one, with what it read.
+    fn cached(&self, ty: TypeId, rel: RelationId, id: &str) -> Option<(Outcome, Footprint)> {
+        if self.depth >= SHARED_CACHE_DEPTH {
+            return None;
+        }
         let cache = self.engine.cache.as_ref()?;
-        cache.get(&self.decision_key(ty, rel, id))
+        cache.get_with_footprint(&self.decision_key(ty, rel, id))
+    }
+
+    /// Adds what a decided sub-problem read to the current footprint.
+    fn add_footprint(&mut self, footprint: Option<&[u64]>) {
+        if self.engine.cache.is_none() {
+            return;
+        }
+        match footprint {
+            Some(keys) => self.footprint.extend_from_slice(keys),
+            None => self.footprint_unknown = true,
+        }
+    }
+
+    /// Notes the storage keys a `subjects(type, ids, relation)` read covers.
+    fn note_read(&mut self, object_type: &str, ids: &[&str], relation: &str) {
+        if self.engine.cache.is_none() {
+            return;
+        }
+        let tenant = self.reader.tenant();
+        for id in ids {
+            self.footprint
+                .push(storage_key(tenant.as_str(), object_type, id, relation));
+        }
     }
 
     /// Shares an answer through the decision cache when it depended only on
     /// the graph at this revision.
-    fn remember(&self, ty: TypeId, rel: RelationId, id: &str, outcome: &Outcome) {
-        if self.volatile {
+    fn remember(
+        &self,
+        ty: TypeId,
+        rel: RelationId,
+        id: &str,
+        outcome: &Outcome,
+        footprint: &Footprint,
+    ) {
+        if self.volatile || self.depth >= SHARED_CACHE_DEPTH {
             return;
         }
         if let Some(cache) = &self.engine.cache {
-            cache.insert(self.decision_key(ty, rel, id), outcome.clone());
+            cache.insert_with_footprint(
+                self.decision_key(ty, rel, id),
+                outcome.clone(),
+                footprint.clone(),
+            );
         }
     }
 
@@ -292,6 +369,7 @@ impl<'e> Walker<'e> {
             RelationKind::Relation { .. } => {
                 let type_name = &self.schema.definition(ty).name;
                 self.reads += 1;
+                self.note_read(type_name, ids, &relation.name);
                 let tuples = self.reader.subjects(type_name, ids, &relation.name)?;
                 self.eval_tuples(&tuples)
             }
@@ -449,6 +527,7 @@ impl<'e> Walker<'e> {
                 let def = self.schema.definition(ty);
                 let tupleset = &def.relation(arrow.tupleset).name;
                 self.reads += 1;
+                self.note_read(&def.name, ids, tupleset);
                 let tuples = self.reader.subjects(&def.name, ids, tupleset)?;
                 let target = |sty: &str| -> Option<(TypeId, RelationId)> {
                     let t = self.schema.type_id(sty)?;

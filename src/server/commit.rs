@@ -11,6 +11,7 @@ use verdict_storage::{
 };
 
 use crate::api::error::ApiError;
+use crate::engine::DecisionCache;
 
 /// Serialises writes and announces each applied revision.
 #[derive(Debug)]
@@ -18,6 +19,9 @@ pub struct LocalCommitter {
     store: Arc<RocksStore>,
     lock: Mutex<()>,
     applied: watch::Sender<Revision>,
+    /// Told what each batch may change before it is applied (so cached
+    /// answers about other keys stay usable at the new revision).
+    cache: Option<Arc<DecisionCache>>,
 }
 
 impl LocalCommitter {
@@ -28,7 +32,14 @@ impl LocalCommitter {
             store,
             lock: Mutex::new(()),
             applied,
+            cache: None,
         }
+    }
+
+    /// Announces every batch to `cache`'s write log before applying it.
+    pub fn with_cache(mut self, cache: Arc<DecisionCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Follows the applied revision (for watch and waits).
@@ -49,8 +60,12 @@ impl LocalCommitter {
         let _turn = self.lock.lock().await;
         let store = self.store.clone();
         let tenant = tenant.clone();
+        let cache = self.cache.clone();
         let result = tokio::task::spawn_blocking(move || {
             let revision = store.applied_revision().next();
+            if let Some(c) = &cache {
+                c.note_batch(tenant.as_str(), revision.0, &batch);
+            }
             store.apply(&tenant, revision, &batch)
         })
         .await
@@ -75,6 +90,7 @@ impl LocalCommitter {
         let _turn = self.lock.lock().await;
         let store = self.store.clone();
         let tenant = tenant.clone();
+        let cache = self.cache.clone();
         let result = tokio::task::spawn_blocking(move || {
             let applied = store.applied_revision();
             let active = store.schema_at(&tenant, applied)?.map(|s| s.revision);
@@ -82,6 +98,9 @@ impl LocalCommitter {
                 return Err(ApiError::FailedPrecondition(
                     "the tenant's schema changed while this write was being validated; retry the write".into(),
                 ));
+            }
+            if let Some(c) = &cache {
+                c.note_batch(tenant.as_str(), applied.next().0, &batch);
             }
             Ok(store.apply(&tenant, applied.next(), &batch)?)
         })
@@ -130,8 +149,12 @@ impl LocalCommitter {
         let _turn = self.lock.lock().await;
         let store = self.store.clone();
         let tenant = tenant.clone();
+        let cache = self.cache.clone();
         let result = tokio::task::spawn_blocking(move || {
             let revision = store.applied_revision().next();
+            if let Some(c) = &cache {
+                c.note_import(tenant.as_str(), revision.0, tuples.iter());
+            }
             store.bulk_import(&tenant, revision, &mut tuples.into_iter())
         })
         .await

@@ -112,7 +112,31 @@ fn outcome(resp: Response) -> Result<ApplyOutcome, ApiError> {
     }
 }
 
+/// The decision cache learns every write on this replica before it is
+/// applied (its write log lets cached answers serve later revisions).
+impl verdict_raft::ApplyObserver for crate::engine::DecisionCache {
+    fn before_write(&self, tenant: &Tenant, revision: Revision, batch: &WriteBatch) {
+        self.note_batch(tenant.as_str(), revision.0, batch);
+    }
+
+    fn before_import(&self, tenant: &Tenant, revision: Revision, tuples: &[Tuple]) {
+        self.note_import(tenant.as_str(), revision.0, tuples.iter());
+    }
+
+    fn before_snapshot(&self, revision: Revision) {
+        self.forget_through(revision.0);
+    }
+}
+
 impl RaftCommitter {
+    /// Tells `cache` about every write this replica applies from now on,
+    /// and makes it forget what it may have learnt before (writes applied
+    /// before it was registered were not noted).
+    pub fn observe(&self, cache: Arc<crate::engine::DecisionCache>) {
+        self.sm.set_observer(cache.clone());
+        cache.forget_through(self.sm.store().applied_revision().0);
+    }
+
     /// Opens the log in `raft_dir/log` and the state machine (snapshots in
     /// `raft_dir/snapshot`), starts Raft and, on first start, initializes
     /// the cluster (itself alone, or `--initial-cluster`).

@@ -110,12 +110,14 @@ impl AppState {
         settings: ServerSettings,
     ) -> Self {
         let cluster_id = committer.cluster_id();
+        let cache = Arc::new(DecisionCache::new(settings.cache_bytes).with_write_log());
+        committer.observe(cache.clone());
         AppState {
             committer,
             store,
             tenants,
             zookies: ZookieCodec::new(cluster_id),
-            cache: Arc::new(DecisionCache::new(settings.cache_bytes)),
+            cache,
             keys: Arc::new(super::keys::KeyStore::in_memory()),
             ops: Arc::new(super::ops::OpsState::new(&settings)),
             settings,
@@ -202,9 +204,15 @@ impl AppState {
             }
             Some(Requirement::AtLeastAsFresh(z)) => {
                 let wanted = self.decode(z, "consistency.at_least_as_fresh")?;
+                // Any snapshot at or after `wanted` is correct; the shared
+                // quantized one keeps requests on one revision (Zanzibar).
+                let quantized = self.quantized_revision();
+                if quantized >= wanted {
+                    return Ok(quantized);
+                }
                 self.wait_for(wanted, "consistency.at_least_as_fresh")
                     .await?;
-                Ok(self.store.applied_revision().max(wanted))
+                Ok(self.advance_quantized(wanted))
             }
             Some(Requirement::AtExactSnapshot(z)) => {
                 let wanted = self.decode(z, "consistency.at_exact_snapshot")?;
@@ -248,6 +256,19 @@ impl AppState {
                 revision
             }
         }
+    }
+
+    /// Moves the quantized revision up to the applied one (at least
+    /// `wanted`) and returns it.
+    fn advance_quantized(&self, wanted: Revision) -> Revision {
+        let revision = self.store.applied_revision().max(wanted);
+        if let Ok(mut q) = self.quantized.lock() {
+            match *q {
+                Some((_, current)) if current >= revision => return current,
+                _ => *q = Some((Instant::now(), revision)),
+            }
+        }
+        revision
     }
 
     /// The engine for the schema active for `tenant` at `revision`.

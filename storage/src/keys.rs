@@ -113,28 +113,29 @@ impl<'a> KeyReader<'a> {
         self.buf
     }
 
-    /// Reads one `esc(s)`.
+    /// Reads one `esc(s)`, copying whole runs between escapes (most values
+    /// have none: one allocation of the exact size).
     pub(crate) fn esc(&mut self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut i = 0;
+        let mut out: Vec<u8> = Vec::new();
+        let mut rest = self.buf;
         loop {
-            match self.buf.get(i) {
-                None => return Err(CORRUPT_KEY),
-                Some(0) => match self.buf.get(i + 1) {
-                    Some(0x01) => {
-                        self.buf = &self.buf[i + 2..];
-                        return Ok(out);
+            let zero = rest.iter().position(|&b| b == 0).ok_or(CORRUPT_KEY)?;
+            match rest.get(zero + 1) {
+                Some(0x01) => {
+                    if out.is_empty() {
+                        out = rest[..zero].to_vec();
+                    } else {
+                        out.extend_from_slice(&rest[..zero]);
                     }
-                    Some(0xFF) => {
-                        out.push(0);
-                        i += 2;
-                    }
-                    _ => return Err(CORRUPT_KEY),
-                },
-                Some(&b) => {
-                    out.push(b);
-                    i += 1;
+                    self.buf = &rest[zero + 2..];
+                    return Ok(out);
                 }
+                Some(0xFF) => {
+                    out.extend_from_slice(&rest[..zero]);
+                    out.push(0);
+                    rest = &rest[zero + 2..];
+                }
+                _ => return Err(CORRUPT_KEY),
             }
         }
     }
