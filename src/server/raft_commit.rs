@@ -158,9 +158,9 @@ impl RaftCommitter {
         let keep = cluster.snapshot_logs.min(1000);
         let config = Config {
             cluster_name: "verdict".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 500,
-            election_timeout_max: 1000,
+            heartbeat_interval: 150,
+            election_timeout_min: 750,
+            election_timeout_max: 1500,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cluster.snapshot_logs),
             max_in_snapshot_log_to_keep: keep,
             replication_lag_threshold: cluster.snapshot_logs.max(1),

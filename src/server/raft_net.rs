@@ -129,7 +129,7 @@ pub struct LeaderContact {
     recent: Mutex<std::collections::VecDeque<(Instant, u64)>>,
 }
 
-/// Contacts remembered (heartbeats every 100 ms: several seconds).
+/// Contacts remembered (heartbeats every 150 ms: about ten seconds).
 const CONTACTS: usize = 64;
 
 impl LeaderContact {

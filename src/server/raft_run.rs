@@ -89,13 +89,31 @@ pub(crate) async fn settle(state: &AppState, settings: &ServerSettings) -> Resul
                 addr: addr.to_string(),
             };
             let data = serde_json::to_vec(&req).map_err(|e| fail(e.to_string()))?;
-            let reply = client
-                .call(Rpc::Admin, data, Duration::from_secs(120))
-                .await
-                .map_err(|s| fail(format!("--join {join}: {}", s.message())))?;
-            let result: Result<serde_json::Value, String> =
-                serde_json::from_slice(&reply).map_err(|e| fail(e.to_string()))?;
-            result.map_err(|e| fail(format!("--join {join}: {e}")))?;
+            // Joining is idempotent: retry through leader changes, bounded.
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let attempt = match client
+                    .call(Rpc::Admin, data.clone(), Duration::from_secs(60))
+                    .await
+                {
+                    Ok(reply) => {
+                        serde_json::from_slice::<Result<serde_json::Value, String>>(&reply)
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r)
+                    }
+                    Err(s) => Err(s.message().to_string()),
+                };
+                match attempt {
+                    Ok(_) => break,
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        return Err(fail(format!("--join {join}: {e}")));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, %join, "join attempt failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
             tracing::info!(node_id = c.node_id, %join, "joined the cluster");
         }
     } else if !c.is_multi_node() {
