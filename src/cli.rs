@@ -35,6 +35,8 @@ pub struct Cli {
 
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Schemas: check and format offline; write and read on a server.
     #[command(subcommand)]

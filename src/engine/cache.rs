@@ -316,9 +316,9 @@ impl DecisionCache {
     /// the state, or writes before `revision` were never noted).
     pub fn forget_through(&self, revision: u64) {
         if let Some(log) = &self.log {
-            match log.write() {
-                Ok(mut log) => log.floor = log.floor.max(revision),
-                Err(_) => {}
+            // A poisoned log is never consulted again (see note_keys).
+            if let Ok(mut log) = log.write() {
+                log.floor = log.floor.max(revision);
             }
         }
         self.clear();
