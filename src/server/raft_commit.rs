@@ -77,6 +77,9 @@ impl std::fmt::Debug for RaftCommitter {
     }
 }
 
+/// Most tuples one bulk-import log entry carries.
+pub const IMPORT_ENTRY_TUPLES: usize = 10_000;
+
 /// How many times [`RaftCommitter::propose_planned`] plans a batch before
 /// giving up on a tenant that keeps changing under it.
 pub const PLAN_ATTEMPTS: u32 = 20;
@@ -415,20 +418,36 @@ impl RaftCommitter {
         }
     }
 
-    /// Loads `tuples` for `tenant` at the next revision (bulk import).
+    /// Loads `tuples` for `tenant` (bulk import, TOUCH semantics) in log
+    /// entries of at most [`IMPORT_ENTRY_TUPLES`] tuples, each atomic at its
+    /// own revision: one huge entry would stall heartbeats while it is
+    /// replicated and applied (a 1M-tuple import in one entry cost the
+    /// cluster its leader). Answers the last entry's outcome, with the
+    /// changes of all of them.
     ///
     /// # Errors
-    /// A malformed tuple, UNAVAILABLE without a leader.
+    /// A malformed tuple, UNAVAILABLE without a leader. Entries committed
+    /// before an error stay (re-running the import is idempotent).
     pub async fn import(
         &self,
         tenant: &Tenant,
         tuples: Vec<Tuple>,
     ) -> Result<ApplyOutcome, ApiError> {
-        let cmd = Command::Import {
-            tenant: tenant.clone(),
-            tuples,
-        };
-        outcome(self.submit(Request::now(cmd)).await?)
+        let mut rest = tuples;
+        let mut changes = 0;
+        loop {
+            let tail = rest.split_off(rest.len().min(IMPORT_ENTRY_TUPLES));
+            let cmd = Command::Import {
+                tenant: tenant.clone(),
+                tuples: std::mem::replace(&mut rest, tail),
+            };
+            let mut done = outcome(self.submit(Request::now(cmd)).await?)?;
+            changes += done.changes;
+            if rest.is_empty() {
+                done.changes = changes;
+                return Ok(done);
+            }
+        }
     }
 
     /// Creates a tenant on every node.
