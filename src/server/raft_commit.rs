@@ -78,7 +78,7 @@ impl std::fmt::Debug for RaftCommitter {
 }
 
 /// Most tuples one bulk-import log entry carries.
-pub const IMPORT_ENTRY_TUPLES: usize = 10_000;
+pub const IMPORT_ENTRY_TUPLES: usize = 2_000;
 
 /// How many times [`RaftCommitter::propose_planned`] plans a batch before
 /// giving up on a tenant that keeps changing under it.
@@ -161,7 +161,11 @@ impl RaftCommitter {
         let keep = cluster.snapshot_logs.min(1000);
         let config = Config {
             cluster_name: "verdict".into(),
-            heartbeat_interval: 150,
+            // openraft bounds every AppendEntries by the heartbeat interval:
+            // it must fit a catch-up payload (`max_payload_entries` entries
+            // of up to IMPORT_ENTRY_TUPLES tuples each) on a loaded machine.
+            heartbeat_interval: 250,
+            max_payload_entries: 4,
             election_timeout_min: 750,
             election_timeout_max: 1500,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cluster.snapshot_logs),
