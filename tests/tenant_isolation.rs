@@ -6,12 +6,12 @@
 //! zookies minted by another tenant's write — returns or touches anything of
 //! another.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::Server;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use verdict::api::convert::{object_to_pb, subject_to_pb, tuple_from_pb, tuple_to_pb};
@@ -22,51 +22,6 @@ use verdict::api::pb::schema_service_client::SchemaServiceClient;
 use verdict::api::pb::tenant_service_client::TenantServiceClient;
 use verdict::api::pb::watch_service_client::WatchServiceClient;
 use verdict_storage::{ObjectRef, SubjectRef, Tuple};
-
-/// A running server; killed on drop so a failing test never leaks it.
-struct Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .args(["serve", "--data-dir"])
-            .arg(data_dir)
-            .args([
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--insecure-no-auth",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("verdict serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut endpoint = String::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("stdout line");
-            if let Some(addr) = line.strip_prefix("grpc listening on ") {
-                endpoint = format!("http://{addr}");
-            }
-            if line == "ready" {
-                break;
-            }
-        }
-        assert!(!endpoint.is_empty(), "server never printed its address");
-        Server { child, endpoint }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The schema every tenant uses; `extra` makes each tenant's text unique so
 /// a schema read that leaks is visible.
@@ -325,10 +280,10 @@ const TENANTS: &[(&str, &str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_request_scoped_to_one_tenant_sees_another() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let mut c = Clients::connect(&server.endpoint).await;
-    let mut admin = TenantServiceClient::connect(server.endpoint.clone())
+    let server = Server::start(&["--insecure-no-auth"]);
+    let endpoint = format!("http://{}", server.grpc);
+    let mut c = Clients::connect(&endpoint).await;
+    let mut admin = TenantServiceClient::connect(endpoint.clone())
         .await
         .unwrap();
     for (tenant, _, _) in TENANTS.iter().filter(|(t, _, _)| !t.is_empty()) {
@@ -605,10 +560,10 @@ async fn no_request_scoped_to_one_tenant_sees_another() {
 /// nothing is written to any tenant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_ids_are_refused_and_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
-    let mut c = Clients::connect(&server.endpoint).await;
-    let mut admin = TenantServiceClient::connect(server.endpoint.clone())
+    let server = Server::start(&["--insecure-no-auth"]);
+    let endpoint = format!("http://{}", server.grpc);
+    let mut c = Clients::connect(&endpoint).await;
+    let mut admin = TenantServiceClient::connect(endpoint.clone())
         .await
         .unwrap();
     admin
