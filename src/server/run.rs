@@ -10,6 +10,7 @@ use super::state::AppState;
 use crate::api;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -141,9 +142,16 @@ pub async fn run(
     };
 
     let mut stop_grpc = stop_tx.subscribe();
+    // Small request/response messages: without TCP_NODELAY, Nagle's
+    // algorithm and delayed ACKs stall some answers by 40 ms.
+    let incoming = TcpListenerStream::new(grpc).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
     let grpc_server = api::grpc_router(state.clone())
         .map_err(ServerError::Grpc)?
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop_grpc.recv().await;
         });
     let grpc_task = tokio::spawn(grpc_server);
