@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use verdict_storage::{ObjectRef, SubjectRef, Timestamp, TupleReader};
+use verdict_storage::{ObjectRef, Revision, SubjectRef, Timestamp, TupleReader};
 
 pub use cache::{CacheStats, DecisionCache, DecisionKey};
 pub use caveat_eval::{CaveatError, CompiledCaveat};
@@ -198,6 +198,47 @@ impl Engine {
             trace: walker.take_trace(),
             reads: walker.reads(),
             cache_hits: walker.cache_hits(),
+        })
+    }
+
+    /// The shared decision cache's answer to `request` at `revision`, if it
+    /// holds one valid there — no storage read, so a caller can answer a
+    /// warm check without a trip to the blocking pool. `None` when there is
+    /// no cache, a trace was asked for, or the cache has no valid answer.
+    pub fn check_cached(
+        &self,
+        tenant: &str,
+        revision: Revision,
+        request: &CheckRequest,
+    ) -> Option<CheckResponse> {
+        let cache = self.cache.as_ref()?;
+        if request.trace {
+            return None;
+        }
+        let (ty, rel) = check::resolve(
+            &self.schema,
+            &request.resource.object_type,
+            &request.permission,
+        )
+        .ok()?;
+        let subject_type = self.schema.type_id(&request.subject.object.object_type)?;
+        let key = DecisionKey {
+            tenant: tenant.to_string(),
+            revision: revision.0,
+            schema: self.generation,
+            object_type: ty,
+            relation: rel,
+            object_id: request.resource.object_id.clone(),
+            subject_type,
+            subject_id: request.subject.object.object_id.clone(),
+            subject_relation: request.subject.relation.clone(),
+        };
+        let (outcome, _) = cache.get_with_footprint(&key)?;
+        Some(CheckResponse {
+            outcome,
+            trace: None,
+            reads: 0,
+            cache_hits: 1,
         })
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use verdict_storage::{RelationStore, Revision, RocksStore, Tenant};
+use verdict_storage::{RelationStore, Revision, RocksStore, StoredSchema, Tenant};
 
 use super::config::ServerSettings;
 use super::raft_commit::RaftCommitter;
@@ -282,12 +282,13 @@ impl AppState {
     ) -> Result<Arc<SchemaEngine>, ApiError> {
         let stored = self
             .store
-            .schema_at(tenant, revision)?
+            .schema_at_shared(tenant, revision)?
             .ok_or_else(|| ApiError::NoSchema(tenant.as_str().to_string()))?;
         let key = (tenant.as_str().to_string(), stored.revision.0);
         if let Some(found) = self.engines.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(found);
         }
+        let stored = StoredSchema::clone(&stored);
         let compiled = schema::compile(&stored.record.text, &SchemaLimits::default())
             .map_err(|e| ApiError::Internal(format!("stored schema does not compile: {e}")))?;
         let engine = Engine::new(

@@ -11,9 +11,10 @@
 //! with the WAL disabled, flush the memtables, and then commit the revision
 //! marker synced; an import interrupted by a crash is removed on reopen.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use rocksdb::{
@@ -100,7 +101,22 @@ pub struct RocksStore {
     write_lock: Mutex<()>,
     /// One GC at a time.
     gc_lock: Mutex<()>,
+    /// Per tenant, its newest schema record as of the applied revision:
+    /// lets [`RocksStore::schema_at`] answer the common read (at or after
+    /// that record) without a seek. INVARIANT (schema-cache-before-applied):
+    /// changed under `write_lock` before `applied` is raised past a new
+    /// record, and filled only under `write_lock`.
+    schema_cache: RwLock<HashMap<String, LatestSchema>>,
     _cache: Cache,
+}
+
+/// A tenant's newest schema record (a tombstone included).
+#[derive(Debug, Clone)]
+struct LatestSchema {
+    /// The record's revision (0: the tenant never had one).
+    since: Revision,
+    /// What a read at or after `since` sees (`None`: no schema).
+    visible: Option<Arc<StoredSchema>>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -164,6 +180,7 @@ impl RocksStore {
             poisoned: AtomicBool::new(false),
             write_lock: Mutex::new(()),
             gc_lock: Mutex::new(()),
+            schema_cache: RwLock::new(HashMap::new()),
             _cache: cache,
         };
         store.recover_import()?;
@@ -261,6 +278,60 @@ impl RocksStore {
         self.gc(target)
     }
 
+    /// [`RelationStore::schema_at`] without copying the schema: a read at
+    /// or after the tenant's newest schema record is answered from memory.
+    ///
+    /// # Errors
+    /// As [`RelationStore::schema_at`].
+    pub fn schema_at_shared(
+        &self,
+        tenant: &Tenant,
+        revision: Revision,
+    ) -> Result<Option<Arc<StoredSchema>>> {
+        self.check_readable(revision)?;
+        let cached = self
+            .schema_cache
+            .read()
+            .map_err(|_| StorageError::Poisoned)?
+            .get(tenant.as_str())
+            .cloned();
+        let latest = match cached {
+            Some(latest) => latest,
+            None => self.fill_schema_cache(tenant)?,
+        };
+        if revision >= latest.since {
+            return Ok(latest.visible);
+        }
+        Ok(self.snapshot(tenant, revision)?.schema()?.map(Arc::new))
+    }
+
+    /// Reads `tenant`'s newest schema record into the cache (under the
+    /// writer lock, so no apply can slip a newer one in between).
+    fn fill_schema_cache(&self, tenant: &Tenant) -> Result<LatestSchema> {
+        let _w = self.lock_writer()?;
+        let applied = self.applied_revision();
+        let latest = match self.reader(tenant, applied).latest_schema_record()? {
+            None => LatestSchema {
+                since: Revision(0),
+                visible: None,
+            },
+            Some((since, record)) => LatestSchema {
+                since,
+                visible: (!record.is_tombstone()).then(|| {
+                    Arc::new(StoredSchema {
+                        revision: since,
+                        record,
+                    })
+                }),
+            },
+        };
+        self.schema_cache
+            .write()
+            .map_err(|_| StorageError::Poisoned)?
+            .insert(tenant.as_str().to_string(), latest.clone());
+        Ok(latest)
+    }
+
     /// Compacts the whole key range (after GC, or to measure disk use).
     pub fn compact(&self) {
         self.db.compact_range::<&[u8], &[u8]>(None, None);
@@ -323,6 +394,10 @@ impl RocksStore {
         pairs: &mut dyn Iterator<Item = (Vec<u8>, Vec<u8>)>,
     ) -> Result<Revision> {
         let _w = self.lock_writer()?;
+        self.schema_cache
+            .write()
+            .map_err(|_| StorageError::Poisoned)?
+            .clear();
         let mut wb = rocksdb::WriteBatch::default();
         let mut it = self.db.raw_iterator();
         it.seek_to_first();
@@ -509,6 +584,17 @@ impl RelationStore for RocksStore {
         }
         self.put_marker(&mut wb, revision, RevisionStatus::Applied, tenant.as_str());
         self.commit(wb, &self.write_opts())?;
+        if let Some(record) = p.schema {
+            let latest = LatestSchema {
+                since: revision,
+                visible: (!record.is_tombstone())
+                    .then(|| Arc::new(StoredSchema { revision, record })),
+            };
+            self.schema_cache
+                .write()
+                .map_err(|_| StorageError::Poisoned)?
+                .insert(tenant.as_str().to_string(), latest);
+        }
         self.applied.store(revision.0, Ordering::SeqCst);
         Ok(ApplyOutcome {
             revision,
@@ -593,7 +679,9 @@ impl RelationStore for RocksStore {
     }
 
     fn schema_at(&self, tenant: &Tenant, revision: Revision) -> Result<Option<StoredSchema>> {
-        self.snapshot(tenant, revision)?.schema()
+        Ok(self
+            .schema_at_shared(tenant, revision)?
+            .map(|s| StoredSchema::clone(&s)))
     }
 
     fn schema_history(&self, tenant: &Tenant) -> Result<Vec<StoredSchema>> {
@@ -920,6 +1008,26 @@ impl std::fmt::Debug for RocksSnapshot<'_> {
 }
 
 impl RocksSnapshot<'_> {
+    /// The newest schema record at or before this revision (a tombstone
+    /// included), with its revision.
+    fn latest_schema_record(&self) -> Result<Option<(Revision, crate::SchemaVersionRecord)>> {
+        let prefix = self.prefix(SUB_SCHEMA);
+        let mut target = prefix.clone();
+        target.extend_from_slice(&self.revision.0.to_be_bytes());
+        let mut it = self.iter(None);
+        it.seek_for_prev(&target);
+        match it.item() {
+            Some((k, v)) if k.starts_with(&prefix) => {
+                let revision = Revision(keys::KeyReader::new(&k[prefix.len()..]).be64()?);
+                Ok(Some((revision, value::decode_schema(v)?)))
+            }
+            _ => {
+                it.status().map_err(engine)?;
+                Ok(None)
+            }
+        }
+    }
+
     fn iter(&self, upper: Option<Vec<u8>>) -> DBRawIteratorWithThreadMode<'_, DB> {
         let mut ro = ReadOptions::default();
         if let Some(u) = upper {
@@ -1181,22 +1289,10 @@ impl TupleReader for RocksSnapshot<'_> {
     }
 
     fn schema(&self) -> Result<Option<StoredSchema>> {
-        let prefix = self.prefix(SUB_SCHEMA);
-        let mut target = prefix.clone();
-        target.extend_from_slice(&self.revision.0.to_be_bytes());
-        let mut it = self.iter(None);
-        it.seek_for_prev(&target);
-        match it.item() {
-            Some((k, v)) if k.starts_with(&prefix) => {
-                let revision = Revision(keys::KeyReader::new(&k[prefix.len()..]).be64()?);
-                let record = value::decode_schema(v)?;
-                Ok((!record.is_tombstone()).then_some(StoredSchema { revision, record }))
-            }
-            _ => {
-                it.status().map_err(engine)?;
-                Ok(None)
-            }
-        }
+        Ok(self
+            .latest_schema_record()?
+            .filter(|(_, record)| !record.is_tombstone())
+            .map(|(revision, record)| StoredSchema { revision, record }))
     }
 }
 
