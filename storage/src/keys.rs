@@ -56,6 +56,52 @@ pub(crate) const SUB_SCHEMA: u8 = 0x04;
 /// Length of the `inv(rev)` suffix of index keys.
 pub(crate) const REV_SUFFIX_LEN: usize = 8;
 
+/// The end of the `esc(..)` field starting at `pos` (after its terminator).
+fn skip_esc(key: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let zero = pos + key.get(pos..)?.iter().position(|&b| b == 0)?;
+        match key.get(zero + 1)? {
+            0x01 => return Some(zero + 2),
+            0xFF => pos = zero + 2,
+            _ => return None,
+        }
+    }
+}
+
+/// The length of a FWD key's *relation prefix* `0x02 esc(tenant) 0x01
+/// esc(res_type) esc(res_id) esc(relation)`, if `key` starts with one.
+///
+/// This is RocksDB's prefix extractor ([`relation_prefix`]): bloom filters
+/// then hold every stored relation prefix, so a point lookup or a scan of
+/// one resource's relation skips the files that have none of it.
+pub(crate) fn relation_prefix_len(key: &[u8]) -> Option<usize> {
+    if key.first() != Some(&TENANT) {
+        return None;
+    }
+    let pos = skip_esc(key, 1)?;
+    if key.get(pos) != Some(&SUB_FWD) {
+        return None;
+    }
+    let pos = skip_esc(key, pos + 1)?;
+    let pos = skip_esc(key, pos)?;
+    skip_esc(key, pos)
+}
+
+/// RocksDB prefix extractor: a FWD key's relation prefix (see
+/// [`relation_prefix_len`]); other keys are outside its domain. Must never
+/// panic (called from RocksDB through FFI).
+pub(crate) fn relation_prefix(key: &[u8]) -> &[u8] {
+    match relation_prefix_len(key) {
+        Some(len) => &key[..len],
+        None => key,
+    }
+}
+
+/// Whether `key` has a relation prefix (RocksDB's `InDomain`).
+pub(crate) fn has_relation_prefix(key: &[u8]) -> bool {
+    relation_prefix_len(key).is_some()
+}
+
 /// Appends `esc(s)`.
 pub(crate) fn push_esc(buf: &mut Vec<u8>, s: &[u8]) {
     // Fast path: most values contain no 0x00.
@@ -356,6 +402,38 @@ mod tests {
             let mut r = KeyReader::new(&buf);
             prop_assert_eq!(r.esc()?, a);
             prop_assert_eq!(r.rest(), &tail[..]);
+        }
+
+        /// The prefix extractor cuts every FWD version key (and every seek
+        /// target that starts with a whole relation prefix) exactly after
+        /// `esc(res_type) esc(res_id) esc(relation)`, and never panics.
+        #[test]
+        fn relation_prefix_is_the_resource_relation(
+            f in proptest::collection::vec(adversarial_bytes(), 7),
+            rev in any::<u64>(),
+            junk in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let mut want = vec![TENANT];
+            push_esc(&mut want, &f[0]);
+            want.push(SUB_FWD);
+            for field in &f[1..4] {
+                push_esc(&mut want, field);
+            }
+            let mut key = want.clone();
+            push_esc(&mut key, &f[4]);
+            push_esc(&mut key, &f[5]);
+            push_opt(&mut key, Some(&f[6]));
+            push_inv_rev(&mut key, Revision(rev));
+            prop_assert!(has_relation_prefix(&key));
+            prop_assert_eq!(relation_prefix(&key), &want[..]);
+            prop_assert_eq!(relation_prefix(&want), &want[..]);
+            // Any bytes: no panic, and the prefix is a prefix of the key.
+            prop_assert!(junk.starts_with(relation_prefix(&junk)));
+            let mut rev_key = vec![TENANT];
+            push_esc(&mut rev_key, &f[0]);
+            rev_key.push(SUB_REV);
+            rev_key.extend_from_slice(&key[want.len()..]);
+            prop_assert!(!has_relation_prefix(&rev_key));
         }
 
         #[test]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use rocksdb::{
     BlockBasedOptions, Cache, DBCompressionType, DBRawIteratorWithThreadMode, Options, ReadOptions,
-    SnapshotWithThreadMode, WriteOptions, DB,
+    SliceTransform, SnapshotWithThreadMode, WriteOptions, DB,
 };
 
 use crate::batch::{
@@ -79,6 +79,14 @@ impl Default for RocksOptions {
 
 fn engine(e: rocksdb::Error) -> StorageError {
     StorageError::Engine(Box::new(e))
+}
+
+/// Read options for iterators that may seek anywhere: with a prefix
+/// extractor configured, RocksDB otherwise assumes prefix seeks.
+fn total_order() -> ReadOptions {
+    let mut ro = ReadOptions::default();
+    ro.set_total_order_seek(true);
+    ro
 }
 
 /// Receives the key/value pairs of [`RocksStore::export_raw`].
@@ -148,6 +156,16 @@ impl RocksStore {
         o.set_block_based_table_factory(&table);
         o.set_compression_type(DBCompressionType::Lz4);
         o.set_bottommost_compression_type(DBCompressionType::Zstd);
+        // Bloom filters (in files and memtables) over each FWD key's
+        // (tenant, type, id, relation): a check's point lookups and
+        // one-resource scans skip every file without that relation.
+        // Iterators that seek anything else use total-order seeks.
+        o.set_prefix_extractor(SliceTransform::create(
+            "verdict.relation_prefix.v1",
+            keys::relation_prefix,
+            Some(keys::has_relation_prefix),
+        ));
+        o.set_memtable_prefix_bloom_ratio(0.1);
         o.set_write_buffer_size(opts.write_buffer_bytes);
         o.set_max_background_jobs(opts.background_jobs);
         o.increase_parallelism(opts.background_jobs.max(1));
@@ -260,7 +278,7 @@ impl RocksStore {
         let cutoff = Timestamp(Timestamp::now().0 - retention.as_secs() as i64);
         let floor = Revision(self.floor.load(Ordering::SeqCst));
         let applied = Revision(self.applied.load(Ordering::SeqCst));
-        let mut it = self.db.raw_iterator();
+        let mut it = self.db.raw_iterator_opt(total_order());
         it.seek(keys::revinfo_key(floor));
         let mut target = floor;
         while let Some((k, v)) = it.item() {
@@ -337,6 +355,15 @@ impl RocksStore {
         self.db.compact_range::<&[u8], &[u8]>(None, None);
     }
 
+    /// Writes the memtables to a new table file (tests use it to spread
+    /// data over several files, as a long-running server has it).
+    ///
+    /// # Errors
+    /// RocksDB cannot write the file.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(engine)
+    }
+
     /// Approximate resident memory of RocksDB (memtables + block cache + readers), bytes.
     pub fn approximate_memory_bytes(&self) -> u64 {
         let p = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
@@ -370,7 +397,7 @@ impl RocksStore {
             Some(v) => Revision(value::decode_u64(&v, "applied revision")?),
             None => Revision(0),
         };
-        let mut it = snap.raw_iterator();
+        let mut it = snap.raw_iterator_opt(total_order());
         it.seek_to_first();
         while it.valid() {
             if let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -399,7 +426,7 @@ impl RocksStore {
             .map_err(|_| StorageError::Poisoned)?
             .clear();
         let mut wb = rocksdb::WriteBatch::default();
-        let mut it = self.db.raw_iterator();
+        let mut it = self.db.raw_iterator_opt(total_order());
         it.seek_to_first();
         while it.valid() {
             if let Some(k) = it.key() {
@@ -471,7 +498,7 @@ impl RocksStore {
         prefix: &[u8],
         mut pred: impl FnMut(&[u8]) -> Result<bool>,
     ) -> Result<u64> {
-        let mut it = self.db.raw_iterator();
+        let mut it = self.db.raw_iterator_opt(total_order());
         it.seek(prefix);
         let mut wb = rocksdb::WriteBatch::default();
         let mut n = 0;
@@ -638,7 +665,7 @@ impl RelationStore for RocksStore {
         keys::tenant_sub_prefix(&mut prefix, tenant, SUB_LOG);
         let mut start = prefix.clone();
         start.extend_from_slice(&after.0.saturating_add(1).to_be_bytes());
-        let mut ro = ReadOptions::default();
+        let mut ro = total_order();
         if let Some(end) = keys::prefix_end(&prefix) {
             ro.set_iterate_upper_bound(end);
         }
@@ -688,7 +715,7 @@ impl RelationStore for RocksStore {
         let mut prefix = Vec::new();
         keys::tenant_sub_prefix(&mut prefix, tenant, SUB_SCHEMA);
         let applied = self.applied_revision();
-        let mut it = self.db.raw_iterator();
+        let mut it = self.db.raw_iterator_opt(total_order());
         it.seek(&prefix);
         let mut out = Vec::new();
         while let Some((k, v)) = it.item() {
@@ -733,7 +760,7 @@ impl RelationStore for RocksStore {
 
         // Tuple versions: per chain keep every version above the floor and the
         // newest at or below it, unless that one is a tombstone.
-        let mut it = self.db.raw_iterator();
+        let mut it = self.db.raw_iterator_opt(total_order());
         it.seek([keys::TENANT]);
         let mut chain: Vec<u8> = Vec::new();
         let mut decided = false; // the newest version <= floor of `chain` was seen
@@ -780,7 +807,7 @@ impl RelationStore for RocksStore {
                         prefix.push(SUB_SCHEMA);
                         let mut target = prefix.clone();
                         target.extend_from_slice(&floor.0.to_be_bytes());
-                        let mut it2 = self.db.raw_iterator();
+                        let mut it2 = self.db.raw_iterator_opt(total_order());
                         it2.seek_for_prev(&target);
                         let keep = it2
                             .key()
@@ -789,7 +816,7 @@ impl RelationStore for RocksStore {
                         it2.status().map_err(engine)?;
                         // Delete all schema keys of this tenant strictly below `keep`.
                         if let Some(keep) = keep {
-                            let mut it3 = self.db.raw_iterator();
+                            let mut it3 = self.db.raw_iterator_opt(total_order());
                             it3.seek(&prefix);
                             while let Some(k3) = it3.key() {
                                 if k3 >= keep.as_slice() || !k3.starts_with(&prefix) {
@@ -810,7 +837,7 @@ impl RelationStore for RocksStore {
         }
         it.status().map_err(engine)?;
         // Revision markers below the floor (the floor's own stays for time-based GC).
-        let mut it = self.db.raw_iterator();
+        let mut it = self.db.raw_iterator_opt(total_order());
         it.seek([keys::REVINFO]);
         while let Some(k) = it.key() {
             if k.first() != Some(&keys::REVINFO) || k >= keys::revinfo_key(floor).as_slice() {
@@ -836,7 +863,7 @@ impl RelationStore for RocksStore {
         let examined = self.applied_revision();
         let mut wb = rocksdb::WriteBatch::default();
         let mut removed = 0u64;
-        let mut it = self.db.raw_iterator();
+        let mut it = self.db.raw_iterator_opt(total_order());
         it.seek([keys::TENANT]);
         let mut chain: Vec<u8> = Vec::new();
         let mut versions: Vec<(Revision, Option<Option<Timestamp>>)> = Vec::new();
@@ -1029,7 +1056,19 @@ impl RocksSnapshot<'_> {
     }
 
     fn iter(&self, upper: Option<Vec<u8>>) -> DBRawIteratorWithThreadMode<'_, DB> {
+        let mut ro = total_order();
+        if let Some(u) = upper {
+            ro.set_iterate_upper_bound(u);
+        }
+        self.snap.raw_iterator_opt(ro)
+    }
+
+    /// An iterator for seeks whose targets all start with a whole relation
+    /// prefix ([`keys::relation_prefix_len`]): it stays within the target's
+    /// relation prefix and skips, by bloom filter, the files without it.
+    fn iter_in_relation(&self, upper: Option<Vec<u8>>) -> DBRawIteratorWithThreadMode<'_, DB> {
         let mut ro = ReadOptions::default();
+        ro.set_prefix_same_as_start(true);
         if let Some(u) = upper {
             ro.set_iterate_upper_bound(u);
         }
@@ -1126,7 +1165,7 @@ impl TupleReader for RocksSnapshot<'_> {
         let mut chain = Vec::with_capacity(96);
         keys::fwd_chain_key(&mut chain, &self.tenant, key);
         let body_offset = self.prefix(SUB_FWD).len();
-        let mut it = self.iter(keys::prefix_end(&chain));
+        let mut it = self.iter_in_relation(keys::prefix_end(&chain));
         let mut seek = chain.clone();
         keys::push_inv_rev(&mut seek, self.revision);
         it.seek(&seek);
@@ -1159,7 +1198,8 @@ impl TupleReader for RocksSnapshot<'_> {
         let body_offset = base.len();
         let mut type_prefix = base;
         keys::push_esc(&mut type_prefix, resource_type.as_bytes());
-        let mut it = self.iter(keys::prefix_end(&type_prefix));
+        // Every seek below is to a whole relation prefix.
+        let mut it = self.iter_in_relation(keys::prefix_end(&type_prefix));
         let mut out = Vec::new();
         let mut chain = Vec::with_capacity(128);
         let mut prefix = Vec::with_capacity(type_prefix.len() + 64);
@@ -1246,7 +1286,13 @@ impl TupleReader for RocksSnapshot<'_> {
         let body_offset = base.len();
         let mut prefix = base;
         filter_prefix(&mut prefix, filter);
-        let mut it = self.iter(keys::prefix_end(&prefix));
+        // One resource's relation (a cursor resumes inside it too): the
+        // bloom filters apply; anything wider needs total-order seeks.
+        let mut it = if keys::has_relation_prefix(&prefix) {
+            self.iter_in_relation(keys::prefix_end(&prefix))
+        } else {
+            self.iter(keys::prefix_end(&prefix))
+        };
         match cursor {
             Some(c) => {
                 keys::decode_fwd_body(&c.0).map_err(|_| StorageError::InvalidCursor)?;
