@@ -11,6 +11,7 @@
 //! with the WAL disabled, flush the memtables, and then commit the revision
 //! marker synced; an import interrupted by a crash is removed on reopen.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -245,7 +246,9 @@ impl RocksStore {
     /// A reader with no floor/future checks (for the writer and GC).
     fn reader(&self, tenant: &Tenant, revision: Revision) -> RocksSnapshot<'_> {
         RocksSnapshot {
+            relation_iter: RefCell::new(None),
             snap: self.db.snapshot(),
+            db: &self.db,
             tenant: tenant.clone(),
             revision,
         }
@@ -1020,7 +1023,12 @@ impl RelationStore for RocksStore {
 /// A consistent reader of one tenant at one revision, backed by a RocksDB
 /// snapshot (so GC running meanwhile cannot change what it sees).
 pub struct RocksSnapshot<'a> {
+    /// One relation-prefix iterator reused by every point lookup and
+    /// relation read of this snapshot (creating a RocksDB iterator costs
+    /// about as much as a seek). Declared before `snap`: dropped first.
+    relation_iter: RefCell<Option<DBRawIteratorWithThreadMode<'a, DB>>>,
     snap: SnapshotWithThreadMode<'a, DB>,
+    db: &'a DB,
     tenant: Tenant,
     revision: Revision,
 }
@@ -1034,7 +1042,7 @@ impl std::fmt::Debug for RocksSnapshot<'_> {
     }
 }
 
-impl RocksSnapshot<'_> {
+impl<'a> RocksSnapshot<'a> {
     /// The newest schema record at or before this revision (a tombstone
     /// included), with its revision.
     fn latest_schema_record(&self) -> Result<Option<(Revision, crate::SchemaVersionRecord)>> {
@@ -1063,16 +1071,26 @@ impl RocksSnapshot<'_> {
         self.snap.raw_iterator_opt(ro)
     }
 
-    /// An iterator for seeks whose targets all start with a whole relation
-    /// prefix ([`keys::relation_prefix_len`]): it stays within the target's
-    /// relation prefix and skips, by bloom filter, the files without it.
-    fn iter_in_relation(&self, upper: Option<Vec<u8>>) -> DBRawIteratorWithThreadMode<'_, DB> {
-        let mut ro = ReadOptions::default();
-        ro.set_prefix_same_as_start(true);
-        if let Some(u) = upper {
-            ro.set_iterate_upper_bound(u);
-        }
-        self.snap.raw_iterator_opt(ro)
+    /// Runs `f` with this snapshot's reusable relation-prefix iterator: it
+    /// stays within the relation prefix ([`keys::relation_prefix_len`]) of
+    /// each seek's target — which must start with a whole one — and skips,
+    /// by bloom filter, the files without it. It has no upper bound:
+    /// callers check the keys they get.
+    fn with_relation_iter<T>(
+        &self,
+        f: impl FnOnce(&mut DBRawIteratorWithThreadMode<'a, DB>) -> Result<T>,
+    ) -> Result<T> {
+        let mut slot = self
+            .relation_iter
+            .try_borrow_mut()
+            .map_err(|_| StorageError::Poisoned)?;
+        let it = slot.get_or_insert_with(|| {
+            let mut ro = ReadOptions::default();
+            ro.set_prefix_same_as_start(true);
+            ro.set_snapshot(&self.snap);
+            self.db.raw_iterator_opt(ro)
+        });
+        f(it)
     }
 
     /// From an iterator positioned at the first version of a chain (or at a
@@ -1165,24 +1183,26 @@ impl TupleReader for RocksSnapshot<'_> {
         let mut chain = Vec::with_capacity(96);
         keys::fwd_chain_key(&mut chain, &self.tenant, key);
         let body_offset = self.prefix(SUB_FWD).len();
-        let mut it = self.iter_in_relation(keys::prefix_end(&chain));
-        let mut seek = chain.clone();
-        keys::push_inv_rev(&mut seek, self.revision);
-        it.seek(&seek);
-        match it.item() {
-            Some((k, v)) if k.len() == chain.len() + REV_SUFFIX_LEN && k.starts_with(&chain) => {
-                if !value::version_is_live(v)? {
-                    return Ok(None);
+        let chain_len = chain.len();
+        keys::push_inv_rev(&mut chain, self.revision);
+        self.with_relation_iter(|it| {
+            it.seek(&chain);
+            let chain = &chain[..chain_len];
+            match it.item() {
+                Some((k, v)) if k.len() == chain_len + REV_SUFFIX_LEN && k.starts_with(chain) => {
+                    if !value::version_is_live(v)? {
+                        return Ok(None);
+                    }
+                    let mut t = keys::decode_fwd_body(&chain[body_offset..])?;
+                    value::decode_version_payload(v, &mut t)?;
+                    Ok(Some(t))
                 }
-                let mut t = keys::decode_fwd_body(&chain[body_offset..])?;
-                value::decode_version_payload(v, &mut t)?;
-                Ok(Some(t))
+                _ => {
+                    it.status().map_err(engine)?;
+                    Ok(None)
+                }
             }
-            _ => {
-                it.status().map_err(engine)?;
-                Ok(None)
-            }
-        }
+        })
     }
 
     fn subjects(
@@ -1198,30 +1218,27 @@ impl TupleReader for RocksSnapshot<'_> {
         let body_offset = base.len();
         let mut type_prefix = base;
         keys::push_esc(&mut type_prefix, resource_type.as_bytes());
-        // Every seek below is to a whole relation prefix.
-        let mut it = self.iter_in_relation(keys::prefix_end(&type_prefix));
         let mut out = Vec::new();
         let mut chain = Vec::with_capacity(128);
         let mut prefix = Vec::with_capacity(type_prefix.len() + 64);
-        for id in ids {
-            prefix.clear();
-            prefix.extend_from_slice(&type_prefix);
-            keys::push_esc(&mut prefix, id.as_bytes());
-            keys::push_esc(&mut prefix, relation.as_bytes());
-            it.seek(&prefix);
-            while let Some(step) = self.next_chain(
-                &mut it,
-                &prefix,
-                body_offset,
-                keys::decode_fwd_body,
-                &mut chain,
-            )? {
-                if let Some(t) = step {
-                    out.push(t);
+        // Every seek below is to a whole relation prefix.
+        self.with_relation_iter(|it| {
+            for id in ids {
+                prefix.clear();
+                prefix.extend_from_slice(&type_prefix);
+                keys::push_esc(&mut prefix, id.as_bytes());
+                keys::push_esc(&mut prefix, relation.as_bytes());
+                it.seek(&prefix);
+                while let Some(step) =
+                    self.next_chain(it, &prefix, body_offset, keys::decode_fwd_body, &mut chain)?
+                {
+                    if let Some(t) = step {
+                        out.push(t);
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn resources_for_subjects(&self, q: &ReverseQuery<'_>) -> Result<Vec<Tuple>> {
@@ -1286,52 +1303,45 @@ impl TupleReader for RocksSnapshot<'_> {
         let body_offset = base.len();
         let mut prefix = base;
         filter_prefix(&mut prefix, filter);
-        // One resource's relation (a cursor resumes inside it too): the
-        // bloom filters apply; anything wider needs total-order seeks.
-        let mut it = if keys::has_relation_prefix(&prefix) {
-            self.iter_in_relation(keys::prefix_end(&prefix))
-        } else {
-            self.iter(keys::prefix_end(&prefix))
-        };
-        match cursor {
-            Some(c) => {
-                keys::decode_fwd_body(&c.0).map_err(|_| StorageError::InvalidCursor)?;
-                let mut start = Vec::with_capacity(body_offset + c.0.len() + 9);
-                start.extend_from_slice(&prefix[..body_offset]);
-                start.extend_from_slice(&c.0);
-                start.extend_from_slice(&[0xFF; REV_SUFFIX_LEN + 1]);
-                it.seek(if start.as_slice() > prefix.as_slice() {
-                    &start
-                } else {
-                    &prefix
-                });
-            }
-            None => it.seek(&prefix),
+        let mut start = None;
+        if let Some(c) = cursor {
+            keys::decode_fwd_body(&c.0).map_err(|_| StorageError::InvalidCursor)?;
+            let mut key = Vec::with_capacity(body_offset + c.0.len() + 9);
+            key.extend_from_slice(&prefix[..body_offset]);
+            key.extend_from_slice(&c.0);
+            key.extend_from_slice(&[0xFF; REV_SUFFIX_LEN + 1]);
+            start = Some(key).filter(|k| k.as_slice() > prefix.as_slice());
         }
-        let mut tuples = Vec::new();
-        let mut last: Option<Vec<u8>> = None;
-        let mut chain = Vec::with_capacity(128);
-        while let Some(step) = self.next_chain(
-            &mut it,
-            &prefix,
-            body_offset,
-            keys::decode_fwd_body,
-            &mut chain,
-        )? {
-            if let Some(t) = step {
-                if filter.matches(&t) {
-                    tuples.push(t);
-                    if tuples.len() >= limit {
-                        last = Some(chain[body_offset..].to_vec());
-                        break;
+        let run = |it: &mut DBRawIteratorWithThreadMode<'_, DB>| -> Result<ScanPage> {
+            it.seek(start.as_deref().unwrap_or(&prefix));
+            let mut tuples = Vec::new();
+            let mut last: Option<Vec<u8>> = None;
+            let mut chain = Vec::with_capacity(128);
+            while let Some(step) =
+                self.next_chain(it, &prefix, body_offset, keys::decode_fwd_body, &mut chain)?
+            {
+                if let Some(t) = step {
+                    if filter.matches(&t) {
+                        tuples.push(t);
+                        if tuples.len() >= limit {
+                            last = Some(chain[body_offset..].to_vec());
+                            break;
+                        }
                     }
                 }
             }
+            Ok(ScanPage {
+                tuples,
+                cursor: last.map(Cursor),
+            })
+        };
+        // One resource's relation (a cursor resumes inside it too): the
+        // bloom filters apply; anything wider needs total-order seeks.
+        if keys::has_relation_prefix(&prefix) {
+            self.with_relation_iter(|it| run(it))
+        } else {
+            run(&mut self.iter(keys::prefix_end(&prefix)))
         }
-        Ok(ScanPage {
-            tuples,
-            cursor: last.map(Cursor),
-        })
     }
 
     fn schema(&self) -> Result<Option<StoredSchema>> {
