@@ -75,6 +75,13 @@ fn checks() -> Vec<Tuple> {
             out.push(format!("group:g{g}#member@user:u{u}"));
         }
     }
+    // Userset subjects: their point lookups have footprints of their own.
+    for g in 0..4 {
+        for d in 0..5 {
+            out.push(format!("document:d{d}#view@group:g{g}#member"));
+        }
+        out.push(format!("group:g{}#member@group:g{g}#member", (g + 1) % 4));
+    }
     out.iter()
         .map(|l| Tuple::parse(l).expect("check"))
         .collect()

@@ -23,7 +23,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use verdict_storage::{Op, WriteBatch};
+use verdict_storage::{Op, SubjectRef, Tuple, WriteBatch};
 
 use super::outcome::Outcome;
 use crate::schema::ir::{RelationId, TypeId};
@@ -33,20 +33,77 @@ const SHARDS: usize = 16;
 const ENTRY_OVERHEAD: usize = 96;
 /// Writes (storage keys) the log remembers; older entries cannot be
 /// reused across revisions.
-const LOG_CAPACITY: usize = 16_384;
+const LOG_CAPACITY: usize = 32_768;
 /// A batch with more keys than this is logged as "everything changed".
 const LOG_BATCH_MAX: usize = 1_024;
 /// Logged keys an entry may be validated against before it is recomputed.
-const MAX_SCAN: usize = 1_024;
+const MAX_SCAN: usize = 2_048;
 /// The log key meaning "any storage key may have changed".
 const ANY_KEY: u64 = 0;
 
-/// The storage key a check reads (`subjects(type, [id], relation)`) and a
-/// write of `type:id#relation@...` changes, hashed (never 0).
+/// The storage key a read of every subject of `type:id#relation`
+/// (`subjects(type, [id], relation)`) covers, and every write of
+/// `type:id#relation@...` changes, hashed (never 0).
 pub fn storage_key(tenant: &str, object_type: &str, object_id: &str, relation: &str) -> u64 {
     let mut h = DefaultHasher::new();
-    (tenant, object_type, object_id, relation).hash(&mut h);
+    (0u8, tenant, object_type, object_id, relation).hash(&mut h);
     h.finish() | 1
+}
+
+/// The key of one tuple `type:id#relation@subject` (a point lookup reads
+/// it; a write of that tuple changes it), hashed (never 0).
+pub fn subject_key(
+    tenant: &str,
+    object_type: &str,
+    object_id: &str,
+    relation: &str,
+    subject: &SubjectRef,
+) -> u64 {
+    let mut h = DefaultHasher::new();
+    (
+        1u8,
+        tenant,
+        object_type,
+        object_id,
+        relation,
+        &subject.object.object_type,
+        &subject.object.object_id,
+        &subject.relation,
+    )
+        .hash(&mut h);
+    h.finish() | 1
+}
+
+/// The key of the usersets of one subject type under `type:id#relation`
+/// (a scan of them reads it; a write of any such userset changes it),
+/// hashed (never 0).
+pub fn userset_key(
+    tenant: &str,
+    object_type: &str,
+    object_id: &str,
+    relation: &str,
+    subject_type: &str,
+) -> u64 {
+    let mut h = DefaultHasher::new();
+    (2u8, tenant, object_type, object_id, relation, subject_type).hash(&mut h);
+    h.finish() | 1
+}
+
+/// Every key a write of `tuple` changes: its relation, the tuple itself
+/// and, for a userset subject, the usersets of its type.
+fn written_keys(tenant: &str, t: &Tuple, out: &mut Vec<u64>) {
+    let (ty, id, rel) = (&t.resource.object_type, &t.resource.object_id, &t.relation);
+    out.push(storage_key(tenant, ty, id, rel));
+    out.push(subject_key(tenant, ty, id, rel, &t.subject));
+    if t.subject.relation.is_some() {
+        out.push(userset_key(
+            tenant,
+            ty,
+            id,
+            rel,
+            &t.subject.object.object_type,
+        ));
+    }
 }
 
 /// What an evaluation read: sorted, de-duplicated storage keys, or
@@ -270,16 +327,14 @@ impl DecisionCache {
     /// change. Call before the batch is applied, so no reader can see the
     /// revision before the log does.
     pub fn note_batch(&self, tenant: &str, revision: u64, batch: &WriteBatch) {
-        let mut keys = Vec::with_capacity(batch.ops.len());
+        let mut keys = Vec::with_capacity(3 * batch.ops.len());
         let mut any = batch.ops.len() > LOG_BATCH_MAX;
         for op in &batch.ops {
             match op {
-                Op::Create(t) | Op::Touch(t) | Op::Delete(t) => keys.push(storage_key(
-                    tenant,
-                    &t.resource.object_type,
-                    &t.resource.object_id,
-                    &t.relation,
-                )),
+                Op::Create(t) | Op::Touch(t) | Op::Delete(t) if !any => {
+                    written_keys(tenant, t, &mut keys)
+                }
+                Op::Create(_) | Op::Touch(_) | Op::Delete(_) => {}
                 Op::PutSchema(_) => {}
                 _ => any = true,
             }
@@ -298,16 +353,10 @@ impl DecisionCache {
         if tuples.len() > LOG_BATCH_MAX {
             return self.note_keys(revision, &[], true);
         }
-        let keys: Vec<u64> = tuples
-            .map(|t| {
-                storage_key(
-                    tenant,
-                    &t.resource.object_type,
-                    &t.resource.object_id,
-                    &t.relation,
-                )
-            })
-            .collect();
+        let mut keys = Vec::with_capacity(3 * tuples.len());
+        for t in tuples {
+            written_keys(tenant, t, &mut keys);
+        }
         self.note_keys(revision, &keys, false);
     }
 

@@ -19,7 +19,7 @@ use verdict_storage::{
 
 use std::sync::Arc;
 
-use super::cache::{storage_key, DecisionKey, Footprint};
+use super::cache::{storage_key, subject_key, userset_key, DecisionKey, Footprint};
 use super::error::EngineError;
 use super::outcome::Outcome;
 use super::trace::{TraceBuilder, TraceNode};
@@ -31,7 +31,7 @@ use crate::schema::ir::{
 /// Up to this many resource ids, a stored relation is read by point lookups
 /// and userset scans ([`Walker::targeted_subjects`]); more ids are read in
 /// one multi-get of every subject.
-const TARGETED_READ_MAX_IDS: usize = 4;
+const TARGETED_READ_MAX_IDS: usize = 64;
 
 /// Page size of the userset scans.
 const SCAN_PAGE: usize = 1024;
@@ -381,10 +381,10 @@ impl<'e> Walker<'e> {
             RelationKind::Relation { .. } => {
                 let type_name = &self.schema.definition(ty).name;
                 self.reads += 1;
-                self.note_read(type_name, ids, &relation.name);
                 let tuples = if ids.len() <= TARGETED_READ_MAX_IDS {
                     self.targeted_subjects(ty, rel, ids)?
                 } else {
+                    self.note_read(type_name, ids, &relation.name);
                     self.reader.subjects(type_name, ids, &relation.name)?
                 };
                 self.eval_tuples(&tuples)
@@ -399,12 +399,18 @@ impl<'e> Walker<'e> {
     /// checked against a group of 10,000 members reads one key, not 10,000.
     /// (Stored tuples of subject types the schema does not allow are never
     /// followed; writes and schema changes keep storage within the schema.)
+    ///
+    /// The footprint gets exactly what was read: the looked-up tuples and
+    /// the scanned userset types, so a write elsewhere in the relation (a
+    /// user added to a group) leaves other subjects' answers cached.
     fn targeted_subjects(
-        &self,
+        &mut self,
         ty: TypeId,
         rel: RelationId,
         ids: &[&str],
     ) -> Result<Vec<Tuple>, EngineError> {
+        let track = self.engine.cache.is_some();
+        let tenant = self.reader.tenant().as_str();
         let def = self.schema.definition(ty);
         let relation = def.relation(rel);
         let subject_type = &self.schema.definition(self.subject.type_id).name;
@@ -428,12 +434,30 @@ impl<'e> Walker<'e> {
                 wanted.push(SubjectRef::direct(subject_type.to_string(), WILDCARD));
             }
             for subject in wanted {
+                if track {
+                    self.footprint.push(subject_key(
+                        tenant,
+                        &def.name,
+                        id,
+                        &relation.name,
+                        &subject,
+                    ));
+                }
                 let key = Tuple::new(resource.clone(), relation.name.to_string(), subject);
                 if let Some(found) = self.reader.tuple(&key)? {
                     out.push(found);
                 }
             }
             for userset_type in &userset_types {
+                if track {
+                    self.footprint.push(userset_key(
+                        tenant,
+                        &def.name,
+                        id,
+                        &relation.name,
+                        userset_type,
+                    ));
+                }
                 let filter = TupleFilter {
                     resource_type: Some(def.name.to_string()),
                     resource_id: Some(IdFilter::Exact((*id).to_string())),
