@@ -222,7 +222,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 serde_json::to_vec(&e).map_err(|err| io_err(StorageIOError::write_logs, &err))?;
             wb.put(entry_key(e.log_id.index), v);
         }
-        let result = self.db.write_opt(wb, &self.synced());
+        // The fsync takes milliseconds: off the async workers, which keep
+        // serving reads meanwhile. Awaited, so appends stay in order.
+        let db = self.db.clone();
+        let sync = self.sync;
+        let result = tokio::task::spawn_blocking(move || {
+            let mut w = WriteOptions::default();
+            w.set_sync(sync);
+            db.write_opt(wb, &w)
+        })
+        .await
+        .map_err(|e| io_err(StorageIOError::write_logs, &e))?;
         let io = result
             .as_ref()
             .map(|_| ())

@@ -21,8 +21,8 @@ use openraft::{
 };
 use tokio::sync::watch;
 use verdict_storage::{
-    ApplyOutcome, ApplyStatus, RelationStore, Revision, RocksStore, SchemaVersionRecord, Tenant,
-    Tuple, TupleFilter, WriteBatch,
+    ApplyOutcome, ApplyStatus, Op, RelationStore, Revision, RocksStore, SchemaVersionRecord,
+    Tenant, Tuple, TupleFilter, TupleReader, WriteBatch,
 };
 
 use crate::command::{Command, Rejection, Request, Response};
@@ -300,7 +300,7 @@ impl StateMachine {
                     }
                 }
                 if let Some(o) = self.observer() {
-                    o.before_write(&tenant, revision, &batch);
+                    o.before_write(&tenant, revision, &answer_changing(store, &tenant, &batch));
                 }
                 self.outcome(revision, store.apply(&tenant, revision, &batch))
             }
@@ -436,6 +436,42 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     }
 }
 
+/// `batch` without its TOUCHes of tuples already stored exactly so
+/// (caveat and expiration included): they change no answer, so observers
+/// (the decision cache) need not drop what depends on them — idempotent
+/// re-syncs then keep caches warm. On a read error, the whole batch.
+fn answer_changing<'b>(
+    store: &RocksStore,
+    tenant: &Tenant,
+    batch: &'b WriteBatch,
+) -> std::borrow::Cow<'b, WriteBatch> {
+    use std::borrow::Cow;
+    if !batch.ops.iter().any(|op| matches!(op, Op::Touch(_))) {
+        return Cow::Borrowed(batch);
+    }
+    let Ok(reader) = store.snapshot(tenant, store.applied_revision()) else {
+        return Cow::Borrowed(batch);
+    };
+    let mut ops = Vec::with_capacity(batch.ops.len());
+    for op in &batch.ops {
+        if let Op::Touch(t) = op {
+            match reader.tuple(t) {
+                Ok(Some(stored)) if stored == *t => continue,
+                Ok(_) => {}
+                Err(_) => return Cow::Borrowed(batch),
+            }
+        }
+        ops.push(op.clone());
+    }
+    if ops.len() == batch.ops.len() {
+        return Cow::Borrowed(batch);
+    }
+    Cow::Owned(WriteBatch {
+        ops,
+        preconditions: batch.preconditions.clone(),
+    })
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
@@ -451,13 +487,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // Applying writes RocksDB: on the blocking pool, not an async worker.
         let this = self.clone();
-        let mut st = this.lock()?;
-        let mut out = Vec::new();
-        for entry in entries {
-            out.push(this.apply_entry(&mut st, entry)?);
-        }
-        Ok(out)
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        tokio::task::spawn_blocking(move || {
+            let mut st = this.lock()?;
+            let mut out = Vec::with_capacity(entries.len());
+            for entry in entries {
+                out.push(this.apply_entry(&mut st, entry)?);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| {
+            StorageError::from_io_error(
+                openraft::ErrorSubject::StateMachine,
+                openraft::ErrorVerb::Write,
+                std::io::Error::other(e.to_string()),
+            )
+        })?
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -341,3 +341,62 @@ async fn deleting_an_unlisted_tenant_still_removes_its_tuples() {
     assert_eq!(left, 0, "the tenant's tuples are gone on every replica");
     assert_eq!(m.store.applied_revision(), Revision(3));
 }
+
+/// Records the batches the state machine announces to its observer.
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Vec<Vec<String>>>);
+
+impl verdict_raft::ApplyObserver for Recorder {
+    fn before_write(&self, _: &Tenant, _: Revision, batch: &WriteBatch) {
+        let ops = batch.ops.iter().map(|op| format!("{op:?}")).collect();
+        self.0.lock().unwrap().push(ops);
+    }
+    fn before_import(&self, _: &Tenant, _: Revision, _: &[Tuple]) {}
+    fn before_snapshot(&self, _: Revision) {}
+}
+
+#[tokio::test]
+async fn observers_hear_every_change_but_not_touches_that_rewrite_identical_tuples() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = open(dir.path());
+    let recorder = Arc::new(Recorder::default());
+    assert!(m.sm.set_observer(recorder.clone()));
+    let touch = |lines: &[&str]| {
+        lines
+            .iter()
+            .fold(WriteBatch::new(), |b, l| b.touch(tuple(l)))
+    };
+    let entries = vec![
+        entry(1, write(touch(&["doc:1#viewer@user:a"]), None)),
+        // The same tuple again: no answer can change.
+        entry(2, write(touch(&["doc:1#viewer@user:a"]), None)),
+        // Same key, new payload: a change.
+        entry(3, write(touch(&["doc:1#viewer@user:a[cav]"]), None)),
+        // One identical, one new: only the new one is announced.
+        entry(
+            4,
+            write(
+                touch(&["doc:1#viewer@user:a[cav]", "doc:1#viewer@user:b"]),
+                None,
+            ),
+        ),
+        entry(
+            5,
+            write(WriteBatch::new().delete(tuple("doc:1#viewer@user:b")), None),
+        ),
+    ];
+    m.sm.apply(entries).await.unwrap();
+    let heard = recorder.0.lock().unwrap().clone();
+    assert_eq!(heard.len(), 5, "every write is announced: {heard:?}");
+    assert_eq!(heard[0].len(), 1);
+    assert!(heard[1].is_empty(), "{heard:?}");
+    assert_eq!(heard[2].len(), 1);
+    assert_eq!(heard[3].len(), 1);
+    assert!(heard[3][0].contains("\"b\""), "{heard:?}");
+    assert_eq!(heard[4].len(), 1, "deletes are always announced");
+    assert_eq!(
+        tuples(&m.store),
+        vec!["doc:1#viewer@user:a[cav]"],
+        "the writes themselves all applied"
+    );
+}
