@@ -27,7 +27,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn run_checks(
     engine: &Engine,
-    reader: &(dyn TupleReader + Sync),
+    reader: &dyn TupleReader,
     checks: &[Tuple],
     now: Timestamp,
 ) -> Vec<Duration> {
@@ -47,7 +47,7 @@ fn run_checks(
 
 fn run_checks_allowed(
     engine: &Engine,
-    reader: &(dyn TupleReader + Sync),
+    reader: &dyn TupleReader,
     checks: &[Tuple],
     now: Timestamp,
 ) -> usize {
@@ -119,8 +119,11 @@ fn main() {
     let (a, b) = workload.checks.split_at(half);
     let start = Instant::now();
     let latencies = std::thread::scope(|s| {
-        let ha = s.spawn(|| run_checks(&engine, &reader, a, now));
-        let hb = s.spawn(|| run_checks(&engine, &reader, b, now));
+        // A snapshot serves one thread (it reuses its RocksDB iterator).
+        let (store, tenant, engine) = (&store, &tenant, &engine);
+        let own = move || store.snapshot(tenant, Revision(1)).expect("snapshot");
+        let ha = s.spawn(move || run_checks(engine, &own(), a, now));
+        let hb = s.spawn(move || run_checks(engine, &own(), b, now));
         let mut l = ha.join().expect("thread");
         l.extend(hb.join().expect("thread"));
         l
