@@ -437,17 +437,18 @@ impl RaftCommitter {
         tenant: &Tenant,
         tuples: Vec<Tuple>,
     ) -> Result<ApplyOutcome, ApiError> {
-        let mut rest = tuples;
+        // Chunks taken from the front without moving the rest (splitting
+        // the remainder off each time copied it: quadratic in the size).
+        let mut rest = tuples.into_iter().peekable();
         let mut changes = 0;
         loop {
-            let tail = rest.split_off(rest.len().min(IMPORT_ENTRY_TUPLES));
             let cmd = Command::Import {
                 tenant: tenant.clone(),
-                tuples: std::mem::replace(&mut rest, tail),
+                tuples: rest.by_ref().take(IMPORT_ENTRY_TUPLES).collect(),
             };
             let mut done = outcome(self.submit(Request::now(cmd)).await?)?;
             changes += done.changes;
-            if rest.is_empty() {
+            if rest.peek().is_none() {
                 done.changes = changes;
                 return Ok(done);
             }

@@ -951,6 +951,53 @@ impl RelationStore for RocksStore {
                 delete_truncated: false,
             });
         }
+        // Validate and gather the first chunk before writing anything.
+        let mut tuples = tuples.peekable();
+        let mut changes: Vec<Change> = Vec::with_capacity(IMPORT_CHUNK.min(4096));
+        let mut total = 0usize;
+        while changes.len() < IMPORT_CHUNK {
+            let Some(t) = tuples.next() else { break };
+            if let Err(source) = t.validate() {
+                return self.apply_rejected(
+                    tenant,
+                    revision,
+                    StorageError::InvalidOperation {
+                        index: total,
+                        source,
+                    },
+                );
+            }
+            total += 1;
+            changes.push(Change {
+                kind: ChangeKind::Touch,
+                tuple: t,
+            });
+        }
+        if tuples.peek().is_none() {
+            // One chunk (as a Raft import entry is): a single atomic write
+            // through the WAL, like any batch — no memtable flush.
+            let mut wb = rocksdb::WriteBatch::default();
+            let mut buf = Vec::with_capacity(128);
+            for c in &changes {
+                put_version(&mut wb, &mut buf, tenant, revision, &c.tuple, true);
+            }
+            buf.clear();
+            keys::tenant_rev_key(&mut buf, tenant, SUB_LOG, revision);
+            buf.extend_from_slice(&0u32.to_be_bytes());
+            wb.put(&buf[..], value::encode_change_chunk(None, &changes));
+            self.put_marker(&mut wb, revision, RevisionStatus::Applied, tenant.as_str());
+            self.commit(wb, &self.write_opts())?;
+            self.applied.store(revision.0, Ordering::SeqCst);
+            return Ok(ApplyOutcome {
+                revision,
+                status: ApplyStatus::Applied,
+                changes: total,
+                delete_truncated: false,
+            });
+        }
+
+        // Larger: chunks written without the WAL, then one flush, bracketed
+        // by a pending marker that recovery uses to undo a partial import.
         let mut pending = revision.0.to_be_bytes().to_vec();
         pending.extend_from_slice(tenant.as_str().as_bytes());
         let mut wb = rocksdb::WriteBatch::default();
@@ -959,8 +1006,6 @@ impl RelationStore for RocksStore {
 
         let mut no_wal = WriteOptions::default();
         no_wal.disable_wal(true);
-        let mut changes: Vec<Change> = Vec::with_capacity(IMPORT_CHUNK);
-        let mut total = 0usize;
         let mut chunk_no = 0u32;
         let write_chunk = |changes: &mut Vec<Change>, chunk_no: &mut u32| -> Result<()> {
             let mut wb = rocksdb::WriteBatch::default();
@@ -977,6 +1022,7 @@ impl RelationStore for RocksStore {
             changes.clear();
             Ok(())
         };
+        write_chunk(&mut changes, &mut chunk_no)?;
         for t in tuples {
             if let Err(source) = t.validate() {
                 self.recover_import()?;

@@ -660,4 +660,47 @@ pub fn bulk_import_and_export<S: RelationStore>(s: &S) {
     assert_eq!(s.applied_revision(), Revision(3));
     let snap = s.snapshot(&d, Revision(3)).unwrap();
     assert!(snap.tuple(&t("doc:x#viewer@user:a")).unwrap().is_none());
+    drop(snap);
+
+    // Past one storage chunk (20,000): the multi-chunk path, also atomic.
+    let big = |n: usize| (0..n).map(|i| t(&format!("big:{i}#viewer@user:u{}", i % 7)));
+    let mut it = big(20_050);
+    assert_eq!(
+        s.bulk_import(&d, Revision(4), &mut it).unwrap().changes,
+        20_050
+    );
+    let snap = s.snapshot(&d, Revision(4)).unwrap();
+    let n = snap
+        .for_each_tuple(&TupleFilter::resource_type("big"), 5000, |_| Ok(()))
+        .unwrap();
+    assert_eq!(n, 20_050);
+    drop(snap);
+    let logged: usize = s
+        .changes_since(&d, Revision(3), 10)
+        .unwrap()
+        .iter()
+        .map(|b| b.changes.len())
+        .sum();
+    assert_eq!(logged, 20_050);
+    let invalid = Tuple::new(
+        crate::ObjectRef::new("bad", ""),
+        "viewer",
+        crate::SubjectRef::direct("user", "a"),
+    );
+    let mut renamed = big(20_010)
+        .map(|mut x| {
+            x.resource.object_type = "bad".into();
+            x
+        })
+        .chain(std::iter::once(invalid));
+    let err = s.bulk_import(&d, Revision(5), &mut renamed).unwrap_err();
+    assert!(
+        matches!(err, StorageError::InvalidOperation { index: 20_010, .. }),
+        "{err:?}"
+    );
+    let snap = s.snapshot(&d, Revision(5)).unwrap();
+    let n = snap
+        .for_each_tuple(&TupleFilter::resource_type("bad"), 5000, |_| Ok(()))
+        .unwrap();
+    assert_eq!(n, 0, "a rejected large import leaves nothing behind");
 }
