@@ -558,6 +558,37 @@ fn put_version(
     wb.put(&buf[..], &v);
 }
 
+/// [`put_version`] (live) for many tuples, with the keys put in sorted
+/// order: RocksDB's memtable then inserts each next to the previous one
+/// instead of searching its skip list from the top (imports are not in
+/// key order; FWD and REV keys interleave).
+fn put_versions_sorted<'t>(
+    wb: &mut rocksdb::WriteBatch,
+    tenant: &Tenant,
+    revision: Revision,
+    tuples: impl Iterator<Item = &'t Tuple>,
+) {
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    let mut keyed: Vec<(Vec<u8>, usize)> = Vec::new();
+    for t in tuples {
+        let mut v = Vec::with_capacity(32);
+        value::encode_version(&mut v, Some(t));
+        let mut fwd = Vec::with_capacity(96);
+        keys::fwd_chain_key(&mut fwd, tenant, t);
+        keys::push_inv_rev(&mut fwd, revision);
+        let mut rev = Vec::with_capacity(96);
+        keys::rev_chain_key(&mut rev, tenant, t);
+        keys::push_inv_rev(&mut rev, revision);
+        keyed.push((fwd, values.len()));
+        keyed.push((rev, values.len()));
+        values.push(v);
+    }
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (key, value) in &keyed {
+        wb.put(key, &values[*value]);
+    }
+}
+
 impl RelationStore for RocksStore {
     type Snapshot<'a> = RocksSnapshot<'a>;
 
@@ -977,11 +1008,8 @@ impl RelationStore for RocksStore {
             // One chunk (as a Raft import entry is): a single atomic write
             // through the WAL, like any batch — no memtable flush.
             let mut wb = rocksdb::WriteBatch::default();
+            put_versions_sorted(&mut wb, tenant, revision, changes.iter().map(|c| &c.tuple));
             let mut buf = Vec::with_capacity(128);
-            for c in &changes {
-                put_version(&mut wb, &mut buf, tenant, revision, &c.tuple, true);
-            }
-            buf.clear();
             keys::tenant_rev_key(&mut buf, tenant, SUB_LOG, revision);
             buf.extend_from_slice(&0u32.to_be_bytes());
             wb.put(&buf[..], value::encode_change_chunk(None, &changes));
@@ -1009,11 +1037,8 @@ impl RelationStore for RocksStore {
         let mut chunk_no = 0u32;
         let write_chunk = |changes: &mut Vec<Change>, chunk_no: &mut u32| -> Result<()> {
             let mut wb = rocksdb::WriteBatch::default();
+            put_versions_sorted(&mut wb, tenant, revision, changes.iter().map(|c| &c.tuple));
             let mut buf = Vec::with_capacity(128);
-            for c in changes.iter() {
-                put_version(&mut wb, &mut buf, tenant, revision, &c.tuple, true);
-            }
-            buf.clear();
             keys::tenant_rev_key(&mut buf, tenant, SUB_LOG, revision);
             buf.extend_from_slice(&chunk_no.to_be_bytes());
             wb.put(&buf[..], value::encode_change_chunk(None, changes));
