@@ -49,6 +49,16 @@ pub fn storage_key(tenant: &str, object_type: &str, object_id: &str, relation: &
     h.finish() | 1
 }
 
+/// The id no real object id can be (ids never contain `#`): its storage
+/// key stands for a whole relation.
+pub const RELATION_WIDE_ID: &str = "#relation";
+
+/// The key of a whole relation `type#relation` (what a group index answer
+/// read); every write to the relation is logged under it too.
+pub fn relation_key(tenant: &str, object_type: &str, relation: &str) -> u64 {
+    storage_key(tenant, object_type, RELATION_WIDE_ID, relation)
+}
+
 /// What an evaluation read: sorted, de-duplicated storage keys, or
 /// unknown (then its answer only serves its own revision).
 pub type Footprint = Option<Arc<[u64]>>;
@@ -272,18 +282,25 @@ impl DecisionCache {
     pub fn note_batch(&self, tenant: &str, revision: u64, batch: &WriteBatch) {
         let mut keys = Vec::with_capacity(batch.ops.len());
         let mut any = batch.ops.len() > LOG_BATCH_MAX;
+        let mut wide = Vec::new();
         for op in &batch.ops {
             match op {
-                Op::Create(t) | Op::Touch(t) | Op::Delete(t) => keys.push(storage_key(
-                    tenant,
-                    &t.resource.object_type,
-                    &t.resource.object_id,
-                    &t.relation,
-                )),
+                Op::Create(t) | Op::Touch(t) | Op::Delete(t) => {
+                    keys.push(storage_key(
+                        tenant,
+                        &t.resource.object_type,
+                        &t.resource.object_id,
+                        &t.relation,
+                    ));
+                    wide.push(relation_key(tenant, &t.resource.object_type, &t.relation));
+                }
                 Op::PutSchema(_) => {}
                 _ => any = true,
             }
         }
+        wide.sort_unstable();
+        wide.dedup();
+        keys.extend(wide);
         self.note_keys(revision, &keys, any);
     }
 
@@ -298,16 +315,20 @@ impl DecisionCache {
         if tuples.len() > LOG_BATCH_MAX {
             return self.note_keys(revision, &[], true);
         }
-        let keys: Vec<u64> = tuples
-            .map(|t| {
-                storage_key(
-                    tenant,
-                    &t.resource.object_type,
-                    &t.resource.object_id,
-                    &t.relation,
-                )
-            })
-            .collect();
+        let mut keys = Vec::with_capacity(tuples.len());
+        let mut wide = Vec::new();
+        for t in tuples {
+            keys.push(storage_key(
+                tenant,
+                &t.resource.object_type,
+                &t.resource.object_id,
+                &t.relation,
+            ));
+            wide.push(relation_key(tenant, &t.resource.object_type, &t.relation));
+        }
+        wide.sort_unstable();
+        wide.dedup();
+        keys.extend(wide);
         self.note_keys(revision, &keys, false);
     }
 
