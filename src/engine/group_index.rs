@@ -281,9 +281,9 @@ impl RelIndex {
             }
             None => {
                 let ty = subject.object_type;
-                if !self.direct.iter().any(|d| &**d == ty)
-                    && !(subject.id == WILDCARD && self.wildcard.iter().any(|w| &**w == ty))
-                {
+                let direct = self.direct.iter().any(|d| &**d == ty);
+                let wildcard = subject.id == WILDCARD && self.wildcard.iter().any(|w| &**w == ty);
+                if !(direct || wildcard) {
                     return None;
                 }
                 let mut out = Vec::new();
