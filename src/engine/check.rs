@@ -408,7 +408,17 @@ impl<'e> Walker<'e> {
             relation: self.subject.relation.as_deref(),
         };
         let explain = self.trace.is_some();
-        let answer = index.answer(self.schema, self.reader, (ty, rel), ids, &subject, explain)?;
+        // Groups the walk could still descend through from here.
+        let levels = (self.engine.config.max_depth + 1).saturating_sub(self.depth);
+        let answer = index.answer(
+            self.schema,
+            self.reader,
+            (ty, rel),
+            ids,
+            &subject,
+            levels,
+            explain,
+        )?;
         if self.engine.cache.is_some() {
             self.footprint.push(answer.footprint);
         }

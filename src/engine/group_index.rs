@@ -116,6 +116,9 @@ pub enum Fallback {
     /// The relation qualifies but the subject's shape is not one the
     /// index answers (e.g. a userset of another relation).
     NotQualifying,
+    /// The nesting is deeper than the walker's depth budget: the walk
+    /// decides (and reports the depth limit, as without the index).
+    TooDeep,
 }
 
 /// The subject of a question.
@@ -153,6 +156,9 @@ struct RelIndex {
     names: Vec<Box<str>>,
     /// For each group, the groups that directly include it.
     parents: Vec<Vec<u32>>,
+    /// For each group, the groups it directly includes (to tell how deep
+    /// the walk below a group would go).
+    children: Vec<Vec<u32>>,
     /// Subject type → subject id → groups it is directly in.
     members: HashMap<Box<str>, HashMap<Box<str>, Vec<u32>>>,
     member_count: u64,
@@ -192,6 +198,7 @@ impl RelIndex {
         self.ids.insert(id.into(), i);
         self.names.push(id.into());
         self.parents.push(Vec::new());
+        self.children.push(Vec::new());
         i
     }
 
@@ -212,6 +219,12 @@ impl RelIndex {
                 } else {
                     remove(parents, group)
                 };
+                let children = &mut self.children[group as usize];
+                if present {
+                    insert(children, child);
+                } else {
+                    remove(children, child);
+                }
                 if changed {
                     self.edge_count = if present {
                         self.edge_count + 1
@@ -303,23 +316,33 @@ impl RelIndex {
     }
 
     /// Searches from `subject`'s direct groups up the inclusion edges for
-    /// one of `targets`; returns the path (group ids) when found. `None`
-    /// for an unsupported subject shape.
-    fn search(&self, subject: &Subject<'_>, targets: &[&str]) -> Option<Option<Vec<u32>>> {
-        let starts = self.starts(subject)?;
+    /// one of `targets`, at most `levels` groups deep (the walker's depth
+    /// budget: a longer path, or an unfinished search, is left to the walk,
+    /// which then reports the depth limit as it always has).
+    fn search(&self, subject: &Subject<'_>, targets: &[&str], levels: u32) -> Search {
+        let Some(starts) = self.starts(subject) else {
+            return Search::Unsupported;
+        };
         let targets: Vec<u32> = targets
             .iter()
             .filter_map(|t| self.ids.get(*t).copied())
             .collect();
-        if targets.is_empty() || starts.is_empty() {
-            return Some(None);
+        if targets.is_empty() {
+            return Search::NotMember;
         }
-        // node → predecessor on the search tree (u32::MAX = a start).
-        let mut seen: HashMap<u32, u32> = HashMap::new();
+        if starts.is_empty() {
+            return if self.deeper_than(&targets, levels) {
+                Search::TooDeep
+            } else {
+                Search::NotMember
+            };
+        }
+        // node → (predecessor on the search tree (u32::MAX = a root), level).
+        let mut seen: HashMap<u32, (u32, u32)> = HashMap::new();
         let mut queue = VecDeque::new();
-        let path_to = |seen: &HashMap<u32, u32>, mut n: u32| {
+        let path_to = |seen: &HashMap<u32, (u32, u32)>, mut n: u32| {
             let mut path = vec![n];
-            while let Some(&p) = seen.get(&n) {
+            while let Some(&(p, _)) = seen.get(&n) {
                 if p == u32::MAX {
                     break;
                 }
@@ -334,31 +357,78 @@ impl RelIndex {
             // a target: the walker answers `h` on `h` itself). Inserted
             // first, so a self-loop edge cannot make it its own predecessor.
             if let Some(h) = via {
-                seen.entry(h).or_insert(u32::MAX);
+                seen.entry(h).or_insert((u32::MAX, 0));
             }
             if seen.contains_key(&g) {
                 continue;
             }
-            seen.insert(g, via.unwrap_or(u32::MAX));
+            seen.insert(g, (via.unwrap_or(u32::MAX), 1));
             if targets.contains(&g) {
-                return Some(Some(path_to(&seen, g)));
+                return Search::Member(path_to(&seen, g));
             }
-            queue.push_back(g);
+            queue.push_back((g, 1));
         }
-        while let Some(g) = queue.pop_front() {
-            for &p in &self.parents[g as usize] {
+        let mut truncated = false;
+        while let Some((g, level)) = queue.pop_front() {
+            let parents = &self.parents[g as usize];
+            if level >= levels {
+                truncated |= !parents.is_empty();
+                continue;
+            }
+            for &p in parents {
                 if seen.contains_key(&p) {
                     continue;
                 }
-                seen.insert(p, g);
+                seen.insert(p, (g, level + 1));
                 if targets.contains(&p) {
-                    return Some(Some(path_to(&seen, p)));
+                    return Search::Member(path_to(&seen, p));
                 }
-                queue.push_back(p);
+                queue.push_back((p, level + 1));
             }
         }
-        Some(None)
+        if truncated || self.deeper_than(&targets, levels) {
+            Search::TooDeep
+        } else {
+            Search::NotMember
+        }
     }
+
+    /// Whether the groups nested below `targets` go more than `levels`
+    /// levels deep (counting the targets as level 1): the walk, which
+    /// descends level by level to find a non-member absent, would then hit
+    /// its depth limit.
+    fn deeper_than(&self, targets: &[u32], levels: u32) -> bool {
+        let mut seen: HashSet<u32> = targets.iter().copied().collect();
+        let mut frontier: Vec<u32> = seen.iter().copied().collect();
+        let mut level = 1;
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for g in frontier {
+                for &c in &self.children[g as usize] {
+                    if seen.insert(c) {
+                        next.push(c);
+                    }
+                }
+            }
+            if !next.is_empty() && level >= levels {
+                return true;
+            }
+            frontier = next;
+            level += 1;
+        }
+        false
+    }
+}
+
+/// What a search found.
+enum Search {
+    /// A path of groups from the subject to a target.
+    Member(Vec<u32>),
+    NotMember,
+    /// The subject's shape is not one the index answers.
+    Unsupported,
+    /// Deeper than the depth budget.
+    TooDeep,
 }
 
 /// One tenant's index at one revision.
@@ -408,6 +478,7 @@ struct Counters {
     behind: AtomicU64,
     stale: AtomicU64,
     not_qualifying: AtomicU64,
+    too_deep: AtomicU64,
     rebuilds: AtomicU64,
 }
 
@@ -424,6 +495,8 @@ pub struct GroupIndexStats {
     pub fallback_stale: u64,
     /// Fallbacks: a subject shape the index does not answer.
     pub fallback_not_qualifying: u64,
+    /// Fallbacks: nesting deeper than the walker's depth budget.
+    pub fallback_too_deep: u64,
     /// Tenant builds completed.
     pub rebuilds: u64,
     /// Direct member tuples held.
@@ -584,6 +657,7 @@ impl GroupIndex {
         relation: &str,
         ids: &[&str],
         subject: &Subject<'_>,
+        levels: u32,
         explain: bool,
     ) -> Result<Answer, Fallback> {
         let result = self.answer_inner(
@@ -593,6 +667,7 @@ impl GroupIndex {
             relation,
             ids,
             subject,
+            levels,
             explain,
         );
         let c = &self.counters;
@@ -602,6 +677,7 @@ impl GroupIndex {
             Err(Fallback::Behind) => &c.behind,
             Err(Fallback::Stale) => &c.stale,
             Err(Fallback::NotQualifying) => &c.not_qualifying,
+            Err(Fallback::TooDeep) => &c.too_deep,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result
@@ -616,6 +692,7 @@ impl GroupIndex {
         relation: &str,
         ids: &[&str],
         subject: &Subject<'_>,
+        levels: u32,
         explain: bool,
     ) -> Result<Answer, Fallback> {
         let tenant = reader.tenant().as_str();
@@ -640,7 +717,12 @@ impl GroupIndex {
         if rel.tainted || rel.last_changed > revision {
             return Err(Fallback::Stale);
         }
-        let found = rel.search(subject, ids).ok_or(Fallback::NotQualifying)?;
+        let found = match rel.search(subject, ids, levels) {
+            Search::Member(path) => Some(path),
+            Search::NotMember => None,
+            Search::Unsupported => return Err(Fallback::NotQualifying),
+            Search::TooDeep => return Err(Fallback::TooDeep),
+        };
         let outcome = if found.is_some() {
             Outcome::Allowed
         } else {
@@ -684,6 +766,7 @@ impl GroupIndex {
             fallback_behind: c.behind.load(Ordering::Relaxed),
             fallback_stale: c.stale.load(Ordering::Relaxed),
             fallback_not_qualifying: c.not_qualifying.load(Ordering::Relaxed),
+            fallback_too_deep: c.too_deep.load(Ordering::Relaxed),
             rebuilds: c.rebuilds.load(Ordering::Relaxed),
             ..GroupIndexStats::default()
         };
@@ -722,6 +805,7 @@ impl GroupIndex {
             ("behind", s.fallback_behind),
             ("stale_relation", s.fallback_stale),
             ("not_qualifying", s.fallback_not_qualifying),
+            ("too_deep", s.fallback_too_deep),
         ] {
             let _ = writeln!(
                 out,
@@ -885,6 +969,7 @@ impl EngineGroupIndex {
         (ty, rel): (TypeId, RelationId),
         ids: &[&str],
         subject: &Subject<'_>,
+        levels: u32,
         explain: bool,
     ) -> Option<Answer> {
         if !self.qualifying.contains(&(ty, rel)) {
@@ -899,6 +984,7 @@ impl EngineGroupIndex {
                 &def.relation(rel).name,
                 ids,
                 subject,
+                levels,
                 explain,
             )
             .ok()
@@ -1071,6 +1157,46 @@ definition doc {
         // Every group the walk visits fell back (the relation changed since).
         assert_eq!(f.index.stats().fallback_stale, before.fallback_stale + 10);
         assert_eq!(f.index.stats().answers, before.answers);
+    }
+
+    #[test]
+    fn nesting_past_the_depth_limit_is_left_to_the_walk_which_reports_it() {
+        let mut f = Fixture::new();
+        let t = Tenant::new("acme").unwrap();
+        let schema_rev = f.apply(&t, WriteBatch::new().put_schema(record(1, SCHEMA)));
+        let mut batch = WriteBatch::new().touch(Tuple::parse("group:g0#member@user:ann").unwrap());
+        for g in 1..10 {
+            batch = batch.touch(
+                Tuple::parse(&format!("group:g{g}#member@group:g{}#member", g - 1)).unwrap(),
+            );
+        }
+        let at = f.apply(&t, batch);
+        let config = EngineConfig { max_depth: 6 };
+        let plain = Engine::new(compile(SCHEMA), config.clone()).unwrap();
+        let indexed = plain.clone().with_group_index(f.index.clone(), schema_rev);
+        let reader = f.store.snapshot(&t, at).unwrap();
+        let ask = |engine: &Engine, g: usize, who: &str| {
+            let req = CheckRequest::new(
+                ObjectRef::new("group", format!("g{g}")),
+                "member",
+                user(who),
+            );
+            engine
+                .check(&reader, &req)
+                .map(|r| r.outcome)
+                .map_err(|e| e.to_string())
+        };
+        for g in 0..10 {
+            for who in ["ann", "bob"] {
+                assert_eq!(ask(&indexed, g, who), ask(&plain, g, who), "g{g} {who}");
+            }
+        }
+        assert!(
+            ask(&plain, 9, "ann").is_err(),
+            "10 deep is past a depth of 6"
+        );
+        assert!(f.index.stats().fallback_too_deep > 0);
+        assert!(f.index.stats().answers > 0);
     }
 
     #[test]
