@@ -28,7 +28,10 @@
 //! right in the time we had, while the search is obviously exact, bounded
 //! by the reachable ancestors (10 groups on the deep workload) and cycles
 //! terminate through its visited set. A userset subject `T:h#R` is
-//! answered too (h reaches g).
+//! answered too (h reaches g). The walker's depth limit still holds: a
+//! path longer than the remaining budget, or (for a non-member) groups
+//! nested below the target deeper than it, are left to the walk, which
+//! reports the limit as without the index.
 //!
 //! **Maintenance**: on every replica the state machine calls
 //! [`GroupIndex::after_apply`] after each applied entry; the index reads
