@@ -965,6 +965,7 @@ impl EngineGroupIndex {
 
     /// The index's answer for `ty#rel` on `ids`, when the relation qualifies
     /// and the index may answer at the reader's revision.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn answer(
         &self,
         schema: &Schema,
