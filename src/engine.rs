@@ -19,6 +19,7 @@ pub mod caveat_eval;
 mod check;
 mod error;
 mod expand;
+pub mod group_index;
 mod lookup;
 pub mod outcome;
 mod reachability;
@@ -34,6 +35,7 @@ pub use cache::{CacheStats, DecisionCache, DecisionKey};
 pub use caveat_eval::{CaveatError, CompiledCaveat};
 pub use error::EngineError;
 pub use expand::{ExpandKind, ExpandNode, ExpandSubject};
+pub use group_index::{GroupIndex, GroupIndexStats};
 pub use lookup::{LookupPage, LookupResource, LookupSubject};
 pub use outcome::Outcome;
 pub use trace::TraceNode;
@@ -106,6 +108,8 @@ pub struct Engine {
     /// Distinguishes engines (schema versions) in the shared cache.
     generation: usize,
     cache: Option<Arc<DecisionCache>>,
+    /// The group index, when enabled (see [`group_index`]).
+    group_index: Option<group_index::EngineGroupIndex>,
 }
 
 /// Source of [`Engine::generation`] values.
@@ -128,6 +132,7 @@ impl Engine {
             config,
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             cache: None,
+            group_index: None,
         })
     }
 
@@ -135,6 +140,18 @@ impl Engine {
     /// by tenant, revision, schema and sub-problem).
     pub fn with_cache(mut self, cache: Arc<DecisionCache>) -> Engine {
         self.cache = Some(cache);
+        self
+    }
+
+    /// Answers questions on pure-nesting relations from `index`, which this
+    /// engine's schema (active since `schema_revision`) must be the one the
+    /// tenant's index was built from (otherwise the walker walks).
+    pub fn with_group_index(mut self, index: Arc<GroupIndex>, schema_revision: Revision) -> Engine {
+        self.group_index = Some(group_index::EngineGroupIndex::new(
+            index,
+            &self.schema,
+            schema_revision,
+        ));
         self
     }
 

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod commit;
 pub mod config;
 pub mod decision_log;
+pub mod group_index_sync;
 pub mod guard;
 pub mod http;
 mod http_metrics;

@@ -63,6 +63,12 @@ pub trait ApplyObserver: Send + Sync + std::fmt::Debug {
     /// A snapshot is about to replace the state up to `revision`: nothing
     /// learnt about earlier revisions may be reused past it.
     fn before_snapshot(&self, revision: Revision);
+    /// The entry at `revision` (a command of `tenant`, if any) was applied
+    /// (or rejected, consuming the revision); called for every entry after
+    /// the store reflects it, in log order, except replays on start.
+    fn after_apply(&self, _tenant: Option<&Tenant>, _revision: Revision) {}
+    /// A snapshot up to `revision` was installed.
+    fn after_snapshot(&self, _revision: Revision) {}
 }
 
 #[derive(Debug, Default, Clone)]
@@ -82,7 +88,7 @@ struct Inner {
     snapshots_built: AtomicU64,
     snapshots_installed: AtomicU64,
     snapshot_seq: AtomicU64,
-    observer: std::sync::OnceLock<Arc<dyn ApplyObserver>>,
+    observers: std::sync::RwLock<Vec<Arc<dyn ApplyObserver>>>,
 }
 
 /// The openraft state machine over a [`RocksStore`] and a [`TenantSet`].
@@ -129,7 +135,7 @@ impl StateMachine {
                 snapshots_built: AtomicU64::new(0),
                 snapshots_installed: AtomicU64::new(0),
                 snapshot_seq: AtomicU64::new(0),
-                observer: std::sync::OnceLock::new(),
+                observers: std::sync::RwLock::new(Vec::new()),
             }),
         };
         if let Some(current) = sm.read_current()? {
@@ -213,14 +219,30 @@ impl StateMachine {
         Ok(revision)
     }
 
-    /// Tells `observer` about every later change before it is applied.
-    /// Only the first observer is kept; returns whether it was this one.
+    /// Tells `observer` (besides those added before) about every later
+    /// change; returns whether it was added.
     pub fn set_observer(&self, observer: Arc<dyn ApplyObserver>) -> bool {
-        self.inner.observer.set(observer).is_ok()
+        match self.inner.observers.write() {
+            Ok(mut list) => {
+                list.push(observer);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
-    fn observer(&self) -> Option<&Arc<dyn ApplyObserver>> {
-        self.inner.observer.get()
+    /// Whether any observer is registered.
+    fn has_observers(&self) -> bool {
+        self.inner.observers.read().is_ok_and(|l| !l.is_empty())
+    }
+
+    /// Calls `f` on every observer, in the order they were added.
+    fn each_observer(&self, f: impl Fn(&dyn ApplyObserver)) {
+        if let Ok(list) = self.inner.observers.read() {
+            for o in list.iter() {
+                f(o.as_ref());
+            }
+        }
     }
 
     fn mark(&self, revision: Revision) -> Result<(), StorageError> {
@@ -299,8 +321,9 @@ impl StateMachine {
                         );
                     }
                 }
-                if let Some(o) = self.observer() {
-                    o.before_write(&tenant, revision, &answer_changing(store, &tenant, &batch));
+                if self.has_observers() {
+                    let heard = answer_changing(store, &tenant, &batch);
+                    self.each_observer(|o| o.before_write(&tenant, revision, &heard));
                 }
                 self.outcome(revision, store.apply(&tenant, revision, &batch))
             }
@@ -309,9 +332,7 @@ impl StateMachine {
                     return self
                         .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
                 }
-                if let Some(o) = self.observer() {
-                    o.before_import(&tenant, revision, &tuples);
-                }
+                self.each_observer(|o| o.before_import(&tenant, revision, &tuples));
                 self.outcome(
                     revision,
                     store.bulk_import(&tenant, revision, &mut tuples.into_iter()),
@@ -362,9 +383,7 @@ impl StateMachine {
                     Ok(None) => batch,
                     Err(e) => return self.outcome(revision, Err(e)),
                 };
-                if let Some(o) = self.observer() {
-                    o.before_write(&tenant, revision, &batch);
-                }
+                self.each_observer(|o| o.before_write(&tenant, revision, &batch));
                 let outcome = self.outcome(revision, store.apply(&tenant, revision, &batch))?;
                 if removed {
                     Ok(outcome)
@@ -382,6 +401,15 @@ impl StateMachine {
     ) -> Result<Response, StorageError> {
         let revision = Revision(entry.log_id.index);
         let replay = revision <= self.inner.store.applied_revision();
+        let tenant = match &entry.payload {
+            EntryPayload::Normal(req) => match &req.command {
+                Command::Write { tenant, .. }
+                | Command::Import { tenant, .. }
+                | Command::DeleteTenant { tenant } => Some(tenant.clone()),
+                Command::CreateTenant { .. } => None,
+            },
+            _ => None,
+        };
         let response = match entry.payload {
             EntryPayload::Blank => {
                 self.mark(revision)?;
@@ -400,6 +428,9 @@ impl StateMachine {
             }),
             EntryPayload::Normal(req) => self.apply_command(revision, req)?,
         };
+        if !replay {
+            self.each_observer(|o| o.after_apply(tenant.as_ref(), revision));
+        }
         st.last = Some(entry.log_id);
         self.inner
             .applied_tx
@@ -523,9 +554,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let mut st = self.lock()?;
-        if let Some(o) = self.observer() {
-            o.before_snapshot(Revision(meta.last_log_id.map_or(0, |l| l.index)));
-        }
+        let installed = Revision(meta.last_log_id.map_or(0, |l| l.index));
+        self.each_observer(|o| o.before_snapshot(installed));
         let revision = self.restore(&data)?;
         self.persist(meta, &data)?;
         st.last = meta.last_log_id;
@@ -533,6 +563,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.inner
             .snapshots_installed
             .fetch_add(1, Ordering::Relaxed);
+        self.each_observer(|o| o.after_snapshot(revision.max(installed)));
         tracing::info!(id = %meta.snapshot_id, revision = revision.0, "installed snapshot");
         Ok(())
     }

@@ -106,6 +106,16 @@ fn written_keys(tenant: &str, t: &Tuple, out: &mut Vec<u64>) {
     }
 }
 
+/// The id no real object id can be (ids never contain `#`): its storage
+/// key stands for a whole relation.
+pub const RELATION_WIDE_ID: &str = "#relation";
+
+/// The key of a whole relation `type#relation` (what a group index answer
+/// read); every write to the relation is logged under it too.
+pub fn relation_key(tenant: &str, object_type: &str, relation: &str) -> u64 {
+    storage_key(tenant, object_type, RELATION_WIDE_ID, relation)
+}
+
 /// What an evaluation read: sorted, de-duplicated storage keys, or
 /// unknown (then its answer only serves its own revision).
 pub type Footprint = Option<Arc<[u64]>>;
@@ -329,16 +339,21 @@ impl DecisionCache {
     pub fn note_batch(&self, tenant: &str, revision: u64, batch: &WriteBatch) {
         let mut keys = Vec::with_capacity(3 * batch.ops.len());
         let mut any = batch.ops.len() > LOG_BATCH_MAX;
+        let mut wide = Vec::new();
         for op in &batch.ops {
             match op {
                 Op::Create(t) | Op::Touch(t) | Op::Delete(t) if !any => {
-                    written_keys(tenant, t, &mut keys)
+                    written_keys(tenant, t, &mut keys);
+                    wide.push(relation_key(tenant, &t.resource.object_type, &t.relation));
                 }
                 Op::Create(_) | Op::Touch(_) | Op::Delete(_) => {}
                 Op::PutSchema(_) => {}
                 _ => any = true,
             }
         }
+        wide.sort_unstable();
+        wide.dedup();
+        keys.extend(wide);
         self.note_keys(revision, &keys, any);
     }
 
@@ -354,9 +369,14 @@ impl DecisionCache {
             return self.note_keys(revision, &[], true);
         }
         let mut keys = Vec::with_capacity(3 * tuples.len());
+        let mut wide = Vec::new();
         for t in tuples {
             written_keys(tenant, t, &mut keys);
+            wide.push(relation_key(tenant, &t.resource.object_type, &t.relation));
         }
+        wide.sort_unstable();
+        wide.dedup();
+        keys.extend(wide);
         self.note_keys(revision, &keys, false);
     }
 

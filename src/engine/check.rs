@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use super::cache::{storage_key, subject_key, userset_key, DecisionKey, Footprint};
 use super::error::EngineError;
+use super::group_index;
 use super::outcome::Outcome;
 use super::trace::{TraceBuilder, TraceNode};
 use super::Engine;
@@ -379,6 +380,9 @@ impl<'e> Walker<'e> {
         let relation = self.schema.definition(ty).relation(rel);
         match &relation.kind {
             RelationKind::Relation { .. } => {
+                if let Some(o) = self.group_index(ty, rel, ids) {
+                    return Ok(o);
+                }
                 let type_name = &self.schema.definition(ty).name;
                 self.reads += 1;
                 let tuples = if ids.len() <= TARGETED_READ_MAX_IDS {
@@ -391,6 +395,38 @@ impl<'e> Walker<'e> {
             }
             RelationKind::Permission { rewrite } => self.eval_rewrite(ty, rewrite, ids),
         }
+    }
+
+    /// The group index's answer for a pure-nesting relation, when it may
+    /// give one at this revision (see `group_index`); it read the whole
+    /// relation, so that is its footprint.
+    fn group_index(&mut self, ty: TypeId, rel: RelationId, ids: &[&str]) -> Option<Outcome> {
+        let index = self.engine.group_index.as_ref()?;
+        let subject = group_index::Subject {
+            object_type: &self.schema.definition(self.subject.type_id).name,
+            id: &self.subject.id,
+            relation: self.subject.relation.as_deref(),
+        };
+        let explain = self.trace.is_some();
+        // Groups the walk could still descend through from here.
+        let levels = (self.engine.config.max_depth + 1).saturating_sub(self.depth);
+        let answer = index.answer(
+            self.schema,
+            self.reader,
+            (ty, rel),
+            ids,
+            &subject,
+            levels,
+            explain,
+        )?;
+        if self.engine.cache.is_some() {
+            self.footprint.push(answer.footprint);
+        }
+        if let (Some(t), Some(line)) = (self.trace.as_mut(), answer.explain) {
+            t.enter(line);
+            t.exit(&answer.outcome);
+        }
+        Some(answer.outcome)
     }
 
     /// The tuples of `ty#rel` on `ids` that can decide this check: the

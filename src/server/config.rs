@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// How often garbage collection runs (old history, expired tuples). Default = 1m
     #[arg(long, env = "VERDICT_GC_INTERVAL", value_parser = parse_duration)]
     pub gc_interval: Option<Duration>,
+    /// Answer nested-group questions from the in-memory group index
+    /// (`on`/`off`). Default = on
+    #[arg(long, env = "VERDICT_GROUP_INDEX", value_parser = parse_on_off)]
+    pub group_index: Option<bool>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub ops: super::ops_config::OpsArgs,
@@ -75,6 +79,7 @@ struct FileSettings {
     shutdown_grace: Option<String>,
     gc_retention: Option<String>,
     gc_interval: Option<String>,
+    group_index: Option<bool>,
     admin_key: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -112,6 +117,8 @@ pub struct ServerSettings {
     pub gc_retention: Duration,
     /// GC period. Default = 1m
     pub gc_interval: Duration,
+    /// The group index. Default = on
+    pub group_index: bool,
     /// API keys, TLS, limits and the decision log.
     pub ops: super::ops_config::OpsSettings,
     /// Raft cluster settings.
@@ -142,6 +149,15 @@ pub enum ConfigError {
     /// The cluster flags are inconsistent.
     #[error("{0}")]
     Cluster(String),
+}
+
+/// Parses `on`/`off` (also `true`/`false`).
+fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        other => Err(format!("expected `on` or `off`, got `{other}`")),
+    }
 }
 
 /// Parses `500ms`, `5s`, `2m`, `1h` (or a bare number of seconds).
@@ -187,6 +203,7 @@ impl ServerSettings {
             shutdown_grace: Duration::from_secs(10),
             gc_retention: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),
+            group_index: true,
             ops: super::ops_config::OpsSettings::default(),
             cluster: super::cluster::ClusterSettings::default(),
         }
@@ -260,6 +277,7 @@ impl ServeArgs {
                 .gc_interval
                 .or(file_duration(&file.gc_interval, "gc-interval")?)
                 .unwrap_or(Duration::from_secs(60)),
+            group_index: self.group_index.or(file.group_index).unwrap_or(true),
             ops: self.ops.resolve(
                 super::ops_config::OpsFile {
                     admin_key: file.admin_key,

@@ -51,5 +51,8 @@ pub fn render(state: &AppState, out: &mut String) {
         "Tenant API keys on this node.",
         state.keys.list(None).len(),
     );
+    if let Some(index) = &state.group_index {
+        index.render_metrics(out);
+    }
     state.ops.metrics.render(out);
 }

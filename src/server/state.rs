@@ -13,7 +13,7 @@ use super::tenants::TenantRegistry;
 use super::zookie::ZookieCodec;
 use crate::api::error::ApiError;
 use crate::api::pb;
-use crate::engine::{DecisionCache, Engine, EngineConfig};
+use crate::engine::{DecisionCache, Engine, EngineConfig, GroupIndex};
 use crate::schema::{self, SchemaLimits};
 
 /// The engine for one schema version of one tenant.
@@ -42,6 +42,8 @@ pub struct AppState {
     pub zookies: ZookieCodec,
     /// Shared decision cache.
     pub cache: Arc<DecisionCache>,
+    /// The group index (`--group-index on`), maintained by the state machine.
+    pub group_index: Option<Arc<GroupIndex>>,
     /// Resolved settings.
     pub settings: ServerSettings,
     /// Tenant API keys.
@@ -112,7 +114,19 @@ impl AppState {
         let cluster_id = committer.cluster_id();
         let cache = Arc::new(DecisionCache::new(settings.cache_bytes).with_write_log());
         committer.observe(cache.clone());
+        let group_index = settings.group_index.then(|| {
+            let index = Arc::new(GroupIndex::new());
+            let sync = Arc::new(super::group_index_sync::GroupIndexSync::new(
+                index.clone(),
+                store.clone(),
+                tenants.clone(),
+            ));
+            committer.state_machine().set_observer(sync.clone());
+            sync.rebuild_in_background();
+            index
+        });
         AppState {
+            group_index,
             committer,
             store,
             tenants,
@@ -298,6 +312,10 @@ impl AppState {
             },
         )?
         .with_cache(self.cache.clone());
+        let engine = match &self.group_index {
+            Some(index) => engine.with_group_index(index.clone(), stored.revision),
+            None => engine,
+        };
         let entry = Arc::new(SchemaEngine {
             engine,
             version: stored.record.version,

@@ -94,6 +94,14 @@ impl Server {
         server
     }
 
+    /// Stops the server (kills it and waits) and hands back its data
+    /// directory, to start another server on it.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
+    }
+
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         self.data.path()
