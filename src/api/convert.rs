@@ -1,6 +1,8 @@
 //! Conversions between protobuf messages and domain types. Every
 //! conversion from the wire validates and names the offending field.
 
+use std::fmt::Display;
+
 use serde_json::{Map, Number, Value};
 use verdict_storage::{
     IdFilter, ObjectRef, SubjectRef, SubjectRelationFilter, Timestamp, Tuple, TupleCaveat,
@@ -18,7 +20,10 @@ pub fn required<'a, T>(value: &'a Option<T>, field: &str) -> Result<&'a T, ApiEr
 }
 
 /// `pb::ObjectRef` → [`ObjectRef`].
-pub fn object_from_pb(o: &pb::ObjectRef, field: &str) -> Result<ObjectRef, ApiError> {
+pub fn object_from_pb(
+    o: &pb::ObjectRef,
+    field: &(impl Display + ?Sized),
+) -> Result<ObjectRef, ApiError> {
     if o.object_type.is_empty() {
         return Err(ApiError::invalid(
             format!("{field}.object_type"),
@@ -45,11 +50,14 @@ pub fn object_from_pb(o: &pb::ObjectRef, field: &str) -> Result<ObjectRef, ApiEr
 }
 
 /// `pb::SubjectRef` → [`SubjectRef`].
-pub fn subject_from_pb(s: &pb::SubjectRef, field: &str) -> Result<SubjectRef, ApiError> {
-    let object = object_from_pb(
-        required(&s.object, &format!("{field}.object"))?,
-        &format!("{field}.object"),
-    )?;
+pub fn subject_from_pb(
+    s: &pb::SubjectRef,
+    field: &(impl Display + ?Sized),
+) -> Result<SubjectRef, ApiError> {
+    let object = match &s.object {
+        Some(o) => object_from_pb(o, &Sub(field, "object"))?,
+        None => return Err(ApiError::invalid(format!("{field}.object"), "is required")),
+    };
     Ok(SubjectRef {
         object,
         relation: (!s.optional_relation.is_empty() && s.optional_relation != "...")
@@ -58,21 +66,32 @@ pub fn subject_from_pb(s: &pb::SubjectRef, field: &str) -> Result<SubjectRef, Ap
 }
 
 /// `pb::Relationship` → a validated [`Tuple`].
-pub fn tuple_from_pb(r: &pb::Relationship, field: &str) -> Result<Tuple, ApiError> {
-    let resource = object_from_pb(
-        required(&r.resource, &format!("{field}.resource"))?,
-        &format!("{field}.resource"),
-    )?;
+///
+/// `field` (the request path, for errors) is only formatted when an error
+/// names it: imports convert millions of these.
+pub fn tuple_from_pb(
+    r: &pb::Relationship,
+    field: &(impl Display + ?Sized),
+) -> Result<Tuple, ApiError> {
+    let resource = match &r.resource {
+        Some(o) => object_from_pb(o, &Sub(field, "resource"))?,
+        None => {
+            return Err(ApiError::invalid(
+                format!("{field}.resource"),
+                "is required",
+            ))
+        }
+    };
     if r.relation.is_empty() {
         return Err(ApiError::invalid(
             format!("{field}.relation"),
             "is required",
         ));
     }
-    let subject = subject_from_pb(
-        required(&r.subject, &format!("{field}.subject"))?,
-        &format!("{field}.subject"),
-    )?;
+    let subject = match &r.subject {
+        Some(sub) => subject_from_pb(sub, &Sub(field, "subject"))?,
+        None => return Err(ApiError::invalid(format!("{field}.subject"), "is required")),
+    };
     let caveat = match &r.optional_caveat {
         None => None,
         Some(c) if c.caveat_name.is_empty() => {
@@ -94,8 +113,19 @@ pub fn tuple_from_pb(r: &pb::Relationship, field: &str) -> Result<Tuple, ApiErro
         caveat,
         expiration,
     };
-    tuple.validate().map_err(|e| ApiError::invalid(field, e))?;
+    tuple
+        .validate()
+        .map_err(|e| ApiError::invalid(field.to_string(), e))?;
     Ok(tuple)
+}
+
+/// `base.suffix`, formatted only when displayed.
+struct Sub<'a, D: ?Sized>(&'a D, &'static str);
+
+impl<D: Display + ?Sized> Display for Sub<'_, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
 }
 
 /// [`Tuple`] → `pb::Relationship`.

@@ -99,10 +99,11 @@ impl RelationshipApi {
                 .into());
             }
             for (i, r) in req.relationships.iter().enumerate() {
-                let field = format!("requests[{message}].relationships[{i}]");
+                // Formatted only for an error (millions of tuples per import).
+                let field = ImportField { message, index: i };
                 let tuple = tuple_from_pb(r, &field)?;
                 validate_against_schema(schema, &tuple)
-                    .map_err(|e| ApiError::invalid(&field, e))?;
+                    .map_err(|e| ApiError::invalid(field.to_string(), e))?;
                 tuples.push(tuple);
             }
             message += 1;
@@ -115,6 +116,22 @@ impl RelationshipApi {
             )
             .into()),
         }
+    }
+}
+
+/// `requests[M].relationships[I]`, the path of one imported relationship.
+struct ImportField {
+    message: usize,
+    index: usize,
+}
+
+impl std::fmt::Display for ImportField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "requests[{}].relationships[{}]",
+            self.message, self.index
+        )
     }
 }
 
