@@ -1092,6 +1092,17 @@ definition doc {
         SubjectRef::direct("user", id)
     }
 
+    /// `user:ann` in g0, and g0 ⊂ g1 ⊂ … ⊂ g9.
+    fn ann_in_a_ten_deep_chain() -> WriteBatch {
+        let mut batch = WriteBatch::new().touch(Tuple::parse("group:g0#member@user:ann").unwrap());
+        for g in 1..10 {
+            batch = batch.touch(
+                Tuple::parse(&format!("group:g{g}#member@group:g{}#member", g - 1)).unwrap(),
+            );
+        }
+        batch
+    }
+
     fn group_set(g: usize) -> SubjectRef {
         SubjectRef::userset("group", format!("g{g}"), "member")
     }
@@ -1101,12 +1112,7 @@ definition doc {
         let mut f = Fixture::new();
         let t = Tenant::new("acme").unwrap();
         let schema_rev = f.apply(&t, WriteBatch::new().put_schema(record(1, SCHEMA)));
-        let mut batch = WriteBatch::new().touch(Tuple::parse("group:g0#member@user:ann").unwrap());
-        for g in 1..10 {
-            batch = batch.touch(
-                Tuple::parse(&format!("group:g{g}#member@group:g{}#member", g - 1)).unwrap(),
-            );
-        }
+        let batch = ann_in_a_ten_deep_chain();
         let built = f.apply(&t, batch);
         let (_, engine) = f.engines(SCHEMA, schema_rev);
         let (o, trace) = check(
@@ -1168,12 +1174,7 @@ definition doc {
         let mut f = Fixture::new();
         let t = Tenant::new("acme").unwrap();
         let schema_rev = f.apply(&t, WriteBatch::new().put_schema(record(1, SCHEMA)));
-        let mut batch = WriteBatch::new().touch(Tuple::parse("group:g0#member@user:ann").unwrap());
-        for g in 1..10 {
-            batch = batch.touch(
-                Tuple::parse(&format!("group:g{g}#member@group:g{}#member", g - 1)).unwrap(),
-            );
-        }
+        let batch = ann_in_a_ten_deep_chain();
         let at = f.apply(&t, batch);
         let config = EngineConfig { max_depth: 6 };
         let plain = Engine::new(compile(SCHEMA), config.clone()).unwrap();

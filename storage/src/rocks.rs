@@ -593,6 +593,23 @@ fn put_versions_sorted<'t>(
     }
 }
 
+/// One chunk of an import at `revision`: its tuples' versions and its
+/// changelog entry (`chunk_no`).
+fn import_chunk(
+    tenant: &Tenant,
+    revision: Revision,
+    chunk_no: u32,
+    changes: &[Change],
+) -> rocksdb::WriteBatch {
+    let mut wb = rocksdb::WriteBatch::default();
+    put_versions_sorted(&mut wb, tenant, revision, changes.iter().map(|c| &c.tuple));
+    let mut key = Vec::with_capacity(64);
+    keys::tenant_rev_key(&mut key, tenant, SUB_LOG, revision);
+    key.extend_from_slice(&chunk_no.to_be_bytes());
+    wb.put(&key[..], value::encode_change_chunk(None, changes));
+    wb
+}
+
 impl RelationStore for RocksStore {
     type Snapshot<'a> = RocksSnapshot<'a>;
 
@@ -1011,12 +1028,7 @@ impl RelationStore for RocksStore {
         if tuples.peek().is_none() {
             // One chunk (as a Raft import entry is): a single atomic write
             // through the WAL, like any batch — no memtable flush.
-            let mut wb = rocksdb::WriteBatch::default();
-            put_versions_sorted(&mut wb, tenant, revision, changes.iter().map(|c| &c.tuple));
-            let mut buf = Vec::with_capacity(128);
-            keys::tenant_rev_key(&mut buf, tenant, SUB_LOG, revision);
-            buf.extend_from_slice(&0u32.to_be_bytes());
-            wb.put(&buf[..], value::encode_change_chunk(None, &changes));
+            let mut wb = import_chunk(tenant, revision, 0, &changes);
             self.put_marker(&mut wb, revision, RevisionStatus::Applied, tenant.as_str());
             self.commit(wb, &self.write_opts())?;
             self.applied.store(revision.0, Ordering::SeqCst);
@@ -1040,13 +1052,7 @@ impl RelationStore for RocksStore {
         no_wal.disable_wal(true);
         let mut chunk_no = 0u32;
         let write_chunk = |changes: &mut Vec<Change>, chunk_no: &mut u32| -> Result<()> {
-            let mut wb = rocksdb::WriteBatch::default();
-            put_versions_sorted(&mut wb, tenant, revision, changes.iter().map(|c| &c.tuple));
-            let mut buf = Vec::with_capacity(128);
-            keys::tenant_rev_key(&mut buf, tenant, SUB_LOG, revision);
-            buf.extend_from_slice(&chunk_no.to_be_bytes());
-            wb.put(&buf[..], value::encode_change_chunk(None, changes));
-            self.commit(wb, &no_wal)?;
+            self.commit(import_chunk(tenant, revision, *chunk_no, changes), &no_wal)?;
             *chunk_no += 1;
             changes.clear();
             Ok(())
