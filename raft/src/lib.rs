@@ -26,6 +26,7 @@
 // type; the helpers feeding them return it as is.
 #![allow(clippy::result_large_err)]
 
+pub mod codec;
 mod command;
 mod log_store;
 mod snapshot;

@@ -1,5 +1,6 @@
-//! The Raft log in its own RocksDB: entries under `l` + be64 index, the
-//! vote, the committed and the last purged log id under `m/…`. Appends
+//! The Raft log in its own RocksDB: entries under `l` + be64 index (in
+//! [`crate::codec`]'s encoding), the vote, the committed and the last
+//! purged log id under `m/…` (JSON). Appends
 //! and votes are written with fsync before openraft is told they are
 //! durable.
 
@@ -13,7 +14,7 @@ use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageIOError, Vote};
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{io_err, NodeId, StorageError, TypeConfig};
+use crate::{codec, io_err, NodeId, StorageError, TypeConfig};
 
 const VOTE: &[u8] = b"m/vote";
 const COMMITTED: &[u8] = b"m/committed";
@@ -107,7 +108,7 @@ impl LogStore {
         match (it.key().and_then(index_of), it.value()) {
             (Some(_), Some(v)) => {
                 let e: Entry<TypeConfig> =
-                    serde_json::from_slice(v).map_err(|e| io_err(StorageIOError::read_logs, &e))?;
+                    codec::decode(v).map_err(|e| io_err(StorageIOError::read_logs, &e))?;
                 Ok(Some(e.log_id))
             }
             _ => {
@@ -158,7 +159,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             if let Some(v) = it.value() {
                 let e: Entry<TypeConfig> =
-                    serde_json::from_slice(v).map_err(|e| io_err(StorageIOError::read_logs, &e))?;
+                    codec::decode(v).map_err(|e| io_err(StorageIOError::read_logs, &e))?;
                 out.push(e);
             }
             it.next();
@@ -218,8 +219,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut wb = WriteBatch::default();
         for e in entries {
-            let v =
-                serde_json::to_vec(&e).map_err(|err| io_err(StorageIOError::write_logs, &err))?;
+            let v = codec::encode(&e).map_err(|err| io_err(StorageIOError::write_logs, &err))?;
             wb.put(entry_key(e.log_id.index), v);
         }
         // The fsync takes milliseconds: off the async workers, which keep

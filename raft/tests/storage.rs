@@ -142,6 +142,46 @@ async fn log_entries_vote_and_purge_survive_reopen() {
     assert_eq!(got, vec![3, 4], "1-2 purged, 5 truncated");
 }
 
+/// A log written before entries were MessagePack (JSON values under the
+/// same keys) still reads, and new appends continue it.
+#[tokio::test]
+async fn a_log_of_json_entries_reads_back_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let import = |i: u64| Entry::<TypeConfig> {
+        log_id: log_id(i),
+        payload: EntryPayload::Normal(Request {
+            at: verdict_storage::Timestamp(1_700_000_000),
+            command: Command::Import {
+                tenant: Tenant::default_tenant(),
+                tuples: vec![tuple(&format!(
+                    "doc:{i}#viewer@user:a[expiration:2030-01-01T00:00:00Z]"
+                ))],
+            },
+        }),
+    };
+    {
+        let db = rocksdb::DB::open_default(dir.path()).unwrap();
+        for i in 1..=3u64 {
+            let mut key = vec![b'l'];
+            key.extend_from_slice(&i.to_be_bytes());
+            db.put(key, serde_json::to_vec(&import(i)).unwrap())
+                .unwrap();
+        }
+    }
+    let mut log = LogStore::open(dir.path(), true).unwrap();
+    assert_eq!(
+        log.get_log_state().await.unwrap().last_log_id,
+        Some(log_id(3))
+    );
+    log.blocking_append(vec![import(4)]).await.unwrap();
+    let got = log.try_get_log_entries(1..=4).await.unwrap();
+    let want: Vec<_> = (1..=4).map(import).collect();
+    assert_eq!(
+        serde_json::to_value(&got).unwrap(),
+        serde_json::to_value(&want).unwrap()
+    );
+}
+
 #[tokio::test]
 async fn replays_are_no_ops_and_rejections_consume_the_revision() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use verdict_raft::openraft::error::{ClientWriteError, RaftError};
 use verdict_raft::openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use verdict_raft::{
-    Command, LogStore, NodeId, Raft, Rejection, Request, Response, StateMachine, TenantSet,
+    codec, Command, LogStore, NodeId, Raft, Rejection, Request, Response, StateMachine, TenantSet,
 };
 use verdict_storage::{
     ApplyOutcome, ApplyStatus, RelationStore, Revision, RocksStore, Tenant, Tuple, WriteBatch,
@@ -319,7 +319,7 @@ impl RaftCommitter {
 
     async fn forward(&self, leader: NodeId, request: &Request) -> Result<Response, ApiError> {
         let client = self.leader_client(leader)?;
-        let data = serde_json::to_vec(request).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let data = codec::encode(request).map_err(|e| ApiError::Internal(e.to_string()))?;
         let reply = client
             .call(Rpc::Forward, data, FORWARD_TIMEOUT)
             .await
@@ -330,7 +330,7 @@ impl RaftCommitter {
                 ))
             })?;
         let result: Result<Response, String> =
-            serde_json::from_slice(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
+            codec::decode(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
         result.map_err(unavailable)
     }
 
@@ -662,14 +662,14 @@ impl RaftCommitter {
 #[tonic::async_trait]
 impl InternalHandler for RaftCommitter {
     async fn forward(&self, data: &[u8]) -> Vec<u8> {
-        let result: Result<Response, String> = match serde_json::from_slice::<Request>(data) {
+        let result: Result<Response, String> = match codec::decode::<Request>(data) {
             Err(e) => Err(format!("malformed forwarded command: {e}")),
             Ok(request) => match self.raft.client_write(request).await {
                 Ok(r) => Ok(r.data),
                 Err(e) => Err(format!("node {} could not commit: {e}", self.node_id)),
             },
         };
-        serde_json::to_vec(&result).unwrap_or_default()
+        codec::encode(&result).unwrap_or_default()
     }
 
     async fn read_index(&self) -> Vec<u8> {

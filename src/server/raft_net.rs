@@ -18,7 +18,7 @@ use verdict_raft::openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use verdict_raft::{Node, NodeId, TypeConfig};
+use verdict_raft::{codec, Node, NodeId, TypeConfig};
 
 /// Generated types of `verdict.v1.internal`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -201,7 +201,7 @@ impl Connection {
         E: std::error::Error + serde::de::DeserializeOwned,
     {
         let client = self.client.as_ref().map_err(unreachable)?;
-        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = client.call(rpc, data, timeout).await.map_err(|s| {
             if s.code() == tonic::Code::Unauthenticated {
                 RPCError::Network(NetworkError::new(&std::io::Error::other(
@@ -212,7 +212,7 @@ impl Connection {
             }
         })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
-            serde_json::from_slice(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            codec::decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -307,12 +307,12 @@ impl<H> InternalService<H> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(req: &Request<RaftPayload>) -> Result<T, Status> {
-    serde_json::from_slice(&req.get_ref().data)
+    codec::decode(&req.get_ref().data)
         .map_err(|e| Status::invalid_argument(format!("malformed payload: {e}")))
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    serde_json::to_vec(value)
+    codec::encode(value)
         .map(|data| Response::new(RaftPayload { data }))
         .map_err(|e| Status::internal(e.to_string()))
 }
