@@ -445,6 +445,83 @@ async fn killed_follower_catches_up_through_a_snapshot() {
     assert_eq!(all_docs(&f).await, all_docs(&leader_endpoint).await);
 }
 
+/// A bulk import sent to a follower is forwarded to the leader in
+/// several log entries of `IMPORT_ENTRY_TUPLES` tuples, replicated to
+/// every node, and lands whole everywhere; the zookie it answers covers
+/// every entry. A leader change mid-import fails it with UNAVAILABLE
+/// (the import is idempotent), and the client runs it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_import_through_a_follower_lands_whole_on_every_node() {
+    use verdict::server::raft_commit::IMPORT_ENTRY_TUPLES;
+    let mut cluster = Cluster::start(10_000);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+    let schema = write_schema(&cluster.node(leader).endpoint()).await;
+    // Start-up can cost a term (the last node to start campaigns once
+    // before the leader reaches it): begin once every node has the schema.
+    for node in [1u64, 2, 3] {
+        let endpoint = cluster.node(node).endpoint();
+        check(&endpoint, "doc:x#view@user:x", at_least(&schema)).await;
+    }
+
+    let total = 3 * IMPORT_ENTRY_TUPLES + 7;
+    let messages: Vec<pb::ImportRelationshipsRequest> = (0..total)
+        .collect::<Vec<_>>()
+        .chunks(4_000)
+        .map(|ids| pb::ImportRelationshipsRequest {
+            tenant: String::new(),
+            relationships: ids
+                .iter()
+                .map(|i| {
+                    let t = verdict_storage::Tuple::parse(&format!(
+                        "doc:i{i}#viewer@user:u{}",
+                        i % 101
+                    ))
+                    .expect("tuple");
+                    verdict::api::convert::tuple_to_pb(&t)
+                })
+                .collect(),
+        })
+        .collect();
+    let mut attempts = 0;
+    let imported = loop {
+        attempts += 1;
+        let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
+        let follower = if leader == 1 { 2 } else { 1 };
+        let mut c = RelationshipServiceClient::connect(cluster.node(follower).endpoint())
+            .await
+            .expect("connect");
+        match c
+            .import_relationships(tokio_stream::iter(messages.clone()))
+            .await
+        {
+            Ok(r) => break r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unavailable && attempts < 5 => {
+                eprintln!("import attempt {attempts}: {s}; again");
+            }
+            Err(s) => panic!("import through a follower: {s}"),
+        }
+    };
+    assert_eq!(imported.imported, total as u64);
+    let zookie = imported.written_at.expect("zookie");
+
+    for node in [1u64, 2, 3] {
+        let endpoint = cluster.node(node).endpoint();
+        for i in [0, IMPORT_ENTRY_TUPLES, 2 * IMPORT_ENTRY_TUPLES, total - 1] {
+            assert_eq!(
+                check(
+                    &endpoint,
+                    &format!("doc:i{i}#view@user:u{}", i % 101),
+                    at_least(&zookie)
+                )
+                .await,
+                ALLOWED,
+                "node {node}, tuple {i}: the zookie must cover every entry"
+            );
+        }
+        assert_eq!(all_docs(&endpoint).await.len(), total, "node {node}");
+    }
+}
+
 /// GET /metrics with a bare HTTP/1.0 request (no client dependency).
 async fn reqwest_metrics(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

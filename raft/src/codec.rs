@@ -70,7 +70,10 @@ mod tests {
             log_id: LogId::new(openraft::CommittedLeaderId::new(3, 1), 42),
             payload: EntryPayload::Normal(Request {
                 at: Timestamp(1_700_000_000),
-                command: Command::Import { tenant, tuples },
+                command: Command::Import {
+                    tenant,
+                    tuples: std::sync::Arc::new(tuples),
+                },
             }),
         }
     }

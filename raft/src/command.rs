@@ -1,5 +1,7 @@
 //! What a log entry carries and what applying it answers.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use verdict_storage::{ApplyOutcome, Revision, StorageError, Tenant, Timestamp, Tuple, WriteBatch};
 
@@ -59,8 +61,10 @@ pub enum Command {
     Import {
         /// The tenant.
         tenant: Tenant,
-        /// The tuples.
-        tuples: Vec<Tuple>,
+        /// The tuples: shared, so the proposer's copy (kept to forward the
+        /// command if leadership moved) costs no copy of the tuples. Encoded
+        /// as a plain sequence.
+        tuples: Arc<Vec<Tuple>>,
     },
     /// Create a tenant.
     CreateTenant {

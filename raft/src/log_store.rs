@@ -147,27 +147,43 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(s) => s.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        let mut out = Vec::new();
-        let mut it = self.db.raw_iterator();
-        it.seek(entry_key(start));
-        while it.valid() {
-            let Some(index) = it.key().and_then(index_of) else {
-                break;
-            };
-            if !range.contains(&index) {
-                break;
-            }
-            if let Some(v) = it.value() {
-                let e: Entry<TypeConfig> =
-                    codec::decode(v).map_err(|e| io_err(StorageIOError::read_logs, &e))?;
-                out.push(e);
-            }
-            it.next();
-        }
-        it.status()
-            .map_err(|e| io_err(StorageIOError::read_logs, &e))?;
-        Ok(out)
+        let end = range.end_bound().cloned();
+        // Decoding a batch of large import entries takes milliseconds:
+        // off the async workers, where openraft's core sends heartbeats.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || read_entries(&db, start, end))
+            .await
+            .map_err(|e| io_err(StorageIOError::read_logs, &e))?
     }
+}
+
+/// The entries from index `start` through `end`, decoded.
+fn read_entries(
+    db: &DB,
+    start: u64,
+    end: Bound<u64>,
+) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+    let range = (Bound::Included(start), end);
+    let mut out = Vec::new();
+    let mut it = db.raw_iterator();
+    it.seek(entry_key(start));
+    while it.valid() {
+        let Some(index) = it.key().and_then(index_of) else {
+            break;
+        };
+        if !range.contains(&index) {
+            break;
+        }
+        if let Some(v) = it.value() {
+            let e: Entry<TypeConfig> =
+                codec::decode(v).map_err(|e| io_err(StorageIOError::read_logs, &e))?;
+            out.push(e);
+        }
+        it.next();
+    }
+    it.status()
+        .map_err(|e| io_err(StorageIOError::read_logs, &e))?;
+    Ok(out)
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -217,28 +233,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut wb = WriteBatch::default();
-        for e in entries {
-            let v = codec::encode(&e).map_err(|err| io_err(StorageIOError::write_logs, &err))?;
-            wb.put(entry_key(e.log_id.index), v);
-        }
-        // The fsync takes milliseconds: off the async workers, which keep
-        // serving reads meanwhile. Awaited, so appends stay in order.
+        // Encoding large import entries and the fsync take milliseconds:
+        // both off the async workers, which keep serving reads and
+        // openraft's heartbeats meanwhile. Awaited, so appends stay in order.
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let db = self.db.clone();
         let sync = self.sync;
         let result = tokio::task::spawn_blocking(move || {
+            let mut wb = WriteBatch::default();
+            for e in &entries {
+                let v = codec::encode(e).map_err(|err| err.to_string())?;
+                wb.put(entry_key(e.log_id.index), v);
+            }
             let mut w = WriteOptions::default();
             w.set_sync(sync);
-            db.write_opt(wb, &w)
+            db.write_opt(wb, &w).map_err(|err| err.to_string())
         })
         .await
         .map_err(|e| io_err(StorageIOError::write_logs, &e))?;
-        let io = result
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| std::io::Error::other(e.to_string()));
+        let io = result.clone().map_err(std::io::Error::other);
         callback.log_io_completed(io);
-        result.map_err(|e| io_err(StorageIOError::write_logs, &e))
+        result.map_err(|e| io_err(StorageIOError::write_logs, &std::io::Error::other(e)))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError> {

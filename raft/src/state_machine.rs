@@ -333,6 +333,8 @@ impl StateMachine {
                         .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
                 }
                 self.each_observer(|o| o.before_import(&tenant, revision, &tuples));
+                // Entries read back from the log own their tuples alone.
+                let tuples = Arc::try_unwrap(tuples).unwrap_or_else(|shared| (*shared).clone());
                 self.outcome(
                     revision,
                     store.bulk_import(&tenant, revision, &mut tuples.into_iter()),

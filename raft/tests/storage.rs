@@ -153,9 +153,9 @@ async fn a_log_of_json_entries_reads_back_and_continues() {
             at: verdict_storage::Timestamp(1_700_000_000),
             command: Command::Import {
                 tenant: Tenant::default_tenant(),
-                tuples: vec![tuple(&format!(
+                tuples: Arc::new(vec![tuple(&format!(
                     "doc:{i}#viewer@user:a[expiration:2030-01-01T00:00:00Z]"
-                ))],
+                ))]),
             },
         }),
     };

@@ -80,8 +80,11 @@ impl std::fmt::Debug for RaftCommitter {
 /// Import entries proposed before the first is answered.
 const IMPORT_IN_FLIGHT: usize = 4;
 
-/// Most tuples one bulk-import log entry carries.
-pub const IMPORT_ENTRY_TUPLES: usize = 2_000;
+/// Most tuples one bulk-import log entry carries. Each entry's keys are
+/// inserted into RocksDB's memtable in sorted order, so larger entries
+/// insert closer together: 8,000 imported a 1M-tuple file 20-30 % faster
+/// than 2,000 (16,000 no faster). An entry is about 0.5 MB in the log.
+pub const IMPORT_ENTRY_TUPLES: usize = 8_000;
 
 /// How many times [`RaftCommitter::propose_planned`] plans a batch before
 /// giving up on a tenant that keeps changing under it.
@@ -291,8 +294,15 @@ impl RaftCommitter {
     /// UNAVAILABLE when no leader can be reached; the outcome is then
     /// unknown (the command may or may not commit) — it is never retried
     /// after it may have reached a leader.
-    #[tracing::instrument(skip_all, fields(command = %request))]
     pub async fn submit(&self, request: Request) -> Result<Response, ApiError> {
+        self.submit_with(request, true).await
+    }
+
+    /// [`Self::submit`]; without `wait` a node that knows no leader fails
+    /// at once instead of waiting for one and proposing again (a pipeline
+    /// of proposals must not be reordered by one of them retrying later).
+    #[tracing::instrument(skip_all, fields(command = %request))]
+    async fn submit_with(&self, request: Request, wait: bool) -> Result<Response, ApiError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             match self.raft.client_write(request.clone()).await {
@@ -302,6 +312,7 @@ impl RaftCommitter {
                         (Some(id), _) if id != self.node_id => {
                             return self.forward(id, &request).await;
                         }
+                        _ if !wait => return Err(unavailable("the Raft leader changed")),
                         _ => {
                             let left = deadline.saturating_duration_since(Instant::now());
                             if left.is_zero() {
@@ -432,9 +443,15 @@ impl RaftCommitter {
     /// cluster its leader). Answers the last entry's outcome, with the
     /// changes of all of them.
     ///
+    /// The entries commit in stream order (so a tuple given twice keeps
+    /// its last form): after the first leader is found, a proposal that
+    /// meets no leader fails the import rather than being proposed again
+    /// behind later ones.
+    ///
     /// # Errors
-    /// A malformed tuple, UNAVAILABLE without a leader. Entries committed
-    /// before an error stay (re-running the import is idempotent).
+    /// A malformed tuple, UNAVAILABLE without a leader or when leadership
+    /// changed mid-import. Entries committed before an error stay
+    /// (re-running the import is idempotent).
     pub async fn import(
         &self,
         tenant: &Tenant,
@@ -445,6 +462,7 @@ impl RaftCommitter {
         // up to IMPORT_IN_FLIGHT proposed at once so the log's fsync of
         // one overlaps the apply of another. Proposed in order: the Raft
         // log (and so every replica) applies them in stream order.
+        self.wait_for_leader(LEADER_WAIT).await?;
         let mut rest = tuples.into_iter().peekable();
         let mut in_flight = futures_util::stream::FuturesOrdered::new();
         let mut last: Option<ApplyOutcome> = None;
@@ -453,15 +471,17 @@ impl RaftCommitter {
             while in_flight.len() < IMPORT_IN_FLIGHT && rest.peek().is_some() {
                 let cmd = Command::Import {
                     tenant: tenant.clone(),
-                    tuples: rest.by_ref().take(IMPORT_ENTRY_TUPLES).collect(),
+                    tuples: Arc::new(rest.by_ref().take(IMPORT_ENTRY_TUPLES).collect()),
                 };
-                in_flight.push_back(self.submit(Request::now(cmd)));
+                in_flight.push_back(self.submit_with(Request::now(cmd), false));
             }
             match futures_util::StreamExt::next(&mut in_flight).await {
                 Some(result) => {
                     let done = outcome(result?)?;
                     changes += done.changes;
-                    last = Some(done);
+                    if last.as_ref().is_none_or(|l| l.revision < done.revision) {
+                        last = Some(done);
+                    }
                 }
                 None => break,
             }
