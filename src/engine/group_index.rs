@@ -37,7 +37,11 @@
 //! [`GroupIndex::after_apply`] after each applied entry; the index reads
 //! exactly what changed at that revision from the tenant's changelog
 //! ([`RelationStore::changes_since`], Watch's source) and updates the
-//! tenant's relations, recording the revision each relation last changed. A
+//! tenant's relations, recording the revision each relation last changed.
+//! A bulk import is not read back: [`GroupIndex::before_import`] keeps the
+//! imported tuples of the tenant's qualifying relations (usually none) and
+//! `after_apply` applies them directly when that is exact (see the
+//! INVARIANT in `process`), else it catches up from the changelog. A
 //! batch that changes the tenant's schema (and a tenant deletion, which
 //! writes a tombstone schema) rebuilds that tenant from a store snapshot at
 //! that revision; a snapshot install or a start rebuilds every tenant (in
@@ -56,7 +60,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use verdict_storage::{
@@ -446,6 +450,23 @@ struct TenantState {
 }
 
 impl TenantState {
+    /// Applies the TOUCHes of an import at `revision` (only tuples of this
+    /// state's relations matter), unless a build already caught up past it.
+    fn apply_import(&mut self, kept: &[Tuple], revision: Revision) {
+        if self.indexed >= revision {
+            return;
+        }
+        for t in kept {
+            for rel in &mut self.relations {
+                if *rel.object_type == *t.resource.object_type && *rel.relation == *t.relation {
+                    rel.apply(t, true);
+                    rel.last_changed = revision;
+                }
+            }
+        }
+        self.indexed = revision;
+    }
+
     fn apply_batch(&mut self, batch: &ChangeBatch) {
         for change in &batch.changes {
             let t = &change.tuple;
@@ -473,6 +494,19 @@ enum CatchUp {
     SchemaChanged,
 }
 
+/// An import announced by [`GroupIndex::before_import`], awaiting its
+/// `after_apply`.
+#[derive(Debug)]
+struct PendingImport {
+    tenant: Box<str>,
+    revision: Revision,
+    /// The ticket of the ready state `kept` was filtered for.
+    ticket: u64,
+    /// The imported tuples of that state's relations (none once the
+    /// import was rejected).
+    kept: Vec<Tuple>,
+}
+
 /// The index's counters.
 #[derive(Debug, Default)]
 struct Counters {
@@ -483,6 +517,7 @@ struct Counters {
     not_qualifying: AtomicU64,
     too_deep: AtomicU64,
     rebuilds: AtomicU64,
+    imports_direct: AtomicU64,
 }
 
 /// Counters and sizes of the index.
@@ -502,6 +537,8 @@ pub struct GroupIndexStats {
     pub fallback_too_deep: u64,
     /// Tenant builds completed.
     pub rebuilds: u64,
+    /// Imports applied from their announced tuples (not read back).
+    pub imports_direct: u64,
     /// Direct member tuples held.
     pub members: u64,
     /// Nesting edges held.
@@ -517,6 +554,8 @@ pub struct GroupIndex {
     synced: AtomicU64,
     tickets: AtomicU64,
     counters: Counters,
+    /// The import being applied, announced by `before_import`.
+    pending: Mutex<Option<PendingImport>>,
 }
 
 impl GroupIndex {
@@ -599,16 +638,87 @@ impl GroupIndex {
         self.synced.fetch_max(revision.0, Ordering::AcqRel);
     }
 
+    /// Notes the tuples an import into `tenant` at `revision` is about to
+    /// touch, keeping those of the tenant's qualifying relations, so that
+    /// [`GroupIndex::after_apply`] need not read them back. Call on the
+    /// applying thread, before the store applies the import.
+    pub fn before_import(&self, tenant: &Tenant, revision: Revision, tuples: &[Tuple]) {
+        let pending = self.slot(tenant.as_str()).and_then(|slot| {
+            let guard = slot.read().ok()?;
+            let state = guard.state.as_ref()?;
+            let kept = if state.relations.is_empty() {
+                Vec::new()
+            } else {
+                tuples
+                    .iter()
+                    .filter(|t| {
+                        state.relations.iter().any(|r| {
+                            *r.relation == *t.relation && *r.object_type == *t.resource.object_type
+                        })
+                    })
+                    .cloned()
+                    .collect()
+            };
+            Some(PendingImport {
+                tenant: tenant.as_str().into(),
+                revision,
+                ticket: guard.ticket,
+                kept,
+            })
+        });
+        if let Ok(mut p) = self.pending.lock() {
+            *p = pending;
+        }
+    }
+
+    /// The import announced at `revision` was rejected: it changed nothing.
+    pub fn import_rejected(&self, tenant: &Tenant, revision: Revision) {
+        if let Ok(mut p) = self.pending.lock() {
+            if let Some(p) = p
+                .as_mut()
+                .filter(|p| p.revision == revision && *p.tenant == *tenant.as_str())
+            {
+                p.kept.clear();
+            }
+        }
+    }
+
+    /// The pending import of `tenant` at `revision`, if one was announced
+    /// (any other is dropped: its entry was not applied).
+    fn take_pending(&self, tenant: &Tenant, revision: Revision) -> Option<PendingImport> {
+        let pending = self.pending.lock().ok()?.take()?;
+        (pending.revision == revision && *pending.tenant == *tenant.as_str()).then_some(pending)
+    }
+
     fn process<S: RelationStore>(&self, store: &S, tenant: &Tenant, revision: Revision) {
+        let pending = self.take_pending(tenant, revision);
         let Some(slot) = self.slot_or_insert(tenant.as_str()) else {
             return;
         };
         let ticket = {
             let Ok(mut guard) = slot.write() else { return };
-            let outcome = guard
-                .state
-                .as_mut()
-                .map(|state| catch_up(store, tenant, state, revision));
+            let ticket = guard.ticket;
+            // INVARIANT (direct import): a ready state holds every change of
+            // its tenant below `revision`. It was installed by a build that
+            // caught up to the store's applied revision A under this lock;
+            // each later entry of the tenant (revision > A, so applied after
+            // that read) then reached this lock after the install and was
+            // processed into it — entries arrive in log order on this thread,
+            // replays on start are never observed but precede every build's
+            // A, and anything that drops the state (a schema change, a failed
+            // catch-up, a snapshot's clear, a rebuild) takes a new ticket. So
+            // when the state that filtered `kept` (same ticket) is still
+            // ready, the import's changes are exactly `kept` (none if it was
+            // rejected) and applying them is exact; if a build already caught
+            // up past `revision` they are in. Otherwise: the changelog.
+            let outcome = guard.state.as_mut().map(|state| match pending {
+                Some(p) if p.ticket == ticket => {
+                    state.apply_import(&p.kept, revision);
+                    self.counters.imports_direct.fetch_add(1, Ordering::Relaxed);
+                    Ok(CatchUp::Done)
+                }
+                _ => catch_up(store, tenant, state, revision),
+            });
             match outcome {
                 Some(Ok(CatchUp::Done)) => return,
                 Some(Ok(CatchUp::SchemaChanged)) => {}
@@ -628,6 +738,9 @@ impl GroupIndex {
     pub fn clear(&self) {
         if let Ok(mut map) = self.tenants.write() {
             map.clear();
+        }
+        if let Ok(mut p) = self.pending.lock() {
+            *p = None;
         }
     }
 
@@ -771,6 +884,7 @@ impl GroupIndex {
             fallback_not_qualifying: c.not_qualifying.load(Ordering::Relaxed),
             fallback_too_deep: c.too_deep.load(Ordering::Relaxed),
             rebuilds: c.rebuilds.load(Ordering::Relaxed),
+            imports_direct: c.imports_direct.load(Ordering::Relaxed),
             ..GroupIndexStats::default()
         };
         let slots: Vec<_> = self
@@ -821,6 +935,12 @@ impl GroupIndex {
                 "counter",
                 "Tenant group indexes built (start, snapshot install, schema change).",
                 s.rebuilds,
+            ),
+            (
+                "verdict_group_index_direct_imports_total",
+                "counter",
+                "Bulk import entries applied to the group index from their own tuples (not read back from the changelog).",
+                s.imports_direct,
             ),
             (
                 "verdict_group_index_members",
@@ -1055,6 +1175,22 @@ definition doc {
             let r = Revision(self.revision);
             self.cache.note_batch(tenant.as_str(), r.0, &batch);
             self.store.apply(tenant, r, &batch).unwrap();
+            self.index.after_apply(&self.store, Some(tenant), r);
+            r
+        }
+
+        /// A bulk import, told to the index as the state machine does
+        /// (announced, applied or rejected, then processed).
+        fn import(&mut self, tenant: &Tenant, tuples: Vec<Tuple>) -> Revision {
+            self.revision += 1;
+            let r = Revision(self.revision);
+            self.cache.note_import(tenant.as_str(), r.0, tuples.iter());
+            self.index.before_import(tenant, r, &tuples);
+            match self.store.bulk_import(tenant, r, &mut tuples.into_iter()) {
+                Ok(_) => {}
+                Err(e) if e.is_rejection() => self.index.import_rejected(tenant, r),
+                Err(e) => panic!("import: {e}"),
+            }
             self.index.after_apply(&self.store, Some(tenant), r);
             r
         }
@@ -1307,6 +1443,9 @@ definition doc {
         Viewer(usize, bool),
         /// A write in another tenant (other revisions pass by).
         Elsewhere(usize),
+        /// A bulk import of members, edges and doc viewers (`Edit`s with
+        /// `add`), the last rejected (a malformed tuple) when `reject`.
+        Import(Vec<Edit>, bool),
     }
 
     fn edit() -> impl Strategy<Value = Edit> {
@@ -1317,7 +1456,41 @@ definition doc {
                 .prop_map(|(p, c, add)| Edit::Edge(p, c, add)),
             1 => (0..GROUPS, any::<bool>()).prop_map(|(g, add)| Edit::Viewer(g, add)),
             1 => (0..GROUPS).prop_map(Edit::Elsewhere),
+            2 => (proptest::collection::vec(touch(), 1..6), prop::bool::weighted(0.25))
+                .prop_map(|(ts, reject)| Edit::Import(ts, reject)),
+            // Irrelevant to the index: doc viewers only.
+            1 => proptest::collection::vec((0..GROUPS).prop_map(|g| Edit::Viewer(g, true)), 1..3)
+                .prop_map(|ts| Edit::Import(ts, false)),
         ]
+    }
+
+    /// One imported tuple (a TOUCH).
+    fn touch() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            (0..GROUPS, 0..USERS).prop_map(|(g, u)| Edit::Member(g, Some(u), true)),
+            (0..GROUPS, 0..GROUPS).prop_map(|(p, c)| Edit::Edge(p, c, true)),
+            (0..GROUPS).prop_map(|g| Edit::Viewer(g, true)),
+        ]
+    }
+
+    /// The tuples of an import, ending with a malformed one when `reject`.
+    fn import_tuples(ts: &[Edit], reject: bool) -> Vec<Tuple> {
+        let mut tuples: Vec<Tuple> = ts
+            .iter()
+            .flat_map(|e| batch(e).ops)
+            .filter_map(|op| match op {
+                verdict_storage::Op::Touch(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        if reject {
+            tuples.push(Tuple::new(
+                ObjectRef::new("group", "g0"),
+                "member",
+                SubjectRef::direct("user", "not an id!"),
+            ));
+        }
+        tuples
     }
 
     fn batch(e: &Edit) -> WriteBatch {
@@ -1329,6 +1502,7 @@ definition doc {
             Edit::Edge(p, c, add) => (format!("group:g{p}#member@group:g{c}#member"), *add),
             Edit::Viewer(g, add) => (format!("doc:d#viewer@group:g{g}#member"), *add),
             Edit::Elsewhere(g) => (format!("group:g{g}#member@user:u0"), true),
+            Edit::Import(..) => unreachable!("an import is not a batch"),
         };
         let t = Tuple::parse(&line).unwrap();
         if add {
@@ -1343,7 +1517,8 @@ definition doc {
 
         /// Random group edits (members, nesting edges with cycles; the
         /// schema compiler forbids wildcards on self-nesting relations), applied revision by revision and fed through the
-        /// changelog: at every revision, and at every older one, the
+        /// changelog, or as bulk imports (some irrelevant, some rejected)
+        /// applied from their own tuples: at every revision, and at every older one, the
         /// indexed engine (with a decision cache) answers as the walk does,
         /// and at the newest revision the index itself answers.
         #[test]
@@ -1361,7 +1536,16 @@ definition doc {
             subjects.extend((0..GROUPS).map(group_set));
             for e in &edits {
                 let tenant = if matches!(e, Edit::Elsewhere(_)) { &other } else { &t };
-                let now = f.apply(tenant, batch(e));
+                let now = match e {
+                    Edit::Import(ts, reject) => {
+                        let direct = f.index.stats().imports_direct;
+                        let now = f.import(tenant, import_tuples(ts, *reject));
+                        // Applied from its own tuples, not read back.
+                        prop_assert_eq!(f.index.stats().imports_direct, direct + 1);
+                        now
+                    }
+                    _ => f.apply(tenant, batch(e)),
+                };
                 // The newest revision first: the cache then still holds the
                 // answers the index gave at the previous newest revision, and
                 // must not reuse those the write changed.

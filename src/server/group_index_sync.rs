@@ -54,7 +54,13 @@ impl GroupIndexSync {
 impl verdict_raft::ApplyObserver for GroupIndexSync {
     fn before_write(&self, _tenant: &Tenant, _revision: Revision, _batch: &WriteBatch) {}
 
-    fn before_import(&self, _tenant: &Tenant, _revision: Revision, _tuples: &[Tuple]) {}
+    fn before_import(&self, tenant: &Tenant, revision: Revision, tuples: &[Tuple]) {
+        self.index.before_import(tenant, revision, tuples);
+    }
+
+    fn import_rejected(&self, tenant: &Tenant, revision: Revision) {
+        self.index.import_rejected(tenant, revision);
+    }
 
     fn before_snapshot(&self, _revision: Revision) {
         self.index.clear();
