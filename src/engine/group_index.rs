@@ -44,9 +44,11 @@
 //! INVARIANT in `process`), else it catches up from the changelog. A
 //! batch that changes the tenant's schema (and a tenant deletion, which
 //! writes a tombstone schema) rebuilds that tenant from a store snapshot at
-//! that revision; a snapshot install or a start rebuilds every tenant (in
-//! the background: until a tenant is built the index says "not ready" and
-//! the walker walks).
+//! that revision on a background thread, never stalling the applying
+//! thread; a snapshot install or a start rebuilds every tenant (in the
+//! background too). Until a tenant is built the index says "not ready" and
+//! the walker walks; a build catches up to the latest applied revision
+//! before it installs, and only the newest build of a tenant installs.
 //!
 //! **Exactness**: an answer is given only when the index's state equals the
 //! state at the reader's revision `r`: the tenant's index is built from the
@@ -60,8 +62,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use verdict_storage::{
     ChangeBatch, ChangeKind, RelationStore, Revision, StorageError, Tenant, Tuple, TupleFilter,
@@ -556,6 +558,21 @@ pub struct GroupIndex {
     counters: Counters,
     /// The import being applied, announced by `before_import`.
     pending: Mutex<Option<PendingImport>>,
+    /// Background builds started by `after_apply` and not yet finished.
+    in_flight: Mutex<usize>,
+    builds_finished: Condvar,
+}
+
+/// Counts one background build as finished when dropped (even by a panic).
+struct InFlight<'a>(&'a GroupIndex);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut n) = self.0.in_flight.lock() {
+            *n = n.saturating_sub(1);
+        }
+        self.0.builds_finished.notify_all();
+    }
 }
 
 impl GroupIndex {
@@ -624,11 +641,12 @@ impl GroupIndex {
 
     /// Processes the entry just applied at `revision` (for `tenant`, if it
     /// was a tenant's command): reads what changed from the changelog and
-    /// updates that tenant, rebuilding it on a schema change. Call after
-    /// every applied entry, in order, on the applying thread.
-    pub fn after_apply<S: RelationStore>(
-        &self,
-        store: &S,
+    /// updates that tenant, starting a background rebuild on a schema
+    /// change. Call after every applied entry, in order, on the applying
+    /// thread.
+    pub fn after_apply<S: RelationStore + 'static>(
+        self: &Arc<Self>,
+        store: &Arc<S>,
         tenant: Option<&Tenant>,
         revision: Revision,
     ) {
@@ -690,7 +708,12 @@ impl GroupIndex {
         (pending.revision == revision && *pending.tenant == *tenant.as_str()).then_some(pending)
     }
 
-    fn process<S: RelationStore>(&self, store: &S, tenant: &Tenant, revision: Revision) {
+    fn process<S: RelationStore + 'static>(
+        self: &Arc<Self>,
+        store: &Arc<S>,
+        tenant: &Tenant,
+        revision: Revision,
+    ) {
         let pending = self.take_pending(tenant, revision);
         let Some(slot) = self.slot_or_insert(tenant.as_str()) else {
             return;
@@ -717,7 +740,7 @@ impl GroupIndex {
                     self.counters.imports_direct.fetch_add(1, Ordering::Relaxed);
                     Ok(CatchUp::Done)
                 }
-                _ => catch_up(store, tenant, state, revision),
+                _ => catch_up(&**store, tenant, state, revision),
             });
             match outcome {
                 Some(Ok(CatchUp::Done)) => return,
@@ -730,8 +753,50 @@ impl GroupIndex {
             }
             self.begin_build(&mut guard)
         };
-        let built = build(store, tenant, revision);
-        self.finish_build(store, tenant, ticket, built);
+        self.build_in_background(store, tenant, ticket, revision);
+    }
+
+    /// Builds `tenant` at `revision` for build `ticket` on a new thread and
+    /// installs it (the tenant is "not ready" meanwhile). Should the thread
+    /// not start, builds here.
+    fn build_in_background<S: RelationStore + 'static>(
+        self: &Arc<Self>,
+        store: &Arc<S>,
+        tenant: &Tenant,
+        ticket: u64,
+        revision: Revision,
+    ) {
+        if let Ok(mut n) = self.in_flight.lock() {
+            *n += 1;
+        }
+        let job = {
+            let (index, store, tenant) = (self.clone(), store.clone(), tenant.clone());
+            move || {
+                let _done = InFlight(&index);
+                let built = build_caught_up(&*store, &tenant, revision);
+                index.finish_build(&*store, &tenant, ticket, built);
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("group-index-build".into())
+            .spawn(job);
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a group index build thread; building on this one");
+            let _done = InFlight(self);
+            let built = build_caught_up(&**store, tenant, revision);
+            self.finish_build(&**store, tenant, ticket, built);
+        }
+    }
+
+    /// Waits until every background build `after_apply` started has
+    /// finished, at most `timeout`; whether they all had.
+    pub fn wait_for_builds(&self, timeout: Duration) -> bool {
+        let Ok(n) = self.in_flight.lock() else {
+            return false;
+        };
+        self.builds_finished
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .is_ok_and(|(_, t)| !t.timed_out())
     }
 
     /// Forgets every tenant (a snapshot is replacing the store).
@@ -757,7 +822,7 @@ impl GroupIndex {
             }
         }
         for (tenant, ticket) in tickets {
-            let built = build(store, tenant, store.applied_revision());
+            let built = build_caught_up(store, tenant, store.applied_revision());
             self.finish_build(store, tenant, ticket, built);
         }
     }
@@ -990,6 +1055,20 @@ fn catch_up<S: RelationStore>(
     Ok(CatchUp::Done)
 }
 
+/// Builds `tenant`'s index at `at` and catches it up to the store's
+/// applied revision, without holding the tenant's lock (the install then
+/// has only the entries applied meanwhile left to catch up; a schema change
+/// met here is met again there, and rebuilt for).
+fn build_caught_up<S: RelationStore>(
+    store: &S,
+    tenant: &Tenant,
+    at: Revision,
+) -> Result<TenantState, StorageError> {
+    let mut state = build(store, tenant, at)?;
+    catch_up(store, tenant, &mut state, store.applied_revision())?;
+    Ok(state)
+}
+
 /// Builds `tenant`'s index from a snapshot at `at`, for the schema active
 /// there.
 fn build<S: RelationStore>(
@@ -1154,7 +1233,7 @@ definition doc {
     /// A store, the index fed after every apply, and a decision cache fed
     /// before it (as the server's state machine does).
     struct Fixture {
-        store: MemStore,
+        store: Arc<MemStore>,
         index: Arc<GroupIndex>,
         cache: Arc<DecisionCache>,
         revision: u64,
@@ -1163,7 +1242,7 @@ definition doc {
     impl Fixture {
         fn new() -> Fixture {
             Fixture {
-                store: MemStore::new(),
+                store: Arc::new(MemStore::new()),
                 index: Arc::new(GroupIndex::new()),
                 cache: Arc::new(DecisionCache::new(1 << 20).with_write_log()),
                 revision: 0,
@@ -1175,7 +1254,13 @@ definition doc {
             let r = Revision(self.revision);
             self.cache.note_batch(tenant.as_str(), r.0, &batch);
             self.store.apply(tenant, r, &batch).unwrap();
+            self.after_apply(tenant, r)
+        }
+
+        /// Processes `r` and waits for any build it started.
+        fn after_apply(&self, tenant: &Tenant, r: Revision) -> Revision {
             self.index.after_apply(&self.store, Some(tenant), r);
+            assert!(self.index.wait_for_builds(Duration::from_secs(30)));
             r
         }
 
@@ -1191,8 +1276,7 @@ definition doc {
                 Err(e) if e.is_rejection() => self.index.import_rejected(tenant, r),
                 Err(e) => panic!("import: {e}"),
             }
-            self.index.after_apply(&self.store, Some(tenant), r);
-            r
+            self.after_apply(tenant, r)
         }
 
         fn engines(&self, text: &str, schema_revision: Revision) -> (Engine, Engine) {
@@ -1417,7 +1501,7 @@ definition doc {
         );
         assert_eq!(o, Outcome::Allowed);
         assert_eq!(fresh.stats().fallback_not_ready, 2);
-        fresh.rebuild_all(&f.store, std::slice::from_ref(&t));
+        fresh.rebuild_all(&*f.store, std::slice::from_ref(&t));
         let (o, _) = check(
             &engine,
             &f.store,
@@ -1431,6 +1515,247 @@ definition doc {
         assert_eq!(o, Outcome::Allowed);
         assert_eq!(fresh.stats().answers, 1);
         assert_eq!(fresh.stats().edges, f.index.stats().edges);
+    }
+
+    /// A [`MemStore`] whose `schema_at` (a build's first read) waits while
+    /// the gate is closed, noting the threads that called it.
+    #[derive(Default)]
+    struct Gated {
+        inner: MemStore,
+        closed: std::sync::Mutex<bool>,
+        opened: Condvar,
+        builders: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+        arrived: Condvar,
+    }
+
+    impl Gated {
+        fn set_closed(&self, closed: bool) {
+            *self.closed.lock().unwrap() = closed;
+            self.opened.notify_all();
+        }
+
+        /// Waits (bounded) until `n` builds have reached the gate.
+        fn wait_arrivals(&self, n: usize) {
+            let b = self.builders.lock().unwrap();
+            let (b, _) = self
+                .arrived
+                .wait_timeout_while(b, Duration::from_secs(30), |b| b.len() < n)
+                .unwrap();
+            assert_eq!(b.len(), n, "builds at the gate");
+        }
+    }
+
+    impl RelationStore for Gated {
+        type Snapshot<'a> = verdict_storage::MemSnapshot;
+
+        fn applied_revision(&self) -> Revision {
+            self.inner.applied_revision()
+        }
+        fn gc_floor(&self) -> Revision {
+            self.inner.gc_floor()
+        }
+        fn apply(
+            &self,
+            t: &Tenant,
+            r: Revision,
+            b: &WriteBatch,
+        ) -> verdict_storage::Result<verdict_storage::ApplyOutcome> {
+            self.inner.apply(t, r, b)
+        }
+        fn mark_applied(&self, r: Revision) -> verdict_storage::Result<()> {
+            self.inner.mark_applied(r)
+        }
+        fn snapshot(&self, t: &Tenant, r: Revision) -> verdict_storage::Result<Self::Snapshot<'_>> {
+            self.inner.snapshot(t, r)
+        }
+        fn changes_since(
+            &self,
+            t: &Tenant,
+            after: Revision,
+            limit: usize,
+        ) -> verdict_storage::Result<Vec<ChangeBatch>> {
+            self.inner.changes_since(t, after, limit)
+        }
+        fn schema_at(
+            &self,
+            t: &Tenant,
+            r: Revision,
+        ) -> verdict_storage::Result<Option<verdict_storage::StoredSchema>> {
+            self.builders
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+            self.arrived.notify_all();
+            let closed = self.closed.lock().unwrap();
+            let (closed, _) = self
+                .opened
+                .wait_timeout_while(closed, Duration::from_secs(10), |c| *c)
+                .unwrap();
+            drop(closed);
+            self.inner.schema_at(t, r)
+        }
+        fn schema_history(
+            &self,
+            t: &Tenant,
+        ) -> verdict_storage::Result<Vec<verdict_storage::StoredSchema>> {
+            self.inner.schema_history(t)
+        }
+        fn gc(&self, floor: Revision) -> verdict_storage::Result<verdict_storage::GcStats> {
+            self.inner.gc(floor)
+        }
+        fn gc_expired(
+            &self,
+            now: verdict_storage::Timestamp,
+            grace: i64,
+        ) -> verdict_storage::Result<u64> {
+            self.inner.gc_expired(now, grace)
+        }
+        fn bulk_import(
+            &self,
+            t: &Tenant,
+            r: Revision,
+            tuples: &mut dyn Iterator<Item = Tuple>,
+        ) -> verdict_storage::Result<verdict_storage::ApplyOutcome> {
+            self.inner.bulk_import(t, r, tuples)
+        }
+    }
+
+    #[test]
+    fn a_schema_change_is_built_in_the_background_and_only_the_newest_build_installs() {
+        let store = Arc::new(Gated::default());
+        let index = Arc::new(GroupIndex::new());
+        let t = Tenant::new("acme").unwrap();
+        let mut rev = 0;
+        let mut apply = |batch: WriteBatch| {
+            rev += 1;
+            let r = Revision(rev);
+            store.apply(&t, r, &batch).unwrap();
+            index.after_apply(&store, Some(&t), r);
+            r
+        };
+        let touch = |lines: &[&str]| {
+            lines
+                .iter()
+                .fold(WriteBatch::new(), |b, l| b.touch(Tuple::parse(l).unwrap()))
+        };
+        let engine = |text: &str, at: Revision| {
+            Engine::new(compile(text), EngineConfig::default())
+                .unwrap()
+                .with_group_index(index.clone(), at)
+        };
+        apply(WriteBatch::new().put_schema(record(1, SCHEMA)));
+        assert!(index.wait_for_builds(Duration::from_secs(30)));
+        apply(touch(&[
+            "group:g0#member@user:ann",
+            "group:g1#member@group:g0#member",
+        ]));
+
+        // A schema change returns at once: its build waits at the gate,
+        // the tenant is not ready and the walk answers.
+        store.set_closed(true);
+        let text2 = format!("{SCHEMA}definition team {{}}\n");
+        let v2 = apply(WriteBatch::new().put_schema(record(2, &text2)));
+        assert!(
+            !index.wait_for_builds(Duration::from_millis(20)),
+            "a build is in flight"
+        );
+        let s = index.stats();
+        let (o, _) = check(
+            &engine(&text2, v2),
+            &store.inner,
+            &t,
+            v2.0,
+            "group:g1",
+            "member",
+            &user("ann"),
+            false,
+        );
+        assert_eq!(o, Outcome::Allowed);
+        assert_eq!(index.stats().answers, s.answers);
+        assert!(index.stats().fallback_not_ready > s.fallback_not_ready);
+        // Writes and another schema change go on meanwhile; a start-style
+        // rebuild begins a newer build, which alone may install.
+        apply(touch(&[
+            "group:g2#member@group:g1#member",
+            "group:g2#member@user:bob",
+        ]));
+        let text3 = format!("{text2}definition org {{}}\n");
+        let v3 = apply(WriteBatch::new().put_schema(record(3, &text3)));
+        let rebuild = {
+            let (index, store, t) = (index.clone(), store.clone(), t.clone());
+            std::thread::spawn(move || index.rebuild_all(&*store, std::slice::from_ref(&t)))
+        };
+        store.wait_arrivals(2);
+        let late = apply(touch(&["group:g0#member@user:carl"]));
+        let rebuilds = index.stats().rebuilds;
+        store.set_closed(false);
+        rebuild.join().unwrap();
+        assert!(index.wait_for_builds(Duration::from_secs(30)));
+        assert_eq!(
+            index.stats().rebuilds,
+            rebuilds + 1,
+            "only the newest build installed"
+        );
+        let me = std::thread::current().id();
+        assert!(
+            store.builders.lock().unwrap().iter().all(|b| *b != me),
+            "no build on the applying thread"
+        );
+
+        // Ready for the newest schema, caught up through `late`, exact.
+        let (new, old) = (engine(&text3, v3), engine(&text2, v2));
+        let plain = Engine::new(compile(&text3), EngineConfig::default()).unwrap();
+        for (g, who) in [
+            (2, "ann"),
+            (2, "bob"),
+            (2, "carl"),
+            (2, "dan"),
+            (0, "bob"),
+            (1, "carl"),
+        ] {
+            let resource = format!("group:g{g}");
+            let want = check(
+                &plain,
+                &store.inner,
+                &t,
+                late.0,
+                &resource,
+                "member",
+                &user(who),
+                false,
+            )
+            .0;
+            let s = index.stats();
+            let got = check(
+                &new,
+                &store.inner,
+                &t,
+                late.0,
+                &resource,
+                "member",
+                &user(who),
+                false,
+            )
+            .0;
+            assert_eq!(got, want, "{resource} {who}");
+            assert_eq!(
+                index.stats().answers,
+                s.answers + 1,
+                "the index answered {resource} {who}"
+            );
+        }
+        let s = index.stats();
+        check(
+            &old,
+            &store.inner,
+            &t,
+            late.0,
+            "group:g2",
+            "member",
+            &user("carl"),
+            false,
+        );
+        assert!(index.stats().fallback_not_ready > s.fallback_not_ready);
     }
 
     #[derive(Debug, Clone)]

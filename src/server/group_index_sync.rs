@@ -67,11 +67,11 @@ impl verdict_raft::ApplyObserver for GroupIndexSync {
     }
 
     fn after_apply(&self, tenant: Option<&Tenant>, revision: Revision) {
-        self.index.after_apply(&*self.store, tenant, revision);
+        self.index.after_apply(&self.store, tenant, revision);
     }
 
     fn after_snapshot(&self, revision: Revision) {
-        self.index.after_apply(&*self.store, None, revision);
+        self.index.after_apply(&self.store, None, revision);
         self.rebuild_in_background();
     }
 }
