@@ -610,31 +610,41 @@ impl GroupIndex {
         store: &S,
         tenant: &Tenant,
         ticket: u64,
-        built: Result<TenantState, StorageError>,
+        mut built: Result<TenantState, StorageError>,
     ) {
-        let Some(slot) = self.slot(tenant.as_str()) else {
-            return;
-        };
-        let Ok(mut slot) = slot.write() else { return };
-        if slot.ticket != ticket {
-            return;
-        }
-        slot.building = false;
-        let target = store.applied_revision();
-        let result = built.and_then(|mut state| {
-            match catch_up(store, tenant, &mut state, target)? {
-                CatchUp::Done => Ok(state),
-                // The schema changed while building: build again (rare).
-                CatchUp::SchemaChanged => build(store, tenant, target),
+        loop {
+            let Some(slot) = self.slot(tenant.as_str()) else {
+                return;
+            };
+            let Ok(mut slot) = slot.write() else { return };
+            if slot.ticket != ticket {
+                return;
             }
-        });
-        match result {
-            Ok(state) => {
-                slot.state = Some(state);
-                self.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::warn!(tenant = tenant.as_str(), error = %e, "group index build failed; the walker walks");
+            let target = store.applied_revision();
+            let result = built.and_then(|mut state| {
+                Ok(match catch_up(store, tenant, &mut state, target)? {
+                    CatchUp::Done => Some(state),
+                    CatchUp::SchemaChanged => None,
+                })
+            });
+            slot.building = false;
+            match result {
+                Ok(Some(state)) => {
+                    slot.state = Some(state);
+                    self.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(None) => {
+                    // The schema changed while building (rare): build again
+                    // at `target`, without holding the tenant's lock.
+                    slot.building = true;
+                    drop(slot);
+                    built = build_caught_up(store, tenant, target);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = tenant.as_str(), error = %e, "group index build failed; the walker walks");
+                    return;
+                }
             }
         }
     }
@@ -1756,6 +1766,60 @@ definition doc {
             false,
         );
         assert!(index.stats().fallback_not_ready > s.fallback_not_ready);
+    }
+
+    #[test]
+    fn a_schema_change_during_a_build_is_built_for_off_the_applying_thread() {
+        let store = Arc::new(Gated::default());
+        let index = Arc::new(GroupIndex::new());
+        let t = Tenant::new("acme").unwrap();
+        let mut rev = 0;
+        let mut apply = |batch: WriteBatch| {
+            rev += 1;
+            let r = Revision(rev);
+            store.apply(&t, r, &batch).unwrap();
+            index.after_apply(&store, Some(&t), r);
+            r
+        };
+        store.set_closed(true);
+        apply(WriteBatch::new().put_schema(record(1, SCHEMA)));
+        store.wait_arrivals(1);
+        // Applied while the first build waits: a nesting edge, then a new
+        // schema (no second build starts: one is running), then a member.
+        apply(WriteBatch::new().touch(Tuple::parse("group:g1#member@group:g0#member").unwrap()));
+        let text2 = format!("{SCHEMA}definition team {{}}\n");
+        let v2 = apply(WriteBatch::new().put_schema(record(2, &text2)));
+        let late =
+            apply(WriteBatch::new().touch(Tuple::parse("group:g0#member@user:ann").unwrap()));
+        store.set_closed(false);
+        assert!(index.wait_for_builds(Duration::from_secs(30)));
+        // The first build met the schema change catching up and built again.
+        assert_eq!(store.builders.lock().unwrap().len(), 2);
+        let me = std::thread::current().id();
+        assert!(store.builders.lock().unwrap().iter().all(|b| *b != me));
+        assert_eq!(index.stats().rebuilds, 1);
+        let engine = Engine::new(compile(&text2), EngineConfig::default())
+            .unwrap()
+            .with_group_index(index.clone(), v2);
+        for (who, want) in [("ann", Outcome::Allowed), ("bob", Outcome::Denied)] {
+            let s = index.stats();
+            let (o, _) = check(
+                &engine,
+                &store.inner,
+                &t,
+                late.0,
+                "group:g1",
+                "member",
+                &user(who),
+                false,
+            );
+            assert_eq!(o, want, "{who}");
+            assert_eq!(
+                index.stats().answers,
+                s.answers + 1,
+                "the index answered {who}"
+            );
+        }
     }
 
     #[derive(Debug, Clone)]
