@@ -60,6 +60,9 @@ pub trait ApplyObserver: Send + Sync + std::fmt::Debug {
     fn before_write(&self, tenant: &Tenant, revision: Revision, batch: &WriteBatch);
     /// `tuples` are about to be imported into `tenant` at `revision`.
     fn before_import(&self, tenant: &Tenant, revision: Revision, tuples: &[Tuple]);
+    /// The import announced to `before_import` at `revision` was rejected
+    /// (a malformed tuple): nothing changed, the revision is consumed.
+    fn import_rejected(&self, _tenant: &Tenant, _revision: Revision) {}
     /// A snapshot is about to replace the state up to `revision`: nothing
     /// learnt about earlier revisions may be reused past it.
     fn before_snapshot(&self, revision: Revision);
@@ -335,10 +338,11 @@ impl StateMachine {
                 self.each_observer(|o| o.before_import(&tenant, revision, &tuples));
                 // Entries read back from the log own their tuples alone.
                 let tuples = Arc::try_unwrap(tuples).unwrap_or_else(|shared| (*shared).clone());
-                self.outcome(
-                    revision,
-                    store.bulk_import(&tenant, revision, &mut tuples.into_iter()),
-                )
+                let result = store.bulk_import(&tenant, revision, &mut tuples.into_iter());
+                if result.as_ref().is_err_and(|e| e.is_rejection()) {
+                    self.each_observer(|o| o.import_rejected(&tenant, revision));
+                }
+                self.outcome(revision, result)
             }
             Command::CreateTenant { name } => {
                 if let Err(e) = Tenant::new(&name) {

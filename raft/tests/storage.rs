@@ -440,3 +440,47 @@ async fn observers_hear_every_change_but_not_touches_that_rewrite_identical_tupl
         "the writes themselves all applied"
     );
 }
+
+/// Records the imports the state machine announces and those it rejects.
+#[derive(Debug, Default)]
+struct ImportRecorder(Mutex<Vec<String>>);
+
+impl verdict_raft::ApplyObserver for ImportRecorder {
+    fn before_write(&self, _: &Tenant, _: Revision, _: &WriteBatch) {}
+    fn before_import(&self, _: &Tenant, r: Revision, tuples: &[Tuple]) {
+        let line = format!("import {} ({})", r.0, tuples.len());
+        self.0.lock().unwrap().push(line);
+    }
+    fn import_rejected(&self, _: &Tenant, r: Revision) {
+        self.0.lock().unwrap().push(format!("rejected {}", r.0));
+    }
+    fn before_snapshot(&self, _: Revision) {}
+}
+
+#[tokio::test]
+async fn observers_hear_which_imports_were_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = open(dir.path());
+    let recorder = Arc::new(ImportRecorder::default());
+    assert!(m.sm.set_observer(recorder.clone()));
+    let import = |tuples: Vec<Tuple>| Command::Import {
+        tenant: Tenant::default_tenant(),
+        tuples: Arc::new(tuples),
+    };
+    let mut malformed = tuple("doc:2#viewer@user:b");
+    malformed.subject.object.object_id = "not an id!".into();
+    let entries = vec![
+        entry(1, import(vec![tuple("doc:1#viewer@user:a")])),
+        entry(2, import(vec![tuple("doc:3#viewer@user:c"), malformed])),
+    ];
+    let responses = m.sm.apply(entries).await.unwrap();
+    assert!(
+        matches!(responses[1], Response::Rejected { .. }),
+        "{responses:?}"
+    );
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        vec!["import 1 (1)", "import 2 (2)", "rejected 2"]
+    );
+    assert_eq!(tuples(&m.store), vec!["doc:1#viewer@user:a"]);
+}

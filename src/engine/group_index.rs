@@ -37,12 +37,18 @@
 //! [`GroupIndex::after_apply`] after each applied entry; the index reads
 //! exactly what changed at that revision from the tenant's changelog
 //! ([`RelationStore::changes_since`], Watch's source) and updates the
-//! tenant's relations, recording the revision each relation last changed. A
+//! tenant's relations, recording the revision each relation last changed.
+//! A bulk import is not read back: [`GroupIndex::before_import`] keeps the
+//! imported tuples of the tenant's qualifying relations (usually none) and
+//! `after_apply` applies them directly when that is exact (see the
+//! INVARIANT in `process`), else it catches up from the changelog. A
 //! batch that changes the tenant's schema (and a tenant deletion, which
 //! writes a tombstone schema) rebuilds that tenant from a store snapshot at
-//! that revision; a snapshot install or a start rebuilds every tenant (in
-//! the background: until a tenant is built the index says "not ready" and
-//! the walker walks).
+//! that revision on a background thread, never stalling the applying
+//! thread; a snapshot install or a start rebuilds every tenant (in the
+//! background too). Until a tenant is built the index says "not ready" and
+//! the walker walks; a build catches up to the latest applied revision
+//! before it installs, and only the newest build of a tenant installs.
 //!
 //! **Exactness**: an answer is given only when the index's state equals the
 //! state at the reader's revision `r`: the tenant's index is built from the
@@ -56,8 +62,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use verdict_storage::{
     ChangeBatch, ChangeKind, RelationStore, Revision, StorageError, Tenant, Tuple, TupleFilter,
@@ -446,6 +452,23 @@ struct TenantState {
 }
 
 impl TenantState {
+    /// Applies the TOUCHes of an import at `revision` (only tuples of this
+    /// state's relations matter), unless a build already caught up past it.
+    fn apply_import(&mut self, kept: &[Tuple], revision: Revision) {
+        if self.indexed >= revision {
+            return;
+        }
+        for t in kept {
+            for rel in &mut self.relations {
+                if *rel.object_type == *t.resource.object_type && *rel.relation == *t.relation {
+                    rel.apply(t, true);
+                    rel.last_changed = revision;
+                }
+            }
+        }
+        self.indexed = revision;
+    }
+
     fn apply_batch(&mut self, batch: &ChangeBatch) {
         for change in &batch.changes {
             let t = &change.tuple;
@@ -473,6 +496,19 @@ enum CatchUp {
     SchemaChanged,
 }
 
+/// An import announced by [`GroupIndex::before_import`], awaiting its
+/// `after_apply`.
+#[derive(Debug)]
+struct PendingImport {
+    tenant: Box<str>,
+    revision: Revision,
+    /// The ticket of the ready state `kept` was filtered for.
+    ticket: u64,
+    /// The imported tuples of that state's relations (none once the
+    /// import was rejected).
+    kept: Vec<Tuple>,
+}
+
 /// The index's counters.
 #[derive(Debug, Default)]
 struct Counters {
@@ -483,6 +519,7 @@ struct Counters {
     not_qualifying: AtomicU64,
     too_deep: AtomicU64,
     rebuilds: AtomicU64,
+    imports_direct: AtomicU64,
 }
 
 /// Counters and sizes of the index.
@@ -502,6 +539,8 @@ pub struct GroupIndexStats {
     pub fallback_too_deep: u64,
     /// Tenant builds completed.
     pub rebuilds: u64,
+    /// Imports applied from their announced tuples (not read back).
+    pub imports_direct: u64,
     /// Direct member tuples held.
     pub members: u64,
     /// Nesting edges held.
@@ -517,6 +556,23 @@ pub struct GroupIndex {
     synced: AtomicU64,
     tickets: AtomicU64,
     counters: Counters,
+    /// The import being applied, announced by `before_import`.
+    pending: Mutex<Option<PendingImport>>,
+    /// Background builds started by `after_apply` and not yet finished.
+    in_flight: Mutex<usize>,
+    builds_finished: Condvar,
+}
+
+/// Counts one background build as finished when dropped (even by a panic).
+struct InFlight<'a>(&'a GroupIndex);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut n) = self.0.in_flight.lock() {
+            *n = n.saturating_sub(1);
+        }
+        self.0.builds_finished.notify_all();
+    }
 }
 
 impl GroupIndex {
@@ -554,42 +610,53 @@ impl GroupIndex {
         store: &S,
         tenant: &Tenant,
         ticket: u64,
-        built: Result<TenantState, StorageError>,
+        mut built: Result<TenantState, StorageError>,
     ) {
-        let Some(slot) = self.slot(tenant.as_str()) else {
-            return;
-        };
-        let Ok(mut slot) = slot.write() else { return };
-        if slot.ticket != ticket {
-            return;
-        }
-        slot.building = false;
-        let target = store.applied_revision();
-        let result = built.and_then(|mut state| {
-            match catch_up(store, tenant, &mut state, target)? {
-                CatchUp::Done => Ok(state),
-                // The schema changed while building: build again (rare).
-                CatchUp::SchemaChanged => build(store, tenant, target),
+        loop {
+            let Some(slot) = self.slot(tenant.as_str()) else {
+                return;
+            };
+            let Ok(mut slot) = slot.write() else { return };
+            if slot.ticket != ticket {
+                return;
             }
-        });
-        match result {
-            Ok(state) => {
-                slot.state = Some(state);
-                self.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::warn!(tenant = tenant.as_str(), error = %e, "group index build failed; the walker walks");
+            let target = store.applied_revision();
+            let result = built.and_then(|mut state| {
+                Ok(match catch_up(store, tenant, &mut state, target)? {
+                    CatchUp::Done => Some(state),
+                    CatchUp::SchemaChanged => None,
+                })
+            });
+            slot.building = false;
+            match result {
+                Ok(Some(state)) => {
+                    slot.state = Some(state);
+                    self.counters.rebuilds.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(None) => {
+                    // The schema changed while building (rare): build again
+                    // at `target`, without holding the tenant's lock.
+                    slot.building = true;
+                    drop(slot);
+                    built = build_caught_up(store, tenant, target);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = tenant.as_str(), error = %e, "group index build failed; the walker walks");
+                    return;
+                }
             }
         }
     }
 
     /// Processes the entry just applied at `revision` (for `tenant`, if it
     /// was a tenant's command): reads what changed from the changelog and
-    /// updates that tenant, rebuilding it on a schema change. Call after
-    /// every applied entry, in order, on the applying thread.
-    pub fn after_apply<S: RelationStore>(
-        &self,
-        store: &S,
+    /// updates that tenant, starting a background rebuild on a schema
+    /// change. Call after every applied entry, in order, on the applying
+    /// thread.
+    pub fn after_apply<S: RelationStore + 'static>(
+        self: &Arc<Self>,
+        store: &Arc<S>,
         tenant: Option<&Tenant>,
         revision: Revision,
     ) {
@@ -599,16 +666,92 @@ impl GroupIndex {
         self.synced.fetch_max(revision.0, Ordering::AcqRel);
     }
 
-    fn process<S: RelationStore>(&self, store: &S, tenant: &Tenant, revision: Revision) {
+    /// Notes the tuples an import into `tenant` at `revision` is about to
+    /// touch, keeping those of the tenant's qualifying relations, so that
+    /// [`GroupIndex::after_apply`] need not read them back. Call on the
+    /// applying thread, before the store applies the import.
+    pub fn before_import(&self, tenant: &Tenant, revision: Revision, tuples: &[Tuple]) {
+        let pending = self.slot(tenant.as_str()).and_then(|slot| {
+            let guard = slot.read().ok()?;
+            let state = guard.state.as_ref()?;
+            let kept = if state.relations.is_empty() {
+                Vec::new()
+            } else {
+                tuples
+                    .iter()
+                    .filter(|t| {
+                        state.relations.iter().any(|r| {
+                            *r.relation == *t.relation && *r.object_type == *t.resource.object_type
+                        })
+                    })
+                    .cloned()
+                    .collect()
+            };
+            Some(PendingImport {
+                tenant: tenant.as_str().into(),
+                revision,
+                ticket: guard.ticket,
+                kept,
+            })
+        });
+        if let Ok(mut p) = self.pending.lock() {
+            *p = pending;
+        }
+    }
+
+    /// The import announced at `revision` was rejected: it changed nothing.
+    pub fn import_rejected(&self, tenant: &Tenant, revision: Revision) {
+        if let Ok(mut p) = self.pending.lock() {
+            if let Some(p) = p
+                .as_mut()
+                .filter(|p| p.revision == revision && *p.tenant == *tenant.as_str())
+            {
+                p.kept.clear();
+            }
+        }
+    }
+
+    /// The pending import of `tenant` at `revision`, if one was announced
+    /// (any other is dropped: its entry was not applied).
+    fn take_pending(&self, tenant: &Tenant, revision: Revision) -> Option<PendingImport> {
+        let pending = self.pending.lock().ok()?.take()?;
+        (pending.revision == revision && *pending.tenant == *tenant.as_str()).then_some(pending)
+    }
+
+    fn process<S: RelationStore + 'static>(
+        self: &Arc<Self>,
+        store: &Arc<S>,
+        tenant: &Tenant,
+        revision: Revision,
+    ) {
+        let pending = self.take_pending(tenant, revision);
         let Some(slot) = self.slot_or_insert(tenant.as_str()) else {
             return;
         };
         let ticket = {
             let Ok(mut guard) = slot.write() else { return };
-            let outcome = guard
-                .state
-                .as_mut()
-                .map(|state| catch_up(store, tenant, state, revision));
+            let ticket = guard.ticket;
+            // INVARIANT (direct import): a ready state holds every change of
+            // its tenant below `revision`. It was installed by a build that
+            // caught up to the store's applied revision A under this lock;
+            // each later entry of the tenant (revision > A, so applied after
+            // that read) then reached this lock after the install and was
+            // processed into it — entries arrive in log order on this thread,
+            // replays on start are never observed but precede every build's
+            // A, and anything that drops the state (a schema change, a failed
+            // catch-up, a snapshot's clear, a rebuild) takes a new ticket. So
+            // when the state that filtered `kept` (same ticket) is still
+            // ready, the import's changes are exactly `kept` (none if it was
+            // rejected) and applying them is exact; if a build already caught
+            // up past `revision` they are in. Otherwise: the changelog.
+            let outcome = guard.state.as_mut().map(|state| match pending {
+                Some(p) if p.ticket == ticket => {
+                    state.apply_import(&p.kept, revision);
+                    self.counters.imports_direct.fetch_add(1, Ordering::Relaxed);
+                    Ok(CatchUp::Done)
+                }
+                _ => catch_up(&**store, tenant, state, revision),
+            });
             match outcome {
                 Some(Ok(CatchUp::Done)) => return,
                 Some(Ok(CatchUp::SchemaChanged)) => {}
@@ -620,14 +763,59 @@ impl GroupIndex {
             }
             self.begin_build(&mut guard)
         };
-        let built = build(store, tenant, revision);
-        self.finish_build(store, tenant, ticket, built);
+        self.build_in_background(store, tenant, ticket, revision);
+    }
+
+    /// Builds `tenant` at `revision` for build `ticket` on a new thread and
+    /// installs it (the tenant is "not ready" meanwhile). Should the thread
+    /// not start, builds here.
+    fn build_in_background<S: RelationStore + 'static>(
+        self: &Arc<Self>,
+        store: &Arc<S>,
+        tenant: &Tenant,
+        ticket: u64,
+        revision: Revision,
+    ) {
+        if let Ok(mut n) = self.in_flight.lock() {
+            *n += 1;
+        }
+        let job = {
+            let (index, store, tenant) = (self.clone(), store.clone(), tenant.clone());
+            move || {
+                let _done = InFlight(&index);
+                let built = build_caught_up(&*store, &tenant, revision);
+                index.finish_build(&*store, &tenant, ticket, built);
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("group-index-build".into())
+            .spawn(job);
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a group index build thread; building on this one");
+            let _done = InFlight(self);
+            let built = build_caught_up(&**store, tenant, revision);
+            self.finish_build(&**store, tenant, ticket, built);
+        }
+    }
+
+    /// Waits until every background build `after_apply` started has
+    /// finished, at most `timeout`; whether they all had.
+    pub fn wait_for_builds(&self, timeout: Duration) -> bool {
+        let Ok(n) = self.in_flight.lock() else {
+            return false;
+        };
+        self.builds_finished
+            .wait_timeout_while(n, timeout, |n| *n > 0)
+            .is_ok_and(|(_, t)| !t.timed_out())
     }
 
     /// Forgets every tenant (a snapshot is replacing the store).
     pub fn clear(&self) {
         if let Ok(mut map) = self.tenants.write() {
             map.clear();
+        }
+        if let Ok(mut p) = self.pending.lock() {
+            *p = None;
         }
     }
 
@@ -644,7 +832,7 @@ impl GroupIndex {
             }
         }
         for (tenant, ticket) in tickets {
-            let built = build(store, tenant, store.applied_revision());
+            let built = build_caught_up(store, tenant, store.applied_revision());
             self.finish_build(store, tenant, ticket, built);
         }
     }
@@ -771,6 +959,7 @@ impl GroupIndex {
             fallback_not_qualifying: c.not_qualifying.load(Ordering::Relaxed),
             fallback_too_deep: c.too_deep.load(Ordering::Relaxed),
             rebuilds: c.rebuilds.load(Ordering::Relaxed),
+            imports_direct: c.imports_direct.load(Ordering::Relaxed),
             ..GroupIndexStats::default()
         };
         let slots: Vec<_> = self
@@ -823,6 +1012,12 @@ impl GroupIndex {
                 s.rebuilds,
             ),
             (
+                "verdict_group_index_direct_imports_total",
+                "counter",
+                "Bulk import entries applied to the group index from their own tuples (not read back from the changelog).",
+                s.imports_direct,
+            ),
+            (
                 "verdict_group_index_members",
                 "gauge",
                 "Direct member tuples held by the group index.",
@@ -868,6 +1063,20 @@ fn catch_up<S: RelationStore>(
     }
     state.indexed = state.indexed.max(target);
     Ok(CatchUp::Done)
+}
+
+/// Builds `tenant`'s index at `at` and catches it up to the store's
+/// applied revision, without holding the tenant's lock (the install then
+/// has only the entries applied meanwhile left to catch up; a schema change
+/// met here is met again there, and rebuilt for).
+fn build_caught_up<S: RelationStore>(
+    store: &S,
+    tenant: &Tenant,
+    at: Revision,
+) -> Result<TenantState, StorageError> {
+    let mut state = build(store, tenant, at)?;
+    catch_up(store, tenant, &mut state, store.applied_revision())?;
+    Ok(state)
 }
 
 /// Builds `tenant`'s index from a snapshot at `at`, for the schema active
@@ -1034,7 +1243,7 @@ definition doc {
     /// A store, the index fed after every apply, and a decision cache fed
     /// before it (as the server's state machine does).
     struct Fixture {
-        store: MemStore,
+        store: Arc<MemStore>,
         index: Arc<GroupIndex>,
         cache: Arc<DecisionCache>,
         revision: u64,
@@ -1043,7 +1252,7 @@ definition doc {
     impl Fixture {
         fn new() -> Fixture {
             Fixture {
-                store: MemStore::new(),
+                store: Arc::new(MemStore::new()),
                 index: Arc::new(GroupIndex::new()),
                 cache: Arc::new(DecisionCache::new(1 << 20).with_write_log()),
                 revision: 0,
@@ -1055,8 +1264,29 @@ definition doc {
             let r = Revision(self.revision);
             self.cache.note_batch(tenant.as_str(), r.0, &batch);
             self.store.apply(tenant, r, &batch).unwrap();
+            self.after_apply(tenant, r)
+        }
+
+        /// Processes `r` and waits for any build it started.
+        fn after_apply(&self, tenant: &Tenant, r: Revision) -> Revision {
             self.index.after_apply(&self.store, Some(tenant), r);
+            assert!(self.index.wait_for_builds(Duration::from_secs(30)));
             r
+        }
+
+        /// A bulk import, told to the index as the state machine does
+        /// (announced, applied or rejected, then processed).
+        fn import(&mut self, tenant: &Tenant, tuples: Vec<Tuple>) -> Revision {
+            self.revision += 1;
+            let r = Revision(self.revision);
+            self.cache.note_import(tenant.as_str(), r.0, tuples.iter());
+            self.index.before_import(tenant, r, &tuples);
+            match self.store.bulk_import(tenant, r, &mut tuples.into_iter()) {
+                Ok(_) => {}
+                Err(e) if e.is_rejection() => self.index.import_rejected(tenant, r),
+                Err(e) => panic!("import: {e}"),
+            }
+            self.after_apply(tenant, r)
         }
 
         fn engines(&self, text: &str, schema_revision: Revision) -> (Engine, Engine) {
@@ -1281,7 +1511,7 @@ definition doc {
         );
         assert_eq!(o, Outcome::Allowed);
         assert_eq!(fresh.stats().fallback_not_ready, 2);
-        fresh.rebuild_all(&f.store, std::slice::from_ref(&t));
+        fresh.rebuild_all(&*f.store, std::slice::from_ref(&t));
         let (o, _) = check(
             &engine,
             &f.store,
@@ -1297,6 +1527,301 @@ definition doc {
         assert_eq!(fresh.stats().edges, f.index.stats().edges);
     }
 
+    /// A [`MemStore`] whose `schema_at` (a build's first read) waits while
+    /// the gate is closed, noting the threads that called it.
+    #[derive(Default)]
+    struct Gated {
+        inner: MemStore,
+        closed: std::sync::Mutex<bool>,
+        opened: Condvar,
+        builders: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+        arrived: Condvar,
+    }
+
+    impl Gated {
+        fn set_closed(&self, closed: bool) {
+            *self.closed.lock().unwrap() = closed;
+            self.opened.notify_all();
+        }
+
+        /// Waits (bounded) until `n` builds have reached the gate.
+        fn wait_arrivals(&self, n: usize) {
+            let b = self.builders.lock().unwrap();
+            let (b, _) = self
+                .arrived
+                .wait_timeout_while(b, Duration::from_secs(30), |b| b.len() < n)
+                .unwrap();
+            assert_eq!(b.len(), n, "builds at the gate");
+        }
+    }
+
+    impl RelationStore for Gated {
+        type Snapshot<'a> = verdict_storage::MemSnapshot;
+
+        fn applied_revision(&self) -> Revision {
+            self.inner.applied_revision()
+        }
+        fn gc_floor(&self) -> Revision {
+            self.inner.gc_floor()
+        }
+        fn apply(
+            &self,
+            t: &Tenant,
+            r: Revision,
+            b: &WriteBatch,
+        ) -> verdict_storage::Result<verdict_storage::ApplyOutcome> {
+            self.inner.apply(t, r, b)
+        }
+        fn mark_applied(&self, r: Revision) -> verdict_storage::Result<()> {
+            self.inner.mark_applied(r)
+        }
+        fn snapshot(&self, t: &Tenant, r: Revision) -> verdict_storage::Result<Self::Snapshot<'_>> {
+            self.inner.snapshot(t, r)
+        }
+        fn changes_since(
+            &self,
+            t: &Tenant,
+            after: Revision,
+            limit: usize,
+        ) -> verdict_storage::Result<Vec<ChangeBatch>> {
+            self.inner.changes_since(t, after, limit)
+        }
+        fn schema_at(
+            &self,
+            t: &Tenant,
+            r: Revision,
+        ) -> verdict_storage::Result<Option<verdict_storage::StoredSchema>> {
+            self.builders
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+            self.arrived.notify_all();
+            let closed = self.closed.lock().unwrap();
+            let (closed, _) = self
+                .opened
+                .wait_timeout_while(closed, Duration::from_secs(10), |c| *c)
+                .unwrap();
+            drop(closed);
+            self.inner.schema_at(t, r)
+        }
+        fn schema_history(
+            &self,
+            t: &Tenant,
+        ) -> verdict_storage::Result<Vec<verdict_storage::StoredSchema>> {
+            self.inner.schema_history(t)
+        }
+        fn gc(&self, floor: Revision) -> verdict_storage::Result<verdict_storage::GcStats> {
+            self.inner.gc(floor)
+        }
+        fn gc_expired(
+            &self,
+            now: verdict_storage::Timestamp,
+            grace: i64,
+        ) -> verdict_storage::Result<u64> {
+            self.inner.gc_expired(now, grace)
+        }
+        fn bulk_import(
+            &self,
+            t: &Tenant,
+            r: Revision,
+            tuples: &mut dyn Iterator<Item = Tuple>,
+        ) -> verdict_storage::Result<verdict_storage::ApplyOutcome> {
+            self.inner.bulk_import(t, r, tuples)
+        }
+    }
+
+    #[test]
+    fn a_schema_change_is_built_in_the_background_and_only_the_newest_build_installs() {
+        let store = Arc::new(Gated::default());
+        let index = Arc::new(GroupIndex::new());
+        let t = Tenant::new("acme").unwrap();
+        let mut rev = 0;
+        let mut apply = |batch: WriteBatch| {
+            rev += 1;
+            let r = Revision(rev);
+            store.apply(&t, r, &batch).unwrap();
+            index.after_apply(&store, Some(&t), r);
+            r
+        };
+        let touch = |lines: &[&str]| {
+            lines
+                .iter()
+                .fold(WriteBatch::new(), |b, l| b.touch(Tuple::parse(l).unwrap()))
+        };
+        let engine = |text: &str, at: Revision| {
+            Engine::new(compile(text), EngineConfig::default())
+                .unwrap()
+                .with_group_index(index.clone(), at)
+        };
+        apply(WriteBatch::new().put_schema(record(1, SCHEMA)));
+        assert!(index.wait_for_builds(Duration::from_secs(30)));
+        apply(touch(&[
+            "group:g0#member@user:ann",
+            "group:g1#member@group:g0#member",
+        ]));
+
+        // A schema change returns at once: its build waits at the gate,
+        // the tenant is not ready and the walk answers.
+        store.set_closed(true);
+        let text2 = format!("{SCHEMA}definition team {{}}\n");
+        let v2 = apply(WriteBatch::new().put_schema(record(2, &text2)));
+        assert!(
+            !index.wait_for_builds(Duration::from_millis(20)),
+            "a build is in flight"
+        );
+        let s = index.stats();
+        let (o, _) = check(
+            &engine(&text2, v2),
+            &store.inner,
+            &t,
+            v2.0,
+            "group:g1",
+            "member",
+            &user("ann"),
+            false,
+        );
+        assert_eq!(o, Outcome::Allowed);
+        assert_eq!(index.stats().answers, s.answers);
+        assert!(index.stats().fallback_not_ready > s.fallback_not_ready);
+        // Writes and another schema change go on meanwhile; a start-style
+        // rebuild begins a newer build, which alone may install.
+        apply(touch(&[
+            "group:g2#member@group:g1#member",
+            "group:g2#member@user:bob",
+        ]));
+        let text3 = format!("{text2}definition org {{}}\n");
+        let v3 = apply(WriteBatch::new().put_schema(record(3, &text3)));
+        let rebuild = {
+            let (index, store, t) = (index.clone(), store.clone(), t.clone());
+            std::thread::spawn(move || index.rebuild_all(&*store, std::slice::from_ref(&t)))
+        };
+        store.wait_arrivals(2);
+        let late = apply(touch(&["group:g0#member@user:carl"]));
+        let rebuilds = index.stats().rebuilds;
+        store.set_closed(false);
+        rebuild.join().unwrap();
+        assert!(index.wait_for_builds(Duration::from_secs(30)));
+        assert_eq!(
+            index.stats().rebuilds,
+            rebuilds + 1,
+            "only the newest build installed"
+        );
+        let me = std::thread::current().id();
+        assert!(
+            store.builders.lock().unwrap().iter().all(|b| *b != me),
+            "no build on the applying thread"
+        );
+
+        // Ready for the newest schema, caught up through `late`, exact.
+        let (new, old) = (engine(&text3, v3), engine(&text2, v2));
+        let plain = Engine::new(compile(&text3), EngineConfig::default()).unwrap();
+        for (g, who) in [
+            (2, "ann"),
+            (2, "bob"),
+            (2, "carl"),
+            (2, "dan"),
+            (0, "bob"),
+            (1, "carl"),
+        ] {
+            let resource = format!("group:g{g}");
+            let want = check(
+                &plain,
+                &store.inner,
+                &t,
+                late.0,
+                &resource,
+                "member",
+                &user(who),
+                false,
+            )
+            .0;
+            let s = index.stats();
+            let got = check(
+                &new,
+                &store.inner,
+                &t,
+                late.0,
+                &resource,
+                "member",
+                &user(who),
+                false,
+            )
+            .0;
+            assert_eq!(got, want, "{resource} {who}");
+            assert_eq!(
+                index.stats().answers,
+                s.answers + 1,
+                "the index answered {resource} {who}"
+            );
+        }
+        let s = index.stats();
+        check(
+            &old,
+            &store.inner,
+            &t,
+            late.0,
+            "group:g2",
+            "member",
+            &user("carl"),
+            false,
+        );
+        assert!(index.stats().fallback_not_ready > s.fallback_not_ready);
+    }
+
+    #[test]
+    fn a_schema_change_during_a_build_is_built_for_off_the_applying_thread() {
+        let store = Arc::new(Gated::default());
+        let index = Arc::new(GroupIndex::new());
+        let t = Tenant::new("acme").unwrap();
+        let mut rev = 0;
+        let mut apply = |batch: WriteBatch| {
+            rev += 1;
+            let r = Revision(rev);
+            store.apply(&t, r, &batch).unwrap();
+            index.after_apply(&store, Some(&t), r);
+            r
+        };
+        store.set_closed(true);
+        apply(WriteBatch::new().put_schema(record(1, SCHEMA)));
+        store.wait_arrivals(1);
+        // Applied while the first build waits: a nesting edge, then a new
+        // schema (no second build starts: one is running), then a member.
+        apply(WriteBatch::new().touch(Tuple::parse("group:g1#member@group:g0#member").unwrap()));
+        let text2 = format!("{SCHEMA}definition team {{}}\n");
+        let v2 = apply(WriteBatch::new().put_schema(record(2, &text2)));
+        let late =
+            apply(WriteBatch::new().touch(Tuple::parse("group:g0#member@user:ann").unwrap()));
+        store.set_closed(false);
+        assert!(index.wait_for_builds(Duration::from_secs(30)));
+        // The first build met the schema change catching up and built again.
+        assert_eq!(store.builders.lock().unwrap().len(), 2);
+        let me = std::thread::current().id();
+        assert!(store.builders.lock().unwrap().iter().all(|b| *b != me));
+        assert_eq!(index.stats().rebuilds, 1);
+        let engine = Engine::new(compile(&text2), EngineConfig::default())
+            .unwrap()
+            .with_group_index(index.clone(), v2);
+        for (who, want) in [("ann", Outcome::Allowed), ("bob", Outcome::Denied)] {
+            let s = index.stats();
+            let (o, _) = check(
+                &engine,
+                &store.inner,
+                &t,
+                late.0,
+                "group:g1",
+                "member",
+                &user(who),
+                false,
+            );
+            assert_eq!(o, want, "{who}");
+            assert_eq!(
+                index.stats().answers,
+                s.answers + 1,
+                "the index answered {who}"
+            );
+        }
+    }
+
     #[derive(Debug, Clone)]
     enum Edit {
         /// user `u` (None = `user:*`) in group `g`.
@@ -1307,6 +1832,9 @@ definition doc {
         Viewer(usize, bool),
         /// A write in another tenant (other revisions pass by).
         Elsewhere(usize),
+        /// A bulk import of members, edges and doc viewers (`Edit`s with
+        /// `add`), the last rejected (a malformed tuple) when `reject`.
+        Import(Vec<Edit>, bool),
     }
 
     fn edit() -> impl Strategy<Value = Edit> {
@@ -1317,7 +1845,41 @@ definition doc {
                 .prop_map(|(p, c, add)| Edit::Edge(p, c, add)),
             1 => (0..GROUPS, any::<bool>()).prop_map(|(g, add)| Edit::Viewer(g, add)),
             1 => (0..GROUPS).prop_map(Edit::Elsewhere),
+            2 => (proptest::collection::vec(touch(), 1..6), prop::bool::weighted(0.25))
+                .prop_map(|(ts, reject)| Edit::Import(ts, reject)),
+            // Irrelevant to the index: doc viewers only.
+            1 => proptest::collection::vec((0..GROUPS).prop_map(|g| Edit::Viewer(g, true)), 1..3)
+                .prop_map(|ts| Edit::Import(ts, false)),
         ]
+    }
+
+    /// One imported tuple (a TOUCH).
+    fn touch() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            (0..GROUPS, 0..USERS).prop_map(|(g, u)| Edit::Member(g, Some(u), true)),
+            (0..GROUPS, 0..GROUPS).prop_map(|(p, c)| Edit::Edge(p, c, true)),
+            (0..GROUPS).prop_map(|g| Edit::Viewer(g, true)),
+        ]
+    }
+
+    /// The tuples of an import, ending with a malformed one when `reject`.
+    fn import_tuples(ts: &[Edit], reject: bool) -> Vec<Tuple> {
+        let mut tuples: Vec<Tuple> = ts
+            .iter()
+            .flat_map(|e| batch(e).ops)
+            .filter_map(|op| match op {
+                verdict_storage::Op::Touch(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        if reject {
+            tuples.push(Tuple::new(
+                ObjectRef::new("group", "g0"),
+                "member",
+                SubjectRef::direct("user", "not an id!"),
+            ));
+        }
+        tuples
     }
 
     fn batch(e: &Edit) -> WriteBatch {
@@ -1329,6 +1891,7 @@ definition doc {
             Edit::Edge(p, c, add) => (format!("group:g{p}#member@group:g{c}#member"), *add),
             Edit::Viewer(g, add) => (format!("doc:d#viewer@group:g{g}#member"), *add),
             Edit::Elsewhere(g) => (format!("group:g{g}#member@user:u0"), true),
+            Edit::Import(..) => unreachable!("an import is not a batch"),
         };
         let t = Tuple::parse(&line).unwrap();
         if add {
@@ -1343,7 +1906,8 @@ definition doc {
 
         /// Random group edits (members, nesting edges with cycles; the
         /// schema compiler forbids wildcards on self-nesting relations), applied revision by revision and fed through the
-        /// changelog: at every revision, and at every older one, the
+        /// changelog, or as bulk imports (some irrelevant, some rejected)
+        /// applied from their own tuples: at every revision, and at every older one, the
         /// indexed engine (with a decision cache) answers as the walk does,
         /// and at the newest revision the index itself answers.
         #[test]
@@ -1361,7 +1925,16 @@ definition doc {
             subjects.extend((0..GROUPS).map(group_set));
             for e in &edits {
                 let tenant = if matches!(e, Edit::Elsewhere(_)) { &other } else { &t };
-                let now = f.apply(tenant, batch(e));
+                let now = match e {
+                    Edit::Import(ts, reject) => {
+                        let direct = f.index.stats().imports_direct;
+                        let now = f.import(tenant, import_tuples(ts, *reject));
+                        // Applied from its own tuples, not read back.
+                        prop_assert_eq!(f.index.stats().imports_direct, direct + 1);
+                        now
+                    }
+                    _ => f.apply(tenant, batch(e)),
+                };
                 // The newest revision first: the cache then still holds the
                 // answers the index gave at the previous newest revision, and
                 // must not reuse those the write changed.

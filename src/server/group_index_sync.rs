@@ -54,18 +54,24 @@ impl GroupIndexSync {
 impl verdict_raft::ApplyObserver for GroupIndexSync {
     fn before_write(&self, _tenant: &Tenant, _revision: Revision, _batch: &WriteBatch) {}
 
-    fn before_import(&self, _tenant: &Tenant, _revision: Revision, _tuples: &[Tuple]) {}
+    fn before_import(&self, tenant: &Tenant, revision: Revision, tuples: &[Tuple]) {
+        self.index.before_import(tenant, revision, tuples);
+    }
+
+    fn import_rejected(&self, tenant: &Tenant, revision: Revision) {
+        self.index.import_rejected(tenant, revision);
+    }
 
     fn before_snapshot(&self, _revision: Revision) {
         self.index.clear();
     }
 
     fn after_apply(&self, tenant: Option<&Tenant>, revision: Revision) {
-        self.index.after_apply(&*self.store, tenant, revision);
+        self.index.after_apply(&self.store, tenant, revision);
     }
 
     fn after_snapshot(&self, revision: Revision) {
-        self.index.after_apply(&*self.store, None, revision);
+        self.index.after_apply(&self.store, None, revision);
         self.rebuild_in_background();
     }
 }
