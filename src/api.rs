@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod error;
+mod inline_gate;
 mod key_service;
 pub mod pb;
 mod permission_service;

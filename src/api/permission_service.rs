@@ -3,7 +3,8 @@
 //! consistency resolves to and answered with the zookie of that revision.
 //!
 //! Engine work (CPU, RocksDB reads) runs on the blocking pool over a
-//! snapshot pinned to that revision; streams are fed through a bounded
+//! snapshot pinned to that revision (a lone check inline, see
+//! [`super::inline_gate`]); streams are fed through a bounded
 //! channel, so a slow client applies back-pressure and a client that goes
 //! away stops the work.
 
@@ -18,6 +19,7 @@ use verdict_storage::{RelationStore, Revision, SubjectRef, Tenant, Timestamp};
 
 use super::convert::{self, object_from_pb, required, struct_to_json, subject_from_pb};
 use super::error::ApiError;
+use super::inline_gate::InlineGate;
 use super::pb;
 use crate::engine::{self, CheckRequest, ExpandKind, ExpandNode, Outcome};
 use crate::server::decision_log;
@@ -39,12 +41,16 @@ const STREAM_BUFFER: usize = 128;
 #[derive(Debug, Clone)]
 pub struct PermissionApi {
     state: Arc<AppState>,
+    inline: Arc<InlineGate>,
 }
 
 impl PermissionApi {
     /// A service over the shared state.
     pub fn new(state: Arc<AppState>) -> Self {
-        PermissionApi { state }
+        PermissionApi {
+            state,
+            inline: Arc::new(InlineGate::new()),
+        }
     }
 
     /// Tenant, revision and engine for a read.
@@ -330,7 +336,7 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
         let (response, micros, check) = match cached {
             Some((response, micros)) => (response, micros, check),
             None => {
-                blocking(move || {
+                let work = move || {
                     let snapshot = state.store.snapshot(&tenant, revision)?;
                     let start = Instant::now();
                     let response = if bypass {
@@ -338,9 +344,12 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
                     } else {
                         schema.engine.check(&snapshot, &check)?
                     };
-                    Ok((response, micros_since(start), check))
-                })
-                .await?
+                    Ok::<_, ApiError>((response, micros_since(start), check))
+                };
+                match self.inline.try_pass() {
+                    Some(_pass) => work()?,
+                    None => blocking(work).await?,
+                }
             }
         };
         decision_log::log_check(
