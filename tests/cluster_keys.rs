@@ -191,6 +191,22 @@ fn wait_leader(via: &Node) -> u64 {
     }
 }
 
+/// Node `via`'s own Raft status (internal admin service): its log's
+/// last, applied and purged indexes among others.
+async fn raft_status(via: &Node) -> serde_json::Value {
+    use verdict::server::raft_commit::AdminRequest;
+    use verdict::server::raft_net::{PeerClient, Rpc};
+    let client = PeerClient::new(&via.raft_addr(), Some(KEY)).expect("peer client");
+    let data = serde_json::to_vec(&AdminRequest::Status).expect("encode");
+    let reply = client
+        .call(Rpc::Admin, data, Duration::from_secs(5))
+        .await
+        .expect("status");
+    serde_json::from_slice::<Result<serde_json::Value, String>>(&reply)
+        .expect("decode")
+        .expect("status answered")
+}
+
 /// `GET /metrics` on loopback port `port`.
 async fn http_metrics(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -376,15 +392,26 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
     cluster.node(down).kill9();
     let l = &cluster.nodes[(leader - 1) as usize];
     let (id2, token2) = create_key(l, "acme").await;
+    let key2_at = raft_status(l).await["last_log_index"]
+        .as_u64()
+        .expect("last log index");
+    // Write until the leader's log no longer holds the key's entry (so the
+    // node can only learn the key from a snapshot).
     let mut admin = l.clients(ADMIN).await;
-    for i in 0..(4 * SNAPSHOT_LOGS) {
-        admin
-            .write(
-                "acme",
-                &[("document", &format!("x{i}"), "viewer", "user", "u", "")],
-            )
-            .await
-            .expect("write with a node down");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    while raft_status(l).await["purged_index"].as_u64().unwrap_or(0) <= key2_at {
+        assert!(Instant::now() < deadline, "the leader never purged its log");
+        for _ in 0..SNAPSHOT_LOGS {
+            i += 1;
+            admin
+                .write(
+                    "acme",
+                    &[("document", &format!("x{i}"), "viewer", "user", "u", "")],
+                )
+                .await
+                .expect("write with a node down");
+        }
     }
     cluster.restart(down);
     let d = &cluster.nodes[(down - 1) as usize];
@@ -405,4 +432,21 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
     cluster.node(down).kill9();
     cluster.restart(down);
     wait_accepted(&cluster.nodes[(down - 1) as usize], &token2).await;
+
+    // Deleting the tenant (through a follower) revokes its keys everywhere.
+    let f = &cluster.nodes[(follower - 1) as usize];
+    f.clients(ADMIN)
+        .await
+        .tenants
+        .delete_tenant(pb::DeleteTenantRequest {
+            name: "acme".into(),
+            confirm: "acme".into(),
+        })
+        .await
+        .expect("delete tenant");
+    for node in &cluster.nodes {
+        wait_refused(node, &token2).await;
+        let file = std::fs::read_to_string(node.dir.join("keys.json")).expect("keys.json");
+        assert!(!file.contains(&id2), "node {}: {file}", node.id);
+    }
 }
