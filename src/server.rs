@@ -15,6 +15,7 @@ pub mod group_index_sync;
 pub mod guard;
 pub mod http;
 mod http_metrics;
+pub mod key_commit;
 pub mod keys;
 pub mod metrics;
 pub mod ops;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::keys::KeyRecord;
 use serde::{Deserialize, Serialize};
 use verdict_storage::{ApplyOutcome, Revision, StorageError, Tenant, Timestamp, Tuple, WriteBatch};
 
@@ -36,6 +37,10 @@ impl std::fmt::Display for Request {
             }
             Command::CreateTenant { name } => write!(f, "create-tenant({name})"),
             Command::DeleteTenant { tenant } => write!(f, "delete-tenant({})", tenant.as_str()),
+            Command::CreateKey { record } => {
+                write!(f, "create-key({}, {})", record.id, record.tenant)
+            }
+            Command::RevokeKey { id } => write!(f, "revoke-key({id})"),
         }
     }
 }
@@ -75,6 +80,18 @@ pub enum Command {
     DeleteTenant {
         /// The tenant.
         tenant: Tenant,
+    },
+    // New variants go last: older log entries name variants by position.
+    /// Add a tenant API key (its record only: the token's secret never
+    /// enters the log).
+    CreateKey {
+        /// The key's id, tenant, token hash and creation time.
+        record: KeyRecord,
+    },
+    /// Revoke a tenant API key.
+    RevokeKey {
+        /// The key's id.
+        id: String,
     },
 }
 

@@ -5,7 +5,7 @@
 //! ([`LogStore`], fsync on append), and the state machine adapter
 //! ([`StateMachine`]) that applies each committed entry to
 //! `verdict-storage` at revision = log index, plus snapshots (a consistent
-//! raw dump of the tuple store and the tenant set).
+//! raw dump of the tuple store, the tenant set and the tenant keys).
 //!
 //! **It does not** know gRPC: the server implements the network
 //! ([`openraft::RaftNetworkFactory`]) over its internal tonic service, and
@@ -28,6 +28,7 @@
 
 pub mod codec;
 mod command;
+mod keys;
 mod log_store;
 mod snapshot;
 mod state_machine;
@@ -35,6 +36,7 @@ mod state_machine;
 use std::io::Cursor;
 
 pub use command::{Command, Rejection, Request, Response};
+pub use keys::{KeyRecord, KeySet, MemKeySet};
 pub use log_store::LogStore;
 pub use state_machine::{ApplyObserver, StateMachine, TenantSet};
 

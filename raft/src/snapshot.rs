@@ -1,8 +1,11 @@
 //! The snapshot format and the current snapshot on disk.
 //!
 //! ```text
-//! "VSNAP1\n" | u32 len | tenant names (JSON) | { u32 klen | key | u32 vlen | value }*
+//! "VSNAP2\n" | u32 len | tenant names (JSON) | u32 len | tenant keys (JSON) | pairs
+//! "VSNAP1\n" | u32 len | tenant names (JSON) | pairs          (read only)
+//! pairs = { u32 klen | key | u32 vlen | value }*
 //! ```
+//! The keys are [`KeyRecord`]s (hashes only, never a token).
 //! The pairs are a raw, consistent dump of the tuple store (MVCC history,
 //! changelog, schema versions and the applied marker included), so an
 //! installed replica answers exactly like the one that built it.
@@ -14,7 +17,11 @@ use std::path::{Path, PathBuf};
 
 use verdict_storage::{Revision, RocksStore};
 
-const MAGIC: &[u8] = b"VSNAP1\n";
+use crate::keys::KeyRecord;
+
+const MAGIC: &[u8] = b"VSNAP2\n";
+/// Snapshots built before keys were replicated (no keys section).
+const MAGIC_V1: &[u8] = b"VSNAP1\n";
 
 /// Why a snapshot could not be built, read or installed.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +41,16 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// Dumps `store` and `tenants`; returns the bytes and the dump's revision.
+/// Dumps `store`, `tenants` and `keys`; returns the bytes and the dump's
+/// revision.
 pub(crate) fn encode(
     store: &RocksStore,
     tenants: &[String],
+    keys: &[KeyRecord],
 ) -> Result<(Vec<u8>, Revision), SnapshotError> {
     let mut out = MAGIC.to_vec();
     put_bytes(&mut out, &serde_json::to_vec(tenants)?);
+    put_bytes(&mut out, &serde_json::to_vec(keys)?);
     let revision = store.export_raw(&mut |k, v| {
         put_bytes(&mut out, k);
         put_bytes(&mut out, v);
@@ -52,6 +62,9 @@ pub(crate) fn encode(
 /// A parsed snapshot.
 pub(crate) struct Decoded<'a> {
     pub(crate) tenants: Vec<String>,
+    /// The tenant keys; `None` for a VSNAP1 snapshot, which predates
+    /// replicated keys and so says nothing about them.
+    pub(crate) keys: Option<Vec<KeyRecord>>,
     rest: &'a [u8],
 }
 
@@ -82,10 +95,17 @@ fn take<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], SnapshotError> {
 
 /// Parses and validates `data` completely before anything is installed.
 pub(crate) fn decode(data: &[u8]) -> Result<Decoded<'_>, SnapshotError> {
-    let mut rest = data
-        .strip_prefix(MAGIC)
-        .ok_or(SnapshotError::Malformed("bad magic"))?;
+    let (mut rest, with_keys) = match (data.strip_prefix(MAGIC), data.strip_prefix(MAGIC_V1)) {
+        (Some(rest), _) => (rest, true),
+        (None, Some(rest)) => (rest, false),
+        (None, None) => return Err(SnapshotError::Malformed("bad magic")),
+    };
     let tenants: Vec<String> = serde_json::from_slice(take(&mut rest)?)?;
+    let keys = if with_keys {
+        Some(serde_json::from_slice(take(&mut rest)?)?)
+    } else {
+        None
+    };
     let body = rest;
     while !rest.is_empty() {
         take(&mut rest)?;
@@ -93,6 +113,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<Decoded<'_>, SnapshotError> {
     }
     Ok(Decoded {
         tenants,
+        keys,
         rest: body,
     })
 }

@@ -26,6 +26,7 @@ use verdict_storage::{
 };
 
 use crate::command::{Command, Rejection, Request, Response};
+use crate::keys::{self, KeySet, MemKeySet};
 use crate::snapshot::{self, SnapshotError};
 use crate::{io_err, Node, NodeId, StorageError, TypeConfig};
 
@@ -84,6 +85,7 @@ struct Applied {
 struct Inner {
     store: Arc<RocksStore>,
     tenants: Arc<dyn TenantSet>,
+    keys: Arc<dyn KeySet>,
     dir: PathBuf,
     applied_tx: watch::Sender<Revision>,
     /// Held while applying entries and while dumping a snapshot.
@@ -94,7 +96,8 @@ struct Inner {
     observers: std::sync::RwLock<Vec<Arc<dyn ApplyObserver>>>,
 }
 
-/// The openraft state machine over a [`RocksStore`] and a [`TenantSet`].
+/// The openraft state machine over a [`RocksStore`], a [`TenantSet`] and
+/// a [`KeySet`].
 /// Cheap to clone (it is also its own snapshot builder).
 #[derive(Debug, Clone)]
 pub struct StateMachine {
@@ -126,12 +129,26 @@ impl StateMachine {
         tenants: Arc<dyn TenantSet>,
         dir: PathBuf,
     ) -> Result<StateMachine, StorageError> {
+        StateMachine::open_with_keys(store, tenants, Arc::new(MemKeySet::default()), dir)
+    }
+
+    /// [`StateMachine::open`], applying key commands to `keys`.
+    ///
+    /// # Errors
+    /// As [`StateMachine::open`].
+    pub fn open_with_keys(
+        store: Arc<RocksStore>,
+        tenants: Arc<dyn TenantSet>,
+        keys: Arc<dyn KeySet>,
+        dir: PathBuf,
+    ) -> Result<StateMachine, StorageError> {
         std::fs::create_dir_all(&dir).map_err(|e| sm_err(&e))?;
         let (applied_tx, _) = watch::channel(store.applied_revision());
         let sm = StateMachine {
             inner: Arc::new(Inner {
                 store,
                 tenants,
+                keys,
                 dir,
                 applied_tx,
                 state: Mutex::new(Applied::default()),
@@ -213,6 +230,14 @@ impl StateMachine {
             .tenants
             .replace(decoded.tenants.clone())
             .map_err(msg_err)?;
+        // A VSNAP1 snapshot predates replicated keys: each node's keys.json
+        // was its only record of the keys it had created, so it is kept
+        // as is rather than emptied (emptying would lock out every key of
+        // a node upgraded from a per-node-keys version). Later key commands
+        // and the next VSNAP2 snapshot then carry the replicated set.
+        if let Some(keys) = &decoded.keys {
+            self.inner.keys.replace(keys.clone()).map_err(msg_err)?;
+        }
         let revision = self
             .inner
             .store
@@ -280,6 +305,20 @@ impl StateMachine {
             revision,
             rejection,
         })
+    }
+
+    fn key_outcome(
+        &self,
+        revision: Revision,
+        done: Result<(), Rejection>,
+    ) -> Result<Response, StorageError> {
+        match done {
+            Ok(()) => {
+                self.mark(revision)?;
+                Ok(Response::Done { revision })
+            }
+            Err(rejection) => self.reject(revision, rejection),
+        }
     }
 
     fn apply_command(&self, revision: Revision, req: Request) -> Result<Response, StorageError> {
@@ -375,6 +414,12 @@ impl StateMachine {
                 // Registry first: a crash before the store write replays the
                 // delete; the other order could skip the registry on replay.
                 let removed = tenants.remove(tenant.as_str()).map_err(msg_err)?;
+                // Its keys go with it, on every replica (also before the
+                // store write, for the same reason).
+                self.inner
+                    .keys
+                    .remove_tenant(tenant.as_str())
+                    .map_err(msg_err)?;
                 // The tuples are deleted even when the registry no longer
                 // lists the tenant (a replay after such a crash, or a
                 // snapshot taken in between), so every replica ends with none.
@@ -397,6 +442,14 @@ impl StateMachine {
                     self.reject(revision, Rejection::TenantNotFound(tenant.as_str().into()))
                 }
             }
+            Command::CreateKey { record } => {
+                let done = keys::apply_create(self.inner.keys.as_ref(), tenants.as_ref(), record);
+                self.key_outcome(revision, done.map_err(msg_err)?)
+            }
+            Command::RevokeKey { id } => {
+                let done = keys::apply_revoke(self.inner.keys.as_ref(), &id);
+                self.key_outcome(revision, done.map_err(msg_err)?)
+            }
         }
     }
 
@@ -412,7 +465,9 @@ impl StateMachine {
                 Command::Write { tenant, .. }
                 | Command::Import { tenant, .. }
                 | Command::DeleteTenant { tenant } => Some(tenant.clone()),
-                Command::CreateTenant { .. } => None,
+                Command::CreateTenant { .. }
+                | Command::CreateKey { .. }
+                | Command::RevokeKey { .. } => None,
             },
             _ => None,
         };
@@ -450,7 +505,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let (data, applied) = {
             let st = self.lock()?;
             let tenants = self.inner.tenants.list();
-            let (data, _) = snapshot::encode(&self.inner.store, &tenants).map_err(snap_err)?;
+            let keys = self.inner.keys.all();
+            let (data, _) =
+                snapshot::encode(&self.inner.store, &tenants, &keys).map_err(snap_err)?;
             (data, st.clone())
         };
         let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);

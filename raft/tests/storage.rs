@@ -11,7 +11,8 @@ use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, Vote,
 };
 use verdict_raft::{
-    Command, LogStore, Rejection, Request, Response, StateMachine, TenantSet, TypeConfig,
+    Command, KeyRecord, KeySet, LogStore, MemKeySet, Rejection, Request, Response, StateMachine,
+    TenantSet, TypeConfig,
 };
 use verdict_storage::{
     ApplyStatus, RelationStore, Revision, RocksOptions, RocksStore, SchemaVersionRecord, Tenant,
@@ -76,10 +77,17 @@ fn tuple(s: &str) -> Tuple {
 struct Machine {
     store: Arc<RocksStore>,
     tenants: Arc<MemTenants>,
+    keys: Arc<MemKeySet>,
     sm: StateMachine,
 }
 
 fn open(dir: &std::path::Path) -> Machine {
+    open_with(dir, Arc::new(MemKeySet::default()))
+}
+
+/// A machine whose key set is `keys` (shared across a reopen, it stands
+/// for the node's durable keys.json).
+fn open_with(dir: &std::path::Path, keys: Arc<MemKeySet>) -> Machine {
     let store = Arc::new(
         RocksStore::open(
             dir.join("store"),
@@ -92,8 +100,19 @@ fn open(dir: &std::path::Path) -> Machine {
     );
     let tenants = Arc::new(MemTenants::default());
     tenants.insert("default").unwrap();
-    let sm = StateMachine::open(store.clone(), tenants.clone(), dir.join("snap")).unwrap();
-    Machine { store, tenants, sm }
+    let sm = StateMachine::open_with_keys(
+        store.clone(),
+        tenants.clone(),
+        keys.clone(),
+        dir.join("snap"),
+    )
+    .unwrap();
+    Machine {
+        store,
+        tenants,
+        keys,
+        sm,
+    }
 }
 
 fn tuples(store: &RocksStore) -> Vec<String> {
@@ -483,4 +502,211 @@ async fn observers_hear_which_imports_were_rejected() {
         vec!["import 1 (1)", "import 2 (2)", "rejected 2"]
     );
     assert_eq!(tuples(&m.store), vec!["doc:1#viewer@user:a"]);
+}
+
+fn key(id: &str, tenant: &str, sha: &str) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        sha256: sha.into(),
+        created: "2026-11-28T10:00:00Z".into(),
+    }
+}
+
+fn ids(keys: &MemKeySet) -> Vec<String> {
+    keys.all().into_iter().map(|k| k.id).collect()
+}
+
+fn key_entries() -> Vec<Entry<TypeConfig>> {
+    vec![
+        entry(
+            1,
+            Command::CreateTenant {
+                name: "acme".into(),
+            },
+        ),
+        entry(
+            2,
+            Command::CreateKey {
+                record: key("k1", "acme", "aa"),
+            },
+        ),
+        // Same id, another token: refused, the first key stays.
+        entry(
+            3,
+            Command::CreateKey {
+                record: key("k1", "acme", "bb"),
+            },
+        ),
+        entry(
+            4,
+            Command::CreateKey {
+                record: key("k2", "nope", "cc"),
+            },
+        ),
+        entry(5, Command::RevokeKey { id: "zz".into() }),
+        entry(
+            6,
+            Command::CreateKey {
+                record: key("k3", "acme", "dd"),
+            },
+        ),
+        entry(7, Command::RevokeKey { id: "k3".into() }),
+        entry(
+            8,
+            Command::CreateKey {
+                record: key("k4", "default", "ee"),
+            },
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn key_commands_apply_the_same_everywhere_and_survive_a_restart() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut a = open(a_dir.path());
+    let mut b = open(b_dir.path());
+    let out = a.sm.apply(key_entries()).await.unwrap();
+    assert_eq!(out, b.sm.apply(key_entries()).await.unwrap());
+    assert_eq!(
+        out[1],
+        Response::Done {
+            revision: Revision(2)
+        }
+    );
+    assert!(
+        matches!(&out[2], Response::Rejected { revision: Revision(3), rejection: Rejection::AlreadyExists(m) } if m.contains("k1")),
+        "{:?}",
+        out[2]
+    );
+    assert_eq!(
+        out[3],
+        Response::Rejected {
+            revision: Revision(4),
+            rejection: Rejection::TenantNotFound("nope".into())
+        }
+    );
+    assert!(
+        matches!(&out[4], Response::Rejected { rejection: Rejection::InvalidArgument { field, .. }, .. } if field == "id"),
+        "{:?}",
+        out[4]
+    );
+    assert_eq!(
+        out[6],
+        Response::Done {
+            revision: Revision(7)
+        }
+    );
+    assert_eq!(a.keys.all(), b.keys.all());
+    assert_eq!(ids(&a.keys), vec!["k1", "k4"]);
+    assert_eq!(a.keys.get("k1").unwrap().sha256, "aa");
+    // The record (hash only) is what the log carries, and it round-trips.
+    let req = Request::now(Command::CreateKey {
+        record: key("k9", "acme", "99"),
+    });
+    let back: Request =
+        verdict_raft::codec::decode(&verdict_raft::codec::encode(&req).unwrap()).unwrap();
+    assert!(
+        matches!(back.command, Command::CreateKey { record } if record == key("k9", "acme", "99"))
+    );
+    assert_eq!(a.store.applied_revision(), Revision(8));
+
+    // Deleting the tenant revokes its keys (on every replica: in apply).
+    let del = entry(
+        9,
+        Command::DeleteTenant {
+            tenant: Tenant::new("acme").unwrap(),
+        },
+    );
+    a.sm.apply(vec![del]).await.unwrap();
+    assert_eq!(ids(&a.keys), vec!["k4"]);
+
+    // Restart over the same (durable) key set and replay the whole log:
+    // replays change nothing.
+    let keys = a.keys.clone();
+    drop(a);
+    let mut a = open_with(a_dir.path(), keys);
+    let mut log = key_entries();
+    log.push(entry(
+        9,
+        Command::DeleteTenant {
+            tenant: Tenant::new("acme").unwrap(),
+        },
+    ));
+    a.sm.apply(log).await.unwrap();
+    assert_eq!(ids(&a.keys), vec!["k4"]);
+}
+
+#[tokio::test]
+async fn a_snapshot_carries_the_keys_to_the_replica_installing_it() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut a = open(a_dir.path());
+    a.sm.apply(key_entries()).await.unwrap();
+    let snap = a.sm.build_snapshot().await.unwrap();
+
+    let mut b = open(b_dir.path());
+    // A key b has that the snapshot's state does not: replaced.
+    b.sm.apply(vec![entry(
+        1,
+        Command::CreateKey {
+            record: key("stale", "default", "ff"),
+        },
+    )])
+    .await
+    .unwrap();
+    assert_eq!(ids(&b.keys), vec!["stale"]);
+    b.sm.install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .unwrap();
+    assert_eq!(b.keys.all(), a.keys.all());
+    assert_eq!(ids(&b.keys), vec!["k1", "k4"]);
+
+    // The snapshot persisted on b restores the keys too (b restarts with
+    // its store wiped: it is restored from its own snapshot).
+    drop(b);
+    std::fs::remove_dir_all(b_dir.path().join("store")).unwrap();
+    let fresh = Arc::new(MemKeySet::default());
+    let b = open_with(b_dir.path(), fresh);
+    assert_eq!(ids(&b.keys), vec!["k1", "k4"]);
+    assert_eq!(b.store.applied_revision(), Revision(8));
+}
+
+/// A snapshot built before keys were replicated ("VSNAP1", no keys
+/// section) says nothing about keys: the node's own keys stay.
+#[tokio::test]
+async fn a_vsnap1_snapshot_keeps_the_nodes_own_keys() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut a = open(a_dir.path());
+    a.sm.apply(key_entries()).await.unwrap();
+    let snap = a.sm.build_snapshot().await.unwrap();
+    let v2 = snap.snapshot.into_inner();
+    // VSNAP2 = magic | tenants | keys | pairs; VSNAP1 = magic | tenants | pairs.
+    assert!(v2.starts_with(b"VSNAP2\n"));
+    let field = |at: usize| {
+        let len = u32::from_be_bytes(v2[at..at + 4].try_into().unwrap()) as usize;
+        at + 4 + len
+    };
+    let after_tenants = field(7);
+    let after_keys = field(after_tenants);
+    let keys_json: Vec<KeyRecord> =
+        serde_json::from_slice(&v2[after_tenants + 4..after_keys]).unwrap();
+    assert_eq!(keys_json, a.keys.all());
+    let mut v1 = b"VSNAP1\n".to_vec();
+    v1.extend_from_slice(&v2[7..after_tenants]);
+    v1.extend_from_slice(&v2[after_keys..]);
+
+    let mut b = open(b_dir.path());
+    b.keys.insert(key("own", "default", "ff")).unwrap();
+    b.sm.install_snapshot(&snap.meta, Box::new(Cursor::new(v1)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&b.keys), vec!["own"]);
+    assert!(
+        b.tenants.contains("acme"),
+        "the rest of the snapshot installs"
+    );
+    assert_eq!(b.store.applied_revision(), Revision(8));
 }

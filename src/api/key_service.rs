@@ -1,4 +1,5 @@
-//! KeyService (admin): create, list and revoke tenant API keys.
+//! KeyService (admin): create, list and revoke tenant API keys (created
+//! and revoked through Raft, so on every node).
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::error::ApiError;
 use super::pb;
+use crate::server::key_commit;
 use crate::server::keys::KeyRecord;
 use crate::server::state::AppState;
 
@@ -41,8 +43,11 @@ impl pb::key_service_server::KeyService for KeyApi {
         if req.tenant.is_empty() {
             return Err(ApiError::invalid("tenant", "is required").into());
         }
-        let tenant = self.state.tenants.get(&req.tenant, "tenant")?;
-        let (record, token) = self.state.keys.create(tenant.as_str())?;
+        // Whether the tenant exists is decided where the key is applied (this
+        // node may not have applied a tenant just created elsewhere).
+        let tenant = verdict_storage::Tenant::new(&req.tenant)
+            .map_err(|e| ApiError::invalid("tenant", e))?;
+        let (record, token) = key_commit::create_key(&self.state, tenant.as_str()).await?;
         tracing::info!(key_id = %record.id, tenant = %record.tenant, "api key created");
         Ok(Response::new(pb::CreateKeyResponse {
             key: Some(key_to_pb(record)),
@@ -77,7 +82,7 @@ impl pb::key_service_server::KeyService for KeyApi {
         if req.id.is_empty() {
             return Err(ApiError::invalid("id", "is required").into());
         }
-        let record = self.state.keys.revoke(&req.id)?;
+        let record = key_commit::revoke_key(&self.state, &req.id).await?;
         tracing::info!(key_id = %record.id, tenant = %record.tenant, "api key revoked");
         Ok(Response::new(pb::RevokeKeyResponse {
             key: Some(key_to_pb(record)),

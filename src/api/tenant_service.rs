@@ -79,7 +79,8 @@ impl pb::tenant_service_server::TenantService for TenantApi {
         }
         let tenant = self.state.tenants.get(&req.name, "name")?;
         let outcome = self.state.committer.delete_tenant(&tenant).await?;
-        self.state.keys.revoke_tenant(tenant.as_str())?;
+        // The state machine revoked the tenant's keys on every node.
+        crate::server::key_commit::wait_applied(&self.state, outcome.revision).await;
         tracing::info!(
             tenant = tenant.as_str(),
             deleted = outcome.changes,

@@ -2,30 +2,23 @@
 //! token) is persisted as one JSON file in the data directory (written to a
 //! temporary file, fsynced, renamed), looked up by id and compared in
 //! constant time.
+//!
+//! Keys are replicated: the key service mints a token on the node serving
+//! the request and proposes only its [`KeyRecord`] (hash, never the token)
+//! through Raft; every node's state machine applies it here through
+//! [`verdict_raft::KeySet`], so `keys.json` is each node's applied state.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::RwLock;
 
 use rand::RngCore as _;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::api::error::ApiError;
 
-/// One stored key: its id, tenant and the hash of its token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    /// The public key id (`vk_<id>_...`).
-    pub id: String,
-    /// The tenant the key is scoped to.
-    pub tenant: String,
-    /// Hex SHA-256 of the whole token.
-    pub sha256: String,
-    /// Creation time, RFC 3339 UTC.
-    pub created: String,
-}
+pub use verdict_raft::KeyRecord;
 
 /// The tenant keys of this node.
 #[derive(Debug)]
@@ -120,26 +113,38 @@ impl KeyStore {
         write().map_err(|e| ApiError::Internal(format!("cannot write `{}`: {e}", path.display())))
     }
 
-    /// Creates a key for `tenant`; returns the record and the token (shown
-    /// once: only its hash is kept).
-    ///
-    /// # Errors
-    /// A failed write.
-    pub fn create(&self, tenant: &str) -> Result<(KeyRecord, String), ApiError> {
+    /// A new key for `tenant` (stored nowhere yet): its record and its
+    /// token (shown once: only its hash is ever kept or replicated).
+    pub fn mint(tenant: &str) -> (KeyRecord, String) {
         let id = random_hex(8);
         let token = format!("vk_{id}_{}", random_hex(32));
         let record = KeyRecord {
-            id: id.clone(),
+            id,
             tenant: tenant.to_string(),
             sha256: sha256_hex(token.as_bytes()),
             created: verdict_storage::Timestamp::now().to_string(),
         };
+        (record, token)
+    }
+
+    /// Creates a key for `tenant` on this node only (not replicated: unit
+    /// tests and embedded use; the key service proposes it through Raft).
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn create(&self, tenant: &str) -> Result<(KeyRecord, String), ApiError> {
+        let (record, token) = KeyStore::mint(tenant);
         self.keys
             .write()
             .map_err(|_| lock_err())?
-            .insert(id, record.clone());
+            .insert(record.id.clone(), record.clone());
         self.persist()?;
         Ok((record, token))
+    }
+
+    /// The key with `id`, if this node has it.
+    pub fn get(&self, id: &str) -> Option<KeyRecord> {
+        self.keys.read().ok()?.get(id).cloned()
     }
 
     /// The keys of `tenant` (every key when `None`), by id.
@@ -155,7 +160,7 @@ impl KeyStore {
             .unwrap_or_default()
     }
 
-    /// Revokes key `id`.
+    /// Revokes key `id` on this node only (not replicated).
     ///
     /// # Errors
     /// An unknown id (NOT_FOUND-like FAILED_PRECONDITION) or a failed write.
@@ -170,7 +175,8 @@ impl KeyStore {
         }
     }
 
-    /// Revokes every key of `tenant` (the tenant was deleted).
+    /// Revokes every key of `tenant` on this node only (not replicated:
+    /// the state machine does it on every node when a tenant is deleted).
     ///
     /// # Errors
     /// A failed write.
@@ -202,6 +208,52 @@ impl KeyStore {
     }
 }
 
+/// The replicated view: the Raft state machine adds and removes keys
+/// through this (persisted before returning).
+impl verdict_raft::KeySet for KeyStore {
+    fn get(&self, id: &str) -> Option<KeyRecord> {
+        KeyStore::get(self, id)
+    }
+
+    fn insert(&self, record: KeyRecord) -> Result<bool, String> {
+        {
+            let mut keys = self.keys.write().map_err(|_| lock_err().to_string())?;
+            if keys.contains_key(&record.id) {
+                return Ok(false);
+            }
+            keys.insert(record.id.clone(), record);
+        }
+        self.persist().map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
+    fn remove(&self, id: &str) -> Result<Option<KeyRecord>, String> {
+        let removed = self
+            .keys
+            .write()
+            .map_err(|_| lock_err().to_string())?
+            .remove(id);
+        if removed.is_some() {
+            self.persist().map_err(|e| e.to_string())?;
+        }
+        Ok(removed)
+    }
+
+    fn remove_tenant(&self, tenant: &str) -> Result<usize, String> {
+        self.revoke_tenant(tenant).map_err(|e| e.to_string())
+    }
+
+    fn all(&self) -> Vec<KeyRecord> {
+        self.list(None)
+    }
+
+    fn replace(&self, keys: Vec<KeyRecord>) -> Result<(), String> {
+        *self.keys.write().map_err(|_| lock_err().to_string())? =
+            keys.into_iter().map(|k| (k.id.clone(), k)).collect();
+        self.persist().map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +279,36 @@ mod tests {
         reopened.revoke(&record.id).unwrap();
         assert!(reopened.authenticate(&token).is_none());
         assert!(reopened.revoke(&record.id).is_err());
+    }
+
+    #[test]
+    fn the_replicated_view_persists_what_the_state_machine_applies() {
+        use verdict_raft::KeySet as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let store = KeyStore::open(path.clone()).unwrap();
+        let (record, token) = KeyStore::mint("acme");
+        assert!(
+            store.authenticate(&token).is_none(),
+            "minting stores nothing"
+        );
+        assert!(verdict_raft::KeySet::insert(&store, record.clone()).unwrap());
+        assert!(!verdict_raft::KeySet::insert(&store, record.clone()).unwrap());
+        assert_eq!(
+            KeyStore::open(path.clone()).unwrap().authenticate(&token),
+            Some(record.clone())
+        );
+        let (other, _) = KeyStore::mint("globex");
+        store.replace(vec![other.clone()]).unwrap();
+        let reopened = KeyStore::open(path.clone()).unwrap();
+        assert!(reopened.authenticate(&token).is_none());
+        assert_eq!(reopened.all(), vec![other.clone()]);
+        assert_eq!(store.remove_tenant("globex").unwrap(), 1);
+        assert!(KeyStore::open(path).unwrap().all().is_empty());
+        assert_eq!(
+            verdict_raft::KeySet::remove(&store, &other.id).unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use verdict_raft::openraft::error::{ClientWriteError, RaftError};
 use verdict_raft::openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
 use verdict_raft::{
-    codec, Command, LogStore, NodeId, Raft, Rejection, Request, Response, StateMachine, TenantSet,
+    codec, Command, KeySet, LogStore, NodeId, Raft, Rejection, Request, Response, StateMachine,
+    TenantSet,
 };
 use verdict_storage::{
     ApplyOutcome, ApplyStatus, RelationStore, Revision, RocksStore, Tenant, Tuple, WriteBatch,
@@ -157,12 +158,13 @@ impl RaftCommitter {
         sync_log: bool,
         store: Arc<RocksStore>,
         tenants: Arc<dyn TenantSet>,
+        keys: Arc<dyn KeySet>,
         cluster: &ClusterSettings,
         cluster_id: u64,
     ) -> Result<RaftCommitter, String> {
         let log =
             LogStore::open(raft_dir.join("log"), sync_log).map_err(|e| format!("raft log: {e}"))?;
-        let sm = StateMachine::open(store, tenants, raft_dir.join("snapshot"))
+        let sm = StateMachine::open_with_keys(store, tenants, keys, raft_dir.join("snapshot"))
             .map_err(|e| format!("raft state machine: {e}"))?;
         let keep = cluster.snapshot_logs.min(1000);
         let config = Config {

@@ -85,21 +85,23 @@ impl AppState {
         let tenants = Arc::new(
             TenantRegistry::open(dir.join("tenants.json")).map_err(|e| err(e.to_string()))?,
         );
-        let keys =
-            super::keys::KeyStore::open(dir.join("keys.json")).map_err(|e| err(e.to_string()))?;
+        let keys = Arc::new(
+            super::keys::KeyStore::open(dir.join("keys.json")).map_err(|e| err(e.to_string()))?,
+        );
         let ops = super::ops::OpsState::open(&settings).map_err(err)?;
         let committer = RaftCommitter::start(
             &dir.join("raft"),
             settings.sync_writes,
             store.clone(),
             tenants.clone(),
+            keys.clone(),
             &settings.cluster,
             cluster,
         )
         .await
         .map_err(err)?;
         let mut state = AppState::new(store, tenants, committer, settings);
-        state.keys = Arc::new(keys);
+        state.keys = keys;
         state.ops = Arc::new(ops);
         Ok(state)
     }
