@@ -3,200 +3,31 @@
 //! the leader under write load, and a follower catching up through a
 //! snapshot after the log was compacted.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::cluster::{at_least, free_port, status, wait_leader, Cluster, Node, CLUSTER_KEY};
 use tokio_stream::StreamExt;
 use verdict::api::pb;
 use verdict::api::pb::permission_service_client::PermissionServiceClient;
 use verdict::api::pb::relationship_service_client::RelationshipServiceClient;
 use verdict::api::pb::schema_service_client::SchemaServiceClient;
 
-const KEY: &str = "test-cluster-key";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// One node; killed on drop so a failing test never leaks it.
-struct Node {
-    id: u64,
-    dir: PathBuf,
-    grpc: u16,
-    http: u16,
-    raft: u16,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
-    }
-
-    fn raft_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.raft)
-    }
-
-    fn start(&mut self, initial_cluster: &str, snapshot_logs: u64) {
-        let args = vec![
-            "--initial-cluster".to_string(),
-            initial_cluster.to_string(),
-            "--snapshot-logs".to_string(),
-            snapshot_logs.to_string(),
-            "--sync-writes".to_string(),
-            std::env::var("CLUSTER_SYNC_WRITES").unwrap_or_else(|_| "false".into()),
-        ];
-        self.start_with(&args);
-    }
-
-    fn start_with(&mut self, cluster_args: &[String]) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.with_extension("log"))
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
-            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
-            .args(["--node-id", &self.id.to_string()])
-            .args(["--raft-addr", &self.raft_addr()])
-            .args(cluster_args)
-            .args(["--cluster-key", KEY])
-            .args(["--max-wait", "5s", "--max-staleness", "1s"])
-            .arg("--insecure-no-auth")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("verdict serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line == "ready" => break,
-                Ok(_) => {}
-                Err(e) => panic!("node {} did not get ready: {e}", self.id),
-            }
-        }
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-struct Cluster {
-    nodes: Vec<Node>,
-    initial: String,
-    snapshot_logs: u64,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(snapshot_logs: u64) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut nodes: Vec<Node> = (1..=3)
-            .map(|id| Node {
-                id,
-                dir: dir.path().join(format!("n{id}")),
-                grpc: free_port(),
-                http: free_port(),
-                raft: free_port(),
-                child: None,
-            })
-            .collect();
-        let initial = nodes
-            .iter()
-            .map(|n| format!("{}={}", n.id, n.raft_addr()))
-            .collect::<Vec<_>>()
-            .join(",");
-        for n in &mut nodes {
-            n.start(&initial, snapshot_logs);
-        }
-        Cluster {
-            nodes,
-            initial,
-            snapshot_logs,
-            _dir: dir,
-        }
-    }
-
-    fn node(&mut self, id: u64) -> &mut Node {
-        &mut self.nodes[(id - 1) as usize]
-    }
-
-    fn restart(&mut self, id: u64) {
-        let (initial, logs) = (self.initial.clone(), self.snapshot_logs);
-        self.node(id).start(&initial, logs);
-    }
-}
-
-/// `verdict cluster status --json` through node `via`.
-fn status(via: &Node) -> Option<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["cluster", "status", "--json", "--raft-endpoint"])
-        .arg(via.raft_addr())
-        .args(["--cluster-key", KEY])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-/// Waits (bounded) for a leader other than `not`, as seen through `via`.
-fn wait_leader(via: &Node, not: Option<u64>, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(s) = status(via) {
-            if let Some(l) = s["leader_id"].as_u64() {
-                if Some(l) != not {
-                    let leader_reachable = s["members"]
-                        .as_array()
-                        .is_some_and(|m| m.iter().any(|m| m["id"] == l && m["reachable"] == true));
-                    if leader_reachable {
-                        return l;
-                    }
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no new leader within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn at_least(z: &pb::Zookie) -> Option<pb::Consistency> {
-    Some(pb::Consistency {
-        requirement: Some(pb::consistency::Requirement::AtLeastAsFresh(z.clone())),
-    })
+/// Three nodes, `--insecure-no-auth`, a snapshot every `snapshot_logs`
+/// entries; `CLUSTER_SYNC_WRITES=true` to fsync the store as well.
+fn cluster(snapshot_logs: u64) -> Cluster {
+    let sync = std::env::var("CLUSTER_SYNC_WRITES").unwrap_or_else(|_| "false".into());
+    let logs = snapshot_logs.to_string();
+    Cluster::start(&[
+        "--snapshot-logs",
+        &logs,
+        "--sync-writes",
+        &sync,
+        "--insecure-no-auth",
+    ])
 }
 
 fn full() -> Option<pb::Consistency> {
@@ -295,7 +126,7 @@ const ALLOWED: i32 = pb::Permissionship::Allowed as i32;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_writes_new_enemy_and_leader_kill9_under_load() {
-    let mut cluster = Cluster::start(10_000);
+    let mut cluster = cluster(10_000);
     let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
     let follower = if leader == 1 { 2 } else { 1 };
 
@@ -402,7 +233,7 @@ async fn follower_writes_new_enemy_and_leader_kill9_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_follower_catches_up_through_a_snapshot() {
-    let mut cluster = Cluster::start(20);
+    let mut cluster = cluster(20);
     let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
     let follower = if leader == 3 { 2 } else { 3 };
     let leader_endpoint = cluster.node(leader).endpoint();
@@ -453,7 +284,7 @@ async fn killed_follower_catches_up_through_a_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_import_through_a_follower_lands_whole_on_every_node() {
     use verdict::server::raft_commit::IMPORT_ENTRY_TUPLES;
-    let mut cluster = Cluster::start(10_000);
+    let mut cluster = cluster(10_000);
     let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
     let schema = write_schema(&cluster.node(leader).endpoint()).await;
     // Start-up can cost a term (the last node to start campaigns once
@@ -561,7 +392,7 @@ async fn check_status(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_from_the_leader_refuses_stale_reads_and_writes() {
-    let mut cluster = Cluster::start(10_000);
+    let mut cluster = cluster(10_000);
     let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
     let z = write_schema(&cluster.node(leader).endpoint()).await;
     let lone = if leader == 1 { 2 } else { 1 };
@@ -599,20 +430,12 @@ async fn a_node_cut_off_from_the_leader_refuses_stale_reads_and_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fourth_node_joins_then_is_removed() {
-    let mut cluster = Cluster::start(10_000);
+    let mut cluster = cluster(10_000);
     let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
     let z = write_schema(&cluster.node(leader).endpoint()).await;
-    let dir = cluster._dir.path().join("n4");
-    let mut fourth = Node {
-        id: 4,
-        dir,
-        grpc: free_port(),
-        http: free_port(),
-        raft: free_port(),
-        child: None,
-    };
+    let mut fourth = Node::new(4, cluster.dir());
     let join = cluster.nodes[0].raft_addr();
-    fourth.start_with(&["--join".to_string(), join]);
+    fourth.start(&["--join".to_string(), join, "--insecure-no-auth".into()]);
     // It caught up with the schema and holds the cluster's zookies.
     assert!(
         check_status(&fourth.endpoint(), "doc:a#view@user:a", at_least(&z))
@@ -649,7 +472,7 @@ async fn a_fourth_node_joins_then_is_removed() {
             "--raft-endpoint",
         ])
         .arg(cluster.nodes[0].raft_addr())
-        .args(["--cluster-key", KEY])
+        .args(["--cluster-key", CLUSTER_KEY])
         .output()
         .expect("cluster remove");
     assert!(
@@ -703,19 +526,16 @@ async fn measure_write_latency_one_vs_three_nodes() {
         );
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut single = Node {
-        id: 1,
-        dir: dir.path().join("single"),
-        grpc: free_port(),
-        http: free_port(),
-        raft: free_port(),
-        child: None,
-    };
+    let mut single = Node::new(1, dir.path());
     let sync = std::env::var("CLUSTER_SYNC_WRITES").unwrap_or_else(|_| "false".into());
-    single.start_with(&["--sync-writes".to_string(), sync]);
+    single.start(&[
+        "--sync-writes".to_string(),
+        sync,
+        "--insecure-no-auth".into(),
+    ]);
     run(&single.endpoint(), "1 node").await;
     single.kill9();
-    let mut cluster = Cluster::start(10_000);
+    let mut cluster = cluster(10_000);
     let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
     run(&cluster.node(leader).endpoint(), "3 nodes (leader)").await;
 }
@@ -761,7 +581,7 @@ async fn watch_changes(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_works_on_every_node_and_resumes_on_another() {
-    let mut cluster = Cluster::start(10_000);
+    let mut cluster = cluster(10_000);
     let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
     let z0 = write_schema(&cluster.node(leader).endpoint()).await;
     let followers: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();

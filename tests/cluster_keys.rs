@@ -6,189 +6,24 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use support::cluster::{wait_leader, Cluster, Node, CLUSTER_KEY};
 use support::{Clients, ADMIN};
 use tonic::Code;
 use verdict::api::pb;
 
-const KEY: &str = "test-cluster-key";
 /// Small, so the log is compacted while a node is down.
 const SNAPSHOT_LOGS: u64 = 20;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// One node; killed on drop so a failing test never leaks it.
-struct Node {
-    id: u64,
-    dir: PathBuf,
-    grpc: u16,
-    http: u16,
-    raft: u16,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
-    }
-
-    fn raft_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.raft)
-    }
-
-    fn start(&mut self, initial_cluster: &str) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.with_extension("log"))
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
-            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
-            .args(["--node-id", &self.id.to_string()])
-            .args(["--raft-addr", &self.raft_addr()])
-            .args(["--initial-cluster", initial_cluster])
-            .args(["--snapshot-logs", &SNAPSHOT_LOGS.to_string()])
-            .args(["--sync-writes", "false"])
-            .args(["--cluster-key", KEY])
-            .args(["--max-wait", "5s", "--max-staleness", "1s"])
-            .args(["--admin-key", ADMIN])
-            .env_remove("VERDICT_ADMIN_KEY")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("verdict serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line == "ready" => break,
-                Ok(_) => {}
-                Err(e) => panic!("node {} did not get ready: {e}", self.id),
-            }
-        }
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn clients(&self, token: &str) -> Clients {
-        let channel = tonic::transport::Endpoint::from_shared(self.endpoint())
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
-        Clients::new(channel, Some(token))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-struct Cluster {
-    nodes: Vec<Node>,
-    initial: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut nodes: Vec<Node> = (1..=3)
-            .map(|id| Node {
-                id,
-                dir: dir.path().join(format!("n{id}")),
-                grpc: free_port(),
-                http: free_port(),
-                raft: free_port(),
-                child: None,
-            })
-            .collect();
-        let initial = nodes
-            .iter()
-            .map(|n| format!("{}={}", n.id, n.raft_addr()))
-            .collect::<Vec<_>>()
-            .join(",");
-        for n in &mut nodes {
-            n.start(&initial);
-        }
-        Cluster {
-            nodes,
-            initial,
-            _dir: dir,
-        }
-    }
-
-    fn node(&mut self, id: u64) -> &mut Node {
-        &mut self.nodes[(id - 1) as usize]
-    }
-
-    fn restart(&mut self, id: u64) {
-        let initial = self.initial.clone();
-        self.node(id).start(&initial);
-    }
-}
-
-/// `verdict cluster status --json` through node `via`.
-fn status(via: &Node) -> Option<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["cluster", "status", "--json", "--raft-endpoint"])
-        .arg(via.raft_addr())
-        .args(["--cluster-key", KEY])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-/// Waits (bounded) for a reachable leader, as seen through `via`.
-fn wait_leader(via: &Node) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(s) = status(via) {
-            if let Some(l) = s["leader_id"].as_u64() {
-                let reachable = s["members"]
-                    .as_array()
-                    .is_some_and(|m| m.iter().any(|m| m["id"] == l && m["reachable"] == true));
-                if reachable {
-                    return l;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader within 20 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Clients of `node` sending `token`.
+async fn clients(node: &Node, token: &str) -> Clients {
+    let channel = tonic::transport::Endpoint::from_shared(node.endpoint())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    Clients::new(channel, Some(token))
 }
 
 /// Node `via`'s own Raft status (internal admin service): its log's
@@ -196,7 +31,7 @@ fn wait_leader(via: &Node) -> u64 {
 async fn raft_status(via: &Node) -> serde_json::Value {
     use verdict::server::raft_commit::AdminRequest;
     use verdict::server::raft_net::{PeerClient, Rpc};
-    let client = PeerClient::new(&via.raft_addr(), Some(KEY)).expect("peer client");
+    let client = PeerClient::new(&via.raft_addr(), Some(CLUSTER_KEY)).expect("peer client");
     let data = serde_json::to_vec(&AdminRequest::Status).expect("encode");
     let reply = client
         .call(Rpc::Admin, data, Duration::from_secs(5))
@@ -224,8 +59,7 @@ async fn http_metrics(port: u16) -> String {
 /// Creates a key for `tenant` through `node` with the admin key; returns
 /// (id, token).
 async fn create_key(node: &Node, tenant: &str) -> (String, String) {
-    let r = node
-        .clients(ADMIN)
+    let r = clients(&node, ADMIN)
         .await
         .keys
         .create_key(pb::CreateKeyRequest {
@@ -244,7 +78,7 @@ async fn create_key(node: &Node, tenant: &str) -> (String, String) {
 async fn check_with(node: &Node, token: &str) -> Result<pb::Permissionship, tonic::Status> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match node.clients(token).await.check("acme", "d", "u").await {
+        match clients(&node, token).await.check("acme", "d", "u").await {
             Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -258,7 +92,7 @@ async fn check_with(node: &Node, token: &str) -> Result<pb::Permissionship, toni
 async fn wait_accepted(node: &Node, token: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut c = node.clients(token).await;
+        let mut c = clients(&node, token).await;
         let wrote = c
             .write("acme", &[("document", "d", "viewer", "user", "u", "")])
             .await;
@@ -305,14 +139,22 @@ async fn wait_refused(node: &Node, token: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
-    let mut cluster = Cluster::start();
-    let leader = wait_leader(&cluster.nodes[0]);
+    let logs = SNAPSHOT_LOGS.to_string();
+    let mut cluster = Cluster::start(&[
+        "--snapshot-logs",
+        &logs,
+        "--sync-writes",
+        "false",
+        "--admin-key",
+        ADMIN,
+    ]);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
     let follower = if leader == 1 { 2 } else { 1 };
     let other = 6 - leader - follower;
 
     // Tenant, schema and key, all through a follower with the admin key.
     let f = &cluster.nodes[(follower - 1) as usize];
-    let mut admin = f.clients(ADMIN).await;
+    let mut admin = clients(&f, ADMIN).await;
     admin
         .tenants
         .create_tenant(pb::CreateTenantRequest {
@@ -343,8 +185,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
     }
     // Every node lists it; no node's key file holds the token.
     for node in &cluster.nodes {
-        let ids: Vec<String> = node
-            .clients(ADMIN)
+        let ids: Vec<String> = clients(&node, ADMIN)
             .await
             .keys
             .list_keys(pb::ListKeysRequest {
@@ -364,7 +205,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
 
     // Revoked through another node: refused everywhere.
     let o = &cluster.nodes[(other - 1) as usize];
-    o.clients(ADMIN)
+    clients(&o, ADMIN)
         .await
         .keys
         .revoke_key(pb::RevokeKeyRequest { id: id1.clone() })
@@ -376,8 +217,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
         wait_refused(node, &token1).await;
     }
     // Revoking it again: the same refusal as on a single node.
-    let e = f
-        .clients(ADMIN)
+    let e = clients(&f, ADMIN)
         .await
         .keys
         .revoke_key(pb::RevokeKeyRequest { id: id1.clone() })
@@ -397,7 +237,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
         .expect("last log index");
     // Write until the leader's log no longer holds the key's entry (so the
     // node can only learn the key from a snapshot).
-    let mut admin = l.clients(ADMIN).await;
+    let mut admin = clients(&l, ADMIN).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 0;
     while raft_status(l).await["purged_index"].as_u64().unwrap_or(0) <= key2_at {
@@ -435,7 +275,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
 
     // Deleting the tenant (through a follower) revokes its keys everywhere.
     let f = &cluster.nodes[(follower - 1) as usize];
-    f.clients(ADMIN)
+    clients(&f, ADMIN)
         .await
         .tenants
         .delete_tenant(pb::DeleteTenantRequest {

@@ -5,22 +5,17 @@
 //! restarted; once it has installed the leader's snapshot it answers a
 //! nested-membership check at the last write's zookie from its rebuilt
 //! index (its own metrics say so), and the answer is right.
-//!
-//! The small Node/Cluster helpers follow tests/cluster.rs.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod support;
+
 use std::time::{Duration, Instant};
 
+use support::cluster::{at_least, wait_leader, Cluster};
 use verdict::api::pb;
 use verdict::api::pb::permission_service_client::PermissionServiceClient;
 use verdict::api::pb::relationship_service_client::RelationshipServiceClient;
 use verdict::api::pb::schema_service_client::SchemaServiceClient;
 use verdict::api::pb::tenant_service_client::TenantServiceClient;
-
-const KEY: &str = "test-group-index-cluster-key";
 
 /// Raft entries kept before the log is compacted into a snapshot.
 const SNAPSHOT_LOGS: u64 = 20;
@@ -37,167 +32,6 @@ definition doc {
     relation viewer: user | group#member
     permission view = viewer
 }";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// One node; killed on drop so a failing test never leaks it.
-struct Node {
-    id: u64,
-    dir: PathBuf,
-    grpc: u16,
-    http: u16,
-    raft: u16,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.grpc)
-    }
-
-    fn raft_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.raft)
-    }
-
-    fn start(&mut self, initial_cluster: &str) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.with_extension("log"))
-            .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc)])
-            .args(["--http-addr", &format!("127.0.0.1:{}", self.http)])
-            .args(["--node-id", &self.id.to_string()])
-            .args(["--raft-addr", &self.raft_addr()])
-            .args(["--initial-cluster", initial_cluster])
-            .args(["--snapshot-logs", &SNAPSHOT_LOGS.to_string()])
-            .args(["--sync-writes", "false"])
-            .args(["--cluster-key", KEY])
-            .args(["--max-wait", "5s", "--max-staleness", "1s"])
-            .args(["--group-index", "on"])
-            .arg("--insecure-no-auth")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("verdict serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line == "ready" => break,
-                Ok(_) => {}
-                Err(e) => panic!("node {} did not get ready: {e}", self.id),
-            }
-        }
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-struct Cluster {
-    nodes: Vec<Node>,
-    initial: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut nodes: Vec<Node> = (1..=3)
-            .map(|id| Node {
-                id,
-                dir: dir.path().join(format!("n{id}")),
-                grpc: free_port(),
-                http: free_port(),
-                raft: free_port(),
-                child: None,
-            })
-            .collect();
-        let initial = nodes
-            .iter()
-            .map(|n| format!("{}={}", n.id, n.raft_addr()))
-            .collect::<Vec<_>>()
-            .join(",");
-        for n in &mut nodes {
-            n.start(&initial);
-        }
-        Cluster {
-            nodes,
-            initial,
-            _dir: dir,
-        }
-    }
-
-    fn node(&mut self, id: u64) -> &mut Node {
-        &mut self.nodes[(id - 1) as usize]
-    }
-
-    fn restart(&mut self, id: u64) {
-        let initial = self.initial.clone();
-        self.node(id).start(&initial);
-    }
-}
-
-/// `verdict cluster status --json` of node `via`.
-fn status(via: &Node) -> Option<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args(["cluster", "status", "--json", "--raft-endpoint"])
-        .arg(via.raft_addr())
-        .args(["--cluster-key", KEY])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-/// The leader's id as seen through `via` (bounded wait).
-fn wait_leader(via: &Node, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(l) = status(via).and_then(|s| s["leader_id"].as_u64()) {
-            return l;
-        }
-        assert!(Instant::now() < deadline, "no leader within {within:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn at_least(z: &pb::Zookie) -> Option<pb::Consistency> {
-    Some(pb::Consistency {
-        requirement: Some(pb::consistency::Requirement::AtLeastAsFresh(z.clone())),
-    })
-}
 
 async fn write_schema(endpoint: &str) {
     let mut c = SchemaServiceClient::connect(endpoint.to_string())
@@ -306,8 +140,17 @@ const NO: pb::Permissionship = pb::Permissionship::Denied;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_answers_from_its_index_after_installing_a_snapshot() {
-    let mut cluster = Cluster::start();
-    let leader = wait_leader(&cluster.nodes[0], Duration::from_secs(20));
+    let logs = SNAPSHOT_LOGS.to_string();
+    let mut cluster = Cluster::start(&[
+        "--snapshot-logs",
+        &logs,
+        "--sync-writes",
+        "false",
+        "--group-index",
+        "on",
+        "--insecure-no-auth",
+    ]);
+    let leader = wait_leader(&cluster.nodes[0], None, Duration::from_secs(20));
     let follower = if leader == 3 { 2 } else { 3 };
     let leader_endpoint = cluster.node(leader).endpoint();
     write_schema(&leader_endpoint).await;
