@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::cluster::{at_least, free_port, status, wait_leader, Cluster, Node, CLUSTER_KEY};
+use support::cluster::{
+    at_least, free_port, node_metrics, status, wait_leader, Cluster, Node, CLUSTER_KEY,
+};
 use tokio_stream::StreamExt;
 use verdict::api::pb;
 use verdict::api::pb::permission_service_client::PermissionServiceClient;
@@ -266,7 +268,7 @@ async fn killed_follower_catches_up_through_a_snapshot() {
         .expect("follower listed");
     assert!(own["applied_index"].as_u64().unwrap_or(0) >= 120);
     // Its own metrics say it installed a snapshot (the log was compacted).
-    let metrics = reqwest_metrics(cluster.node(follower).http).await;
+    let metrics = node_metrics(cluster.node(follower).http).await;
     let installed = metrics
         .lines()
         .find_map(|l| l.strip_prefix("verdict_raft_snapshots_installed_total "))
@@ -351,20 +353,6 @@ async fn a_bulk_import_through_a_follower_lands_whole_on_every_node() {
         }
         assert_eq!(all_docs(&endpoint).await.len(), total, "node {node}");
     }
-}
-
-/// GET /metrics with a bare HTTP/1.0 request (no client dependency).
-async fn reqwest_metrics(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("http connect");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.expect("response");
-    body
 }
 
 async fn check_status(

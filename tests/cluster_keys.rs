@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::cluster::{wait_leader, Cluster, Node, CLUSTER_KEY};
+use support::cluster::{node_metrics, wait_leader, Cluster, Node, CLUSTER_KEY};
 use support::{Clients, ADMIN};
 use tonic::Code;
 use verdict::api::pb;
@@ -42,24 +42,10 @@ async fn raft_status(via: &Node) -> serde_json::Value {
         .expect("status answered")
 }
 
-/// `GET /metrics` on loopback port `port`.
-async fn http_metrics(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("http connect");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.expect("response");
-    body
-}
-
 /// Creates a key for `tenant` through `node` with the admin key; returns
 /// (id, token).
 async fn create_key(node: &Node, tenant: &str) -> (String, String) {
-    let r = clients(&node, ADMIN)
+    let r = clients(node, ADMIN)
         .await
         .keys
         .create_key(pb::CreateKeyRequest {
@@ -78,7 +64,7 @@ async fn create_key(node: &Node, tenant: &str) -> (String, String) {
 async fn check_with(node: &Node, token: &str) -> Result<pb::Permissionship, tonic::Status> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match clients(&node, token).await.check("acme", "d", "u").await {
+        match clients(node, token).await.check("acme", "d", "u").await {
             Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -92,7 +78,7 @@ async fn check_with(node: &Node, token: &str) -> Result<pb::Permissionship, toni
 async fn wait_accepted(node: &Node, token: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let mut c = clients(&node, token).await;
+        let mut c = clients(node, token).await;
         let wrote = c
             .write("acme", &[("document", "d", "viewer", "user", "u", "")])
             .await;
@@ -154,7 +140,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
 
     // Tenant, schema and key, all through a follower with the admin key.
     let f = &cluster.nodes[(follower - 1) as usize];
-    let mut admin = clients(&f, ADMIN).await;
+    let mut admin = clients(f, ADMIN).await;
     admin
         .tenants
         .create_tenant(pb::CreateTenantRequest {
@@ -185,7 +171,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
     }
     // Every node lists it; no node's key file holds the token.
     for node in &cluster.nodes {
-        let ids: Vec<String> = clients(&node, ADMIN)
+        let ids: Vec<String> = clients(node, ADMIN)
             .await
             .keys
             .list_keys(pb::ListKeysRequest {
@@ -205,7 +191,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
 
     // Revoked through another node: refused everywhere.
     let o = &cluster.nodes[(other - 1) as usize];
-    clients(&o, ADMIN)
+    clients(o, ADMIN)
         .await
         .keys
         .revoke_key(pb::RevokeKeyRequest { id: id1.clone() })
@@ -217,7 +203,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
         wait_refused(node, &token1).await;
     }
     // Revoking it again: the same refusal as on a single node.
-    let e = clients(&f, ADMIN)
+    let e = clients(f, ADMIN)
         .await
         .keys
         .revoke_key(pb::RevokeKeyRequest { id: id1.clone() })
@@ -237,7 +223,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
         .expect("last log index");
     // Write until the leader's log no longer holds the key's entry (so the
     // node can only learn the key from a snapshot).
-    let mut admin = clients(&l, ADMIN).await;
+    let mut admin = clients(l, ADMIN).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 0;
     while raft_status(l).await["purged_index"].as_u64().unwrap_or(0) <= key2_at {
@@ -258,7 +244,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
     wait_accepted(d, &token2).await;
     wait_refused(d, &token1).await;
     // Its own metrics say it installed a snapshot (the log was compacted).
-    let metrics = http_metrics(d.http).await;
+    let metrics = node_metrics(d.http).await;
     let installed = metrics
         .lines()
         .find_map(|l| l.strip_prefix("verdict_raft_snapshots_installed_total "))
@@ -275,7 +261,7 @@ async fn keys_created_and_revoked_through_any_node_hold_on_every_node() {
 
     // Deleting the tenant (through a follower) revokes its keys everywhere.
     let f = &cluster.nodes[(follower - 1) as usize];
-    clients(&f, ADMIN)
+    clients(f, ADMIN)
         .await
         .tenants
         .delete_tenant(pb::DeleteTenantRequest {

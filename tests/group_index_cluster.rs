@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::cluster::{at_least, wait_leader, Cluster};
+use support::cluster::{at_least, node_metrics, wait_leader, Cluster};
 use verdict::api::pb;
 use verdict::api::pb::permission_service_client::PermissionServiceClient;
 use verdict::api::pb::relationship_service_client::RelationshipServiceClient;
@@ -111,23 +111,9 @@ async fn check(
     }
 }
 
-/// GET /metrics with a bare HTTP/1.0 request (no client dependency).
-async fn metrics(port: u16) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("http connect");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.expect("response");
-    body
-}
-
 /// The value of the unlabelled metric `name` on the node serving HTTP on `port`.
 async fn metric(port: u16, name: &str) -> u64 {
-    let body = metrics(port).await;
+    let body = node_metrics(port).await;
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())

@@ -209,3 +209,18 @@ pub fn at_least(z: &pb::Zookie) -> Option<pb::Consistency> {
         requirement: Some(pb::consistency::Requirement::AtLeastAsFresh(z.clone())),
     })
 }
+
+/// The `/metrics` text of the node serving HTTP on loopback `port` (a
+/// bare HTTP/1.0 GET, no client dependency).
+pub async fn node_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("http connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.expect("response");
+    body
+}
