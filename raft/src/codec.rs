@@ -7,8 +7,8 @@
 //!  `{` … JSON                                  read only (older logs and peers)
 //! ```
 //!
-//! A 2,000-tuple import entry is about half the bytes in MessagePack, and
-//! decoding it skips JSON's string scanning: the log's fsync, the read
+//! MessagePack is smaller (a 1M-tuple import's log: 75 MB, 85 MB as JSON)
+//! and decoding it skips JSON's string scanning; the log's fsync, the read
 //! back for apply and replication to followers all carry it.
 
 use serde::{de::DeserializeOwned, Serialize};
