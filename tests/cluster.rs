@@ -450,30 +450,66 @@ async fn a_fourth_node_joins_then_is_removed() {
         .await,
         ALLOWED
     );
+    let s = cluster_cli(&cluster.nodes[0], &["remove", "--id", "4"]);
+    assert_eq!(
+        member_roles(&s),
+        vec![
+            (1, "voter".into()),
+            (2, "voter".into()),
+            (3, "voter".into())
+        ],
+        "{s}"
+    );
+
+    // Added back step by step, through another node: a learner first
+    // (it replicates but does not vote), then a voter.
+    let via = &cluster.nodes[1];
+    let s = cluster_cli(
+        via,
+        &["add-learner", "--id", "4", "--addr", &fourth.raft_addr()],
+    );
+    assert!(member_roles(&s).contains(&(4, "learner".into())), "{s}");
+    let zl = create(&cluster.nodes[0].endpoint(), "doc:l#viewer@user:l")
+        .await
+        .expect("write with a learner");
+    assert_eq!(
+        check(&fourth.endpoint(), "doc:l#view@user:l", at_least(&zl)).await,
+        ALLOWED,
+        "the learner replicates new writes"
+    );
+    let s = cluster_cli(via, &["promote", "--id", "4"]);
+    assert!(member_roles(&s).contains(&(4, "voter".into())), "{s}");
+    assert_eq!(member_roles(&s).len(), 4, "{s}");
+}
+
+/// `verdict cluster ARGS --json` through node `via`'s raft port; its JSON.
+fn cluster_cli(via: &Node, args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_verdict"))
-        .args([
-            "cluster",
-            "remove",
-            "--id",
-            "4",
-            "--json",
-            "--raft-endpoint",
-        ])
-        .arg(cluster.nodes[0].raft_addr())
+        .arg("cluster")
+        .args(args)
+        .args(["--json", "--raft-endpoint"])
+        .arg(via.raft_addr())
         .args(["--cluster-key", CLUSTER_KEY])
         .output()
-        .expect("cluster remove");
+        .expect("verdict cluster");
     assert!(
         out.status.success(),
-        "{}",
+        "cluster {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let ids: Vec<u64> = s["members"]
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// `(id, role)` of every member in a cluster status.
+fn member_roles(status: &serde_json::Value) -> Vec<(u64, String)> {
+    status["members"]
         .as_array()
-        .map(|m| m.iter().filter_map(|m| m["id"].as_u64()).collect())
-        .unwrap_or_default();
-    assert_eq!(ids, vec![1, 2, 3], "{s}");
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| Some((m["id"].as_u64()?, m["role"].as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Sequential write latency, one node vs three (run with `--ignored
