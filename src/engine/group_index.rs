@@ -1973,7 +1973,7 @@ definition doc {
                 ("group:keep1".to_string(), "ann".to_string()),
                 ("group:keep1".to_string(), "bob".to_string()),
                 (format!("group:p{j}"), format!("u{j}")),
-                (format!("group:keep1"), format!("u{j}")),
+                ("group:keep1".to_string(), format!("u{j}")),
                 (format!("group:p{j}"), "ann".to_string()),
             ] {
                 let want = check(
