@@ -49,6 +49,11 @@
 //! background too). Until a tenant is built the index says "not ready" and
 //! the walker walks; a build catches up to the latest applied revision
 //! before it installs, and only the newest build of a tenant installs.
+//! Group ids stay interned after their last member or edge goes; each
+//! relation counts its live ids as tuples apply, and once the dead ones
+//! are at least [`COMPACT_MIN_DEAD`] and more than half, `after_apply`
+//! starts such a background rebuild (a *compaction*), which interns only
+//! the live ids.
 //!
 //! **Exactness**: an answer is given only when the index's state equals the
 //! state at the reader's revision `r`: the tenant's index is built from the
@@ -79,6 +84,10 @@ use crate::schema::{self, SchemaLimits};
 const CATCH_UP_PAGE: usize = 1024;
 /// Tuples per page while building from a snapshot.
 const BUILD_PAGE: usize = 4096;
+/// A relation whose dead interned ids (referenced by no member or edge)
+/// number at least this many, and more than half of its interned ids,
+/// has its tenant rebuilt in the background to release them.
+const COMPACT_MIN_DEAD: usize = 1024;
 
 /// The stored relations of `schema` the index can answer (see the module
 /// docs): direct subject types plus only `T#R` usersets on `T#R`, without
@@ -163,6 +172,12 @@ struct RelIndex {
     wildcard: Vec<Box<str>>,
     ids: HashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
+    /// For each group, the member and edge entries naming it (an edge
+    /// counts once at each end): an id with none is dead, and stays
+    /// interned until the tenant is rebuilt (see [`RelIndex::wants_compaction`]).
+    refs: Vec<u32>,
+    /// The interned ids with at least one reference.
+    live: usize,
     /// For each group, the groups that directly include it.
     parents: Vec<Vec<u32>>,
     /// For each group, the groups it directly includes (to tell how deep
@@ -208,7 +223,30 @@ impl RelIndex {
         self.names.push(id.into());
         self.parents.push(Vec::new());
         self.children.push(Vec::new());
+        self.refs.push(0);
         i
+    }
+
+    /// Counts one more (`up`) or one fewer reference to group `i`.
+    fn reference(&mut self, i: u32, up: bool) {
+        let Some(n) = self.refs.get_mut(i as usize) else {
+            return;
+        };
+        if up {
+            self.live += usize::from(*n == 0);
+            *n = n.saturating_add(1);
+        } else if *n > 0 {
+            *n -= 1;
+            self.live -= usize::from(*n == 0);
+        }
+    }
+
+    /// Whether enough interned ids are dead (no member or edge names them)
+    /// to rebuild the tenant and release them: at least
+    /// [`COMPACT_MIN_DEAD`] and more than half of them.
+    fn wants_compaction(&self) -> bool {
+        let dead = self.names.len().saturating_sub(self.live);
+        dead >= COMPACT_MIN_DEAD && dead * 2 > self.names.len()
     }
 
     /// Adds (`present`) or removes `tuple`, a tuple of this relation.
@@ -240,6 +278,8 @@ impl RelIndex {
                     } else {
                         self.edge_count.saturating_sub(1)
                     };
+                    self.reference(group, present);
+                    self.reference(child, present);
                 }
             }
             Some(_) => self.tainted = true,
@@ -278,6 +318,7 @@ impl RelIndex {
                     } else {
                         self.member_count.saturating_sub(1)
                     };
+                    self.reference(group, present);
                 }
             }
         }
@@ -469,6 +510,11 @@ impl TenantState {
         self.indexed = revision;
     }
 
+    /// Whether one of its relations holds enough dead ids to be rebuilt.
+    fn wants_compaction(&self) -> bool {
+        self.relations.iter().any(RelIndex::wants_compaction)
+    }
+
     fn apply_batch(&mut self, batch: &ChangeBatch) {
         for change in &batch.changes {
             let t = &change.tuple;
@@ -519,6 +565,7 @@ struct Counters {
     not_qualifying: AtomicU64,
     too_deep: AtomicU64,
     rebuilds: AtomicU64,
+    compactions: AtomicU64,
     imports_direct: AtomicU64,
 }
 
@@ -539,12 +586,18 @@ pub struct GroupIndexStats {
     pub fallback_too_deep: u64,
     /// Tenant builds completed.
     pub rebuilds: u64,
+    /// Tenant builds started to release dead interned ids.
+    pub compactions: u64,
     /// Imports applied from their announced tuples (not read back).
     pub imports_direct: u64,
     /// Direct member tuples held.
     pub members: u64,
     /// Nesting edges held.
     pub edges: u64,
+    /// Group ids interned.
+    pub interned_ids: u64,
+    /// Interned group ids some member or edge names.
+    pub live_ids: u64,
 }
 
 /// The group index of every tenant on this replica.
@@ -753,6 +806,20 @@ impl GroupIndex {
                 _ => catch_up(&**store, tenant, state, revision),
             });
             match outcome {
+                // Churn left too many dead interned ids: release them by
+                // rebuilding in the background (not ready meanwhile).
+                Some(Ok(CatchUp::Done))
+                    if guard
+                        .state
+                        .as_ref()
+                        .is_some_and(TenantState::wants_compaction) =>
+                {
+                    self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        tenant = tenant.as_str(),
+                        "group index compaction: rebuilding to release dead ids"
+                    );
+                }
                 Some(Ok(CatchUp::Done)) => return,
                 Some(Ok(CatchUp::SchemaChanged)) => {}
                 Some(Err(e)) => {
@@ -959,6 +1026,7 @@ impl GroupIndex {
             fallback_not_qualifying: c.not_qualifying.load(Ordering::Relaxed),
             fallback_too_deep: c.too_deep.load(Ordering::Relaxed),
             rebuilds: c.rebuilds.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
             imports_direct: c.imports_direct.load(Ordering::Relaxed),
             ..GroupIndexStats::default()
         };
@@ -972,6 +1040,8 @@ impl GroupIndex {
                 for rel in s.state.iter().flat_map(|st| &st.relations) {
                     stats.members += rel.member_count;
                     stats.edges += rel.edge_count;
+                    stats.interned_ids += rel.names.len() as u64;
+                    stats.live_ids += rel.live as u64;
                 }
             }
         }
@@ -1008,8 +1078,14 @@ impl GroupIndex {
             (
                 "verdict_group_index_rebuilds_total",
                 "counter",
-                "Tenant group indexes built (start, snapshot install, schema change).",
+                "Tenant group indexes built (start, snapshot install, schema change, compaction).",
                 s.rebuilds,
+            ),
+            (
+                "verdict_group_index_compactions_total",
+                "counter",
+                "Tenant group index rebuilds started to release interned ids no member or edge names any more.",
+                s.compactions,
             ),
             (
                 "verdict_group_index_direct_imports_total",
@@ -1822,6 +1898,190 @@ definition doc {
         }
     }
 
+    /// Recounts every relation's references from its members and edges and
+    /// checks the counts `apply` maintains (`refs`, `live`) agree.
+    fn assert_live_counted(index: &GroupIndex) {
+        let slots: Vec<_> = index.tenants.read().unwrap().values().cloned().collect();
+        for slot in slots {
+            let slot = slot.read().unwrap();
+            for rel in slot.state.iter().flat_map(|s| &s.relations) {
+                let mut refs = vec![0u32; rel.names.len()];
+                for groups in rel.members.values().flat_map(|m| m.values()) {
+                    for &g in groups {
+                        refs[g as usize] += 1;
+                    }
+                }
+                for (child, parents) in rel.parents.iter().enumerate() {
+                    for &p in parents {
+                        refs[p as usize] += 1;
+                        refs[child] += 1;
+                    }
+                }
+                assert_eq!(rel.refs, refs, "reference counts of {}", rel.relation);
+                assert_eq!(rel.live, refs.iter().filter(|&&n| n > 0).count());
+            }
+        }
+    }
+
+    /// Tuples `group:c{j}#member@user:u{j}` and `group:p{j}#member@group:c{j}#member`
+    /// for `j` in `js`: two new group ids each.
+    fn churn(js: std::ops::Range<usize>, add: bool) -> WriteBatch {
+        js.flat_map(|j| {
+            [
+                format!("group:c{j}#member@user:u{j}"),
+                format!("group:p{j}#member@group:c{j}#member"),
+            ]
+        })
+        .fold(WriteBatch::new(), |b, l| {
+            let t = Tuple::parse(&l).unwrap();
+            if add {
+                b.touch(t)
+            } else {
+                b.delete(t)
+            }
+        })
+    }
+
+    #[test]
+    fn churned_group_ids_are_released_by_a_background_compaction_with_exact_answers() {
+        const CHUNK: usize = 64;
+        let store = Arc::new(Gated::default());
+        let index = Arc::new(GroupIndex::new());
+        let t = Tenant::new("acme").unwrap();
+        let mut rev = 0;
+        let mut apply = |batch: WriteBatch| {
+            rev += 1;
+            let r = Revision(rev);
+            store.apply(&t, r, &batch).unwrap();
+            index.after_apply(&store, Some(&t), r);
+            r
+        };
+        let v1 = apply(WriteBatch::new().put_schema(record(1, SCHEMA)));
+        assert!(index.wait_for_builds(Duration::from_secs(30)));
+        apply(
+            WriteBatch::new()
+                .touch(Tuple::parse("group:keep0#member@user:ann").unwrap())
+                .touch(Tuple::parse("group:keep1#member@group:keep0#member").unwrap()),
+        );
+        let plain = Engine::new(compile(SCHEMA), EngineConfig::default()).unwrap();
+        let indexed = plain.clone().with_group_index(index.clone(), v1);
+        // Asks the chunk's and the core's questions at `at`: the indexed
+        // engine answers as the walk; how many the index itself answered.
+        let exact = |at: Revision, j: usize| {
+            let before = index.stats().answers;
+            for (resource, who) in [
+                ("group:keep1".to_string(), "ann".to_string()),
+                ("group:keep1".to_string(), "bob".to_string()),
+                (format!("group:p{j}"), format!("u{j}")),
+                ("group:keep1".to_string(), format!("u{j}")),
+                (format!("group:p{j}"), "ann".to_string()),
+            ] {
+                let want = check(
+                    &plain,
+                    &store.inner,
+                    &t,
+                    at.0,
+                    &resource,
+                    "member",
+                    &user(&who),
+                    false,
+                )
+                .0;
+                let got = check(
+                    &indexed,
+                    &store.inner,
+                    &t,
+                    at.0,
+                    &resource,
+                    "member",
+                    &user(&who),
+                    false,
+                )
+                .0;
+                assert_eq!(got, want, "{resource} {who} at {}", at.0);
+            }
+            index.stats().answers - before
+        };
+
+        // Churn with builds held at the gate: ids pile up until the dead
+        // ones pass the threshold, which starts a compaction.
+        store.set_closed(true);
+        let mut chunk = 0;
+        let mut peak = 0;
+        let triggered = loop {
+            assert!(chunk < 40, "no compaction after {chunk} chunks");
+            let js = chunk * CHUNK..(chunk + 1) * CHUNK;
+            let at = apply(churn(js.clone(), true));
+            assert_eq!(exact(at, js.start), 5, "the index answers before");
+            peak = peak.max(index.stats().interned_ids);
+            let at = apply(churn(js.clone(), false));
+            chunk += 1;
+            if index.stats().compactions > 0 {
+                break at;
+            }
+            assert_live_counted(&index);
+            assert_eq!(index.stats().live_ids, 2, "only the core is live");
+            assert_eq!(index.stats().interned_ids, 2 + 2 * (chunk * CHUNK) as u64);
+        };
+        assert!(peak >= COMPACT_MIN_DEAD as u64, "peak {peak}");
+        // During the build: not ready, the walk answers (exactly).
+        assert!(
+            !index.wait_for_builds(Duration::from_millis(20)),
+            "a compaction is in flight"
+        );
+        let s = index.stats();
+        assert_eq!(exact(triggered, 0), 0);
+        assert!(index.stats().fallback_not_ready > s.fallback_not_ready);
+        // Writes go on meanwhile; the build catches up to them.
+        let js = chunk * CHUNK..(chunk + 1) * CHUNK;
+        apply(churn(js.clone(), true));
+        apply(churn(js.clone(), false));
+        let late =
+            apply(WriteBatch::new().touch(Tuple::parse("group:keep1#member@user:bob").unwrap()));
+        assert_eq!(exact(late, js.start), 0);
+        let rebuilds = index.stats().rebuilds;
+        store.set_closed(false);
+        assert!(index.wait_for_builds(Duration::from_secs(30)));
+        let s = index.stats();
+        assert_eq!((s.compactions, s.rebuilds), (1, rebuilds + 1));
+        // Only the ids churned while it built (caught up) are dead.
+        assert_eq!(
+            (s.interned_ids, s.live_ids),
+            (2 + 2 * CHUNK as u64, 2),
+            "dead ids released"
+        );
+        assert_eq!((s.members, s.edges), (2, 1));
+        assert_live_counted(&index);
+        assert_eq!(exact(late, js.start), 5, "the index answers after");
+        let me = std::thread::current().id();
+        assert!(
+            store.builders.lock().unwrap().iter().all(|b| *b != me),
+            "no build on the applying thread"
+        );
+
+        // Churning on, the interned ids stay bounded: each time the dead
+        // ones pass the threshold a compaction releases them.
+        let mut peak = 0;
+        for c in chunk + 1..chunk + 1 + 40 {
+            let js = c * CHUNK..(c + 1) * CHUNK;
+            let at = apply(churn(js.clone(), true));
+            assert!(index.wait_for_builds(Duration::from_secs(30)));
+            assert_eq!(exact(at, js.start), 5);
+            peak = peak.max(index.stats().interned_ids);
+            let at = apply(churn(js.clone(), false));
+            assert!(index.wait_for_builds(Duration::from_secs(30)));
+            assert_eq!(exact(at, js.start), 5);
+            assert_live_counted(&index);
+        }
+        let s = index.stats();
+        assert!(s.compactions >= 3, "{s:?}");
+        assert!(
+            peak <= (COMPACT_MIN_DEAD + 2 * CHUNK + 3) as u64,
+            "interned ids peaked at {peak} over {} churned",
+            40 * 2 * CHUNK
+        );
+    }
+
     #[derive(Debug, Clone)]
     enum Edit {
         /// user `u` (None = `user:*`) in group `g`.
@@ -1935,6 +2195,7 @@ definition doc {
                     }
                     _ => f.apply(tenant, batch(e)),
                 };
+                assert_live_counted(&f.index);
                 // The newest revision first: the cache then still holds the
                 // answers the index gave at the previous newest revision, and
                 // must not reuse those the write changed.
