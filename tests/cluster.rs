@@ -44,21 +44,31 @@ definition doc {
     permission view = viewer
 }";
 
+/// Writes SCHEMA through `endpoint`. UNAVAILABLE (a start-up election
+/// still settling: the last node to start may campaign once) is retried
+/// for up to 30 s, as a client would.
 async fn write_schema(endpoint: &str) -> pb::Zookie {
     let mut c = SchemaServiceClient::connect(endpoint.to_string())
         .await
         .expect("connect");
-    c.write_schema(pb::WriteSchemaRequest {
-        tenant: String::new(),
-        schema: SCHEMA.into(),
-        expected_version: 0,
-        comment: String::new(),
-    })
-    .await
-    .expect("schema write")
-    .into_inner()
-    .written_at
-    .expect("zookie")
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let written = c
+            .write_schema(pb::WriteSchemaRequest {
+                tenant: String::new(),
+                schema: SCHEMA.into(),
+                expected_version: 0,
+                comment: String::new(),
+            })
+            .await;
+        match written {
+            Ok(r) => return r.into_inner().written_at.expect("zookie"),
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => panic!("schema write through {endpoint}: {s}"),
+        }
+    }
 }
 
 async fn create(endpoint: &str, tuple: &str) -> Result<pb::Zookie, tonic::Status> {

@@ -143,6 +143,7 @@ impl Cluster {
         for n in &mut nodes {
             n.start(&all);
         }
+        settle(&nodes[0]);
         Cluster {
             nodes,
             args: all,
@@ -179,6 +180,47 @@ pub fn status(via: &Node) -> Option<serde_json::Value> {
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
+}
+
+/// Waits (bounded, 30 s) until the cluster seen through `via` has settled:
+/// one leader, every member reachable and at the same applied index, and
+/// the term unchanged for longer than an election timeout (1.5 s). The
+/// last node to start can otherwise campaign once before the leader
+/// reaches it, costing the first leader its term under a test's first
+/// write.
+fn settle(via: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut since: Option<(u64, Instant)> = None;
+    loop {
+        let settled_term = status(via).and_then(|s| {
+            let members = s["members"].as_array().cloned().unwrap_or_default();
+            let leaders = members.iter().filter(|m| m["state"] == "Leader").count();
+            let applied: Vec<Option<u64>> = members
+                .iter()
+                .map(|m| m["applied_index"].as_u64())
+                .collect();
+            let settled = members.len() == 3
+                && leaders == 1
+                && members.iter().all(|m| m["reachable"] == true)
+                && applied.iter().all(|a| a.is_some() && *a == applied[0]);
+            settled.then(|| s["term"].as_u64()).flatten()
+        });
+        since = match (settled_term, since) {
+            (Some(t), Some((held, from))) if t == held => {
+                if from.elapsed() > Duration::from_millis(1_600) {
+                    return;
+                }
+                Some((held, from))
+            }
+            (Some(t), _) => Some((t, Instant::now())),
+            (None, _) => None,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not settle within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits (bounded) for a leader other than `not`, listed as reachable in
