@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::cluster::{
-    at_least, free_port, node_metrics, status, wait_leader, Cluster, Node, CLUSTER_KEY,
+    at_least, free_port, node_metric, status, wait_leader, Cluster, Node, CLUSTER_KEY,
 };
 use tokio_stream::StreamExt;
 use verdict::api::pb;
@@ -278,13 +278,12 @@ async fn killed_follower_catches_up_through_a_snapshot() {
         .expect("follower listed");
     assert!(own["applied_index"].as_u64().unwrap_or(0) >= 120);
     // Its own metrics say it installed a snapshot (the log was compacted).
-    let metrics = node_metrics(cluster.node(follower).http).await;
-    let installed = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("verdict_raft_snapshots_installed_total "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .expect("snapshot metric");
-    assert!(installed >= 1, "expected a snapshot install:\n{metrics}");
+    let installed = node_metric(
+        cluster.node(follower).http,
+        "verdict_raft_snapshots_installed_total",
+    )
+    .await;
+    assert!(installed >= 1, "expected a snapshot install");
     assert_eq!(all_docs(&f).await, all_docs(&leader_endpoint).await);
 }
 

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::cluster::{at_least, node_metrics, wait_leader, Cluster};
+use support::cluster::{at_least, node_metric, wait_leader, Cluster};
 use verdict::api::pb;
 use verdict::api::pb::permission_service_client::PermissionServiceClient;
 use verdict::api::pb::relationship_service_client::RelationshipServiceClient;
@@ -111,15 +111,6 @@ async fn check(
     }
 }
 
-/// The value of the unlabelled metric `name` on the node serving HTTP on `port`.
-async fn metric(port: u16, name: &str) -> u64 {
-    let body = node_metrics(port).await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
-}
-
 const ANSWERS: &str = "verdict_group_index_answers_total";
 const HAS: pb::Permissionship = pb::Permissionship::Allowed;
 const NO: pb::Permissionship = pb::Permissionship::Denied;
@@ -162,12 +153,12 @@ async fn a_follower_answers_from_its_index_after_installing_a_snapshot() {
     // entry after the snapshot, so only the install can bring its index
     // up to date.
     let leader_http = cluster.node(leader).http;
-    let written = metric(leader_http, "verdict_raft_applied_index").await;
+    let written = node_metric(leader_http, "verdict_raft_applied_index").await;
     let mut tenants = TenantServiceClient::connect(leader_endpoint.clone())
         .await
         .expect("connect");
     for i in 0.. {
-        if metric(leader_http, "verdict_raft_snapshot_index").await >= written {
+        if node_metric(leader_http, "verdict_raft_snapshot_index").await >= written {
             break;
         }
         assert!(
@@ -186,7 +177,7 @@ async fn a_follower_answers_from_its_index_after_installing_a_snapshot() {
     let http = cluster.node(follower).http;
     let f = cluster.node(follower).endpoint();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(http, "verdict_raft_snapshots_installed_total").await == 0 {
+    while node_metric(http, "verdict_raft_snapshots_installed_total").await == 0 {
         assert!(
             Instant::now() < deadline,
             "the restarted follower installed no snapshot"
@@ -200,7 +191,7 @@ async fn a_follower_answers_from_its_index_after_installing_a_snapshot() {
     let top = format!("group:g{}", DEEP - 1);
     let deadline = Instant::now() + Duration::from_secs(30);
     for attempt in 0.. {
-        let before = metric(http, ANSWERS).await;
+        let before = node_metric(http, ANSWERS).await;
         let (p, trace) = check(
             &f,
             &format!("{top}#member@user:stranger{attempt}"),
@@ -208,7 +199,7 @@ async fn a_follower_answers_from_its_index_after_installing_a_snapshot() {
         )
         .await;
         assert_eq!(p, NO, "{trace}");
-        if metric(http, ANSWERS).await > before {
+        if node_metric(http, ANSWERS).await > before {
             assert!(trace.contains("group index"), "{trace}");
             break;
         }
@@ -220,7 +211,7 @@ async fn a_follower_answers_from_its_index_after_installing_a_snapshot() {
     }
 
     // The nested member, through the whole chain, answered by the index.
-    let before = metric(http, ANSWERS).await;
+    let before = node_metric(http, ANSWERS).await;
     let (p, trace) = check(&f, &format!("{top}#member@user:ann"), at_least(&last)).await;
     assert_eq!(p, HAS, "{trace}");
     assert!(
@@ -230,11 +221,11 @@ async fn a_follower_answers_from_its_index_after_installing_a_snapshot() {
         "{trace}"
     );
     assert!(
-        metric(http, ANSWERS).await > before,
+        node_metric(http, ANSWERS).await > before,
         "the index answered, not the walk"
     );
     // A userset subject: g2's members are the top group's.
-    let before = metric(http, ANSWERS).await;
+    let before = node_metric(http, ANSWERS).await;
     let (p, trace) = check(
         &f,
         &format!("{top}#member@group:g2#member"),
@@ -242,7 +233,7 @@ async fn a_follower_answers_from_its_index_after_installing_a_snapshot() {
     )
     .await;
     assert_eq!(p, HAS, "{trace}");
-    assert!(metric(http, ANSWERS).await > before, "{trace}");
+    assert!(node_metric(http, ANSWERS).await > before, "{trace}");
     // And the leader agrees.
     let (p, _) = check(
         &leader_endpoint,

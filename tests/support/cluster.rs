@@ -266,3 +266,13 @@ pub async fn node_metrics(port: u16) -> String {
     s.read_to_string(&mut body).await.expect("response");
     body
 }
+
+/// The value of the unlabelled metric `name` of the node serving HTTP on
+/// `port`.
+pub async fn node_metric(port: u16, name: &str) -> u64 {
+    let body = node_metrics(port).await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+}
