@@ -1706,19 +1706,39 @@ definition doc {
         }
     }
 
+    /// Tenant `acme` on a [`Gated`] store, each batch applied at the next
+    /// revision and handed to the index as the state machine does.
+    struct GatedTenant {
+        store: Arc<Gated>,
+        index: Arc<GroupIndex>,
+        tenant: Tenant,
+        revision: u64,
+    }
+
+    impl GatedTenant {
+        fn new() -> Self {
+            GatedTenant {
+                store: Arc::new(Gated::default()),
+                index: Arc::new(GroupIndex::new()),
+                tenant: Tenant::new("acme").unwrap(),
+                revision: 0,
+            }
+        }
+
+        fn apply(&mut self, batch: WriteBatch) -> Revision {
+            self.revision += 1;
+            let r = Revision(self.revision);
+            self.store.apply(&self.tenant, r, &batch).unwrap();
+            self.index.after_apply(&self.store, Some(&self.tenant), r);
+            r
+        }
+    }
+
     #[test]
     fn a_schema_change_is_built_in_the_background_and_only_the_newest_build_installs() {
-        let store = Arc::new(Gated::default());
-        let index = Arc::new(GroupIndex::new());
-        let t = Tenant::new("acme").unwrap();
-        let mut rev = 0;
-        let mut apply = |batch: WriteBatch| {
-            rev += 1;
-            let r = Revision(rev);
-            store.apply(&t, r, &batch).unwrap();
-            index.after_apply(&store, Some(&t), r);
-            r
-        };
+        let mut fx = GatedTenant::new();
+        let (store, index, t) = (fx.store.clone(), fx.index.clone(), fx.tenant.clone());
+        let mut apply = |batch: WriteBatch| fx.apply(batch);
         let touch = |lines: &[&str]| {
             lines
                 .iter()
@@ -1846,17 +1866,9 @@ definition doc {
 
     #[test]
     fn a_schema_change_during_a_build_is_built_for_off_the_applying_thread() {
-        let store = Arc::new(Gated::default());
-        let index = Arc::new(GroupIndex::new());
-        let t = Tenant::new("acme").unwrap();
-        let mut rev = 0;
-        let mut apply = |batch: WriteBatch| {
-            rev += 1;
-            let r = Revision(rev);
-            store.apply(&t, r, &batch).unwrap();
-            index.after_apply(&store, Some(&t), r);
-            r
-        };
+        let mut fx = GatedTenant::new();
+        let (store, index, t) = (fx.store.clone(), fx.index.clone(), fx.tenant.clone());
+        let mut apply = |batch: WriteBatch| fx.apply(batch);
         store.set_closed(true);
         apply(WriteBatch::new().put_schema(record(1, SCHEMA)));
         store.wait_arrivals(1);
@@ -1945,17 +1957,9 @@ definition doc {
     #[test]
     fn churned_group_ids_are_released_by_a_background_compaction_with_exact_answers() {
         const CHUNK: usize = 64;
-        let store = Arc::new(Gated::default());
-        let index = Arc::new(GroupIndex::new());
-        let t = Tenant::new("acme").unwrap();
-        let mut rev = 0;
-        let mut apply = |batch: WriteBatch| {
-            rev += 1;
-            let r = Revision(rev);
-            store.apply(&t, r, &batch).unwrap();
-            index.after_apply(&store, Some(&t), r);
-            r
-        };
+        let mut fx = GatedTenant::new();
+        let (store, index, t) = (fx.store.clone(), fx.index.clone(), fx.tenant.clone());
+        let mut apply = |batch: WriteBatch| fx.apply(batch);
         let v1 = apply(WriteBatch::new().put_schema(record(1, SCHEMA)));
         assert!(index.wait_for_builds(Duration::from_secs(30)));
         apply(
