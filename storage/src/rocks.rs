@@ -593,6 +593,18 @@ fn put_versions_sorted<'t>(
     }
 }
 
+/// The TOUCH an import makes of `tuple`, the `index`-th of the import, or
+/// why the tuple is refused.
+fn import_touch(tuple: Tuple, index: usize) -> Result<Change> {
+    match tuple.validate() {
+        Ok(()) => Ok(Change {
+            kind: ChangeKind::Touch,
+            tuple,
+        }),
+        Err(source) => Err(StorageError::InvalidOperation { index, source }),
+    }
+}
+
 /// One chunk of an import at `revision`: its tuples' versions and its
 /// changelog entry (`chunk_no`).
 fn import_chunk(
@@ -1009,21 +1021,11 @@ impl RelationStore for RocksStore {
         let mut total = 0usize;
         while changes.len() < IMPORT_CHUNK {
             let Some(t) = tuples.next() else { break };
-            if let Err(source) = t.validate() {
-                return self.apply_rejected(
-                    tenant,
-                    revision,
-                    StorageError::InvalidOperation {
-                        index: total,
-                        source,
-                    },
-                );
+            match import_touch(t, total) {
+                Ok(change) => changes.push(change),
+                Err(e) => return self.apply_rejected(tenant, revision, e),
             }
             total += 1;
-            changes.push(Change {
-                kind: ChangeKind::Touch,
-                tuple: t,
-            });
         }
         if tuples.peek().is_none() {
             // One chunk (as a Raft import entry is): a single atomic write
@@ -1059,22 +1061,14 @@ impl RelationStore for RocksStore {
         };
         write_chunk(&mut changes, &mut chunk_no)?;
         for t in tuples {
-            if let Err(source) = t.validate() {
-                self.recover_import()?;
-                return self.apply_rejected(
-                    tenant,
-                    revision,
-                    StorageError::InvalidOperation {
-                        index: total,
-                        source,
-                    },
-                );
+            match import_touch(t, total) {
+                Ok(change) => changes.push(change),
+                Err(e) => {
+                    self.recover_import()?;
+                    return self.apply_rejected(tenant, revision, e);
+                }
             }
             total += 1;
-            changes.push(Change {
-                kind: ChangeKind::Touch,
-                tuple: t,
-            });
             if changes.len() >= IMPORT_CHUNK {
                 write_chunk(&mut changes, &mut chunk_no)?;
             }
