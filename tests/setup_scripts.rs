@@ -18,6 +18,12 @@ fn libclang_detection_matches_bindgen_on_fake_trees() {
         "libclang detection disagrees with bindgen:\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("ok   only-libclang-cpp: missing"), "{stdout}");
-    assert!(stdout.contains("ok   libclang-path-dir: present"), "{stdout}");
+    assert!(
+        stdout.contains("ok   only-libclang-cpp: missing"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   libclang-path-dir: present"),
+        "{stdout}"
+    );
 }
