@@ -224,28 +224,21 @@ impl MigrationState {
         Ok(state)
     }
 
-    /// Writes the state atomically (temp file, fsync, rename).
+    /// Writes the state atomically and durably.
     ///
     /// # Errors
     /// The file cannot be written.
     pub fn save(&self, path: &Path) -> Result<(), MigrateError> {
-        use std::io::Write as _;
         let io = |e: std::io::Error| MigrateError::Io {
             action: "write",
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
         let text = serde_json::to_string_pretty(self).map_err(|e| MigrateError::Invalid {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        verdict_storage::durable_file::write_atomic(path, text.as_bytes()).map_err(io)
     }
 }
 

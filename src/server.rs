@@ -8,7 +8,6 @@
 //! ```
 
 pub mod cluster;
-pub mod commit;
 pub mod config;
 pub mod decision_log;
 pub mod group_index_sync;
@@ -17,6 +16,7 @@ pub mod http;
 mod http_metrics;
 pub mod key_commit;
 pub mod keys;
+pub mod leader_contact;
 pub mod metrics;
 pub mod ops;
 pub mod ops_config;
@@ -26,6 +26,7 @@ pub mod raft_net;
 mod raft_run;
 pub mod rate_limit;
 pub mod run;
+pub mod shared_read;
 pub mod state;
 pub mod tenants;
 pub mod tls;

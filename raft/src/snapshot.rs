@@ -12,7 +12,6 @@
 //! On disk: `snapshot.data` then `snapshot.meta` (JSON `SnapshotMeta`), each
 //! written to a temporary file, fsynced and renamed.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use verdict_storage::{Revision, RocksStore};
@@ -118,19 +117,9 @@ pub(crate) fn decode(data: &[u8]) -> Result<Decoded<'_>, SnapshotError> {
     })
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync dir).
+/// Writes `bytes` to `path` atomically and durably.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    Ok(verdict_storage::durable_file::write_atomic(path, bytes)?)
 }
 
 /// Paths of the current snapshot in `dir`.

@@ -8,9 +8,9 @@
 //! through Raft; every node's state machine applies it here through
 //! [`verdict_raft::KeySet`], so `keys.json` is each node's applied state.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::RwLock;
 
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
@@ -48,10 +48,6 @@ fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn lock_err() -> ApiError {
-    ApiError::Internal("key store lock poisoned".into())
 }
 
 impl KeyStore {
@@ -93,24 +89,11 @@ impl KeyStore {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let list: Vec<KeyRecord> = self
-            .keys
-            .read()
-            .map_err(|_| lock_err())?
-            .values()
-            .cloned()
-            .collect();
+        let list: Vec<KeyRecord> = self.keys.read().values().cloned().collect();
         let json =
             serde_json::to_vec_pretty(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let tmp = path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write as _;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| ApiError::Internal(format!("cannot write `{}`: {e}", path.display())))
+        verdict_storage::durable_file::write_atomic(path, &json)
+            .map_err(|e| ApiError::Internal(format!("cannot write `{}`: {e}", path.display())))
     }
 
     /// A new key for `tenant` (stored nowhere yet): its record and its
@@ -134,30 +117,24 @@ impl KeyStore {
     /// A failed write.
     pub fn create(&self, tenant: &str) -> Result<(KeyRecord, String), ApiError> {
         let (record, token) = KeyStore::mint(tenant);
-        self.keys
-            .write()
-            .map_err(|_| lock_err())?
-            .insert(record.id.clone(), record.clone());
+        self.keys.write().insert(record.id.clone(), record.clone());
         self.persist()?;
         Ok((record, token))
     }
 
     /// The key with `id`, if this node has it.
     pub fn get(&self, id: &str) -> Option<KeyRecord> {
-        self.keys.read().ok()?.get(id).cloned()
+        self.keys.read().get(id).cloned()
     }
 
     /// The keys of `tenant` (every key when `None`), by id.
     pub fn list(&self, tenant: Option<&str>) -> Vec<KeyRecord> {
         self.keys
             .read()
-            .map(|k| {
-                k.values()
-                    .filter(|r| tenant.is_none_or(|t| r.tenant == t))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+            .values()
+            .filter(|r| tenant.is_none_or(|t| r.tenant == t))
+            .cloned()
+            .collect()
     }
 
     /// Revokes key `id` on this node only (not replicated).
@@ -165,7 +142,7 @@ impl KeyStore {
     /// # Errors
     /// An unknown id (NOT_FOUND-like FAILED_PRECONDITION) or a failed write.
     pub fn revoke(&self, id: &str) -> Result<KeyRecord, ApiError> {
-        let removed = self.keys.write().map_err(|_| lock_err())?.remove(id);
+        let removed = self.keys.write().remove(id);
         match removed {
             Some(record) => {
                 self.persist()?;
@@ -182,7 +159,7 @@ impl KeyStore {
     /// A failed write.
     pub fn revoke_tenant(&self, tenant: &str) -> Result<usize, ApiError> {
         let removed = {
-            let mut keys = self.keys.write().map_err(|_| lock_err())?;
+            let mut keys = self.keys.write();
             let before = keys.len();
             keys.retain(|_, r| r.tenant != tenant);
             before - keys.len()
@@ -202,7 +179,7 @@ impl KeyStore {
     pub fn authenticate_hashed(&self, token: &str, hash: &str) -> Option<KeyRecord> {
         let rest = token.strip_prefix("vk_")?;
         let (id, _) = rest.split_once('_')?;
-        let keys = self.keys.read().ok()?;
+        let keys = self.keys.read();
         let record = keys.get(id)?;
         constant_time_eq(hash.as_bytes(), record.sha256.as_bytes()).then(|| record.clone())
     }
@@ -217,7 +194,7 @@ impl verdict_raft::KeySet for KeyStore {
 
     fn insert(&self, record: KeyRecord) -> Result<bool, String> {
         {
-            let mut keys = self.keys.write().map_err(|_| lock_err().to_string())?;
+            let mut keys = self.keys.write();
             if keys.contains_key(&record.id) {
                 return Ok(false);
             }
@@ -228,11 +205,7 @@ impl verdict_raft::KeySet for KeyStore {
     }
 
     fn remove(&self, id: &str) -> Result<Option<KeyRecord>, String> {
-        let removed = self
-            .keys
-            .write()
-            .map_err(|_| lock_err().to_string())?
-            .remove(id);
+        let removed = self.keys.write().remove(id);
         if removed.is_some() {
             self.persist().map_err(|e| e.to_string())?;
         }
@@ -248,8 +221,7 @@ impl verdict_raft::KeySet for KeyStore {
     }
 
     fn replace(&self, keys: Vec<KeyRecord>) -> Result<(), String> {
-        *self.keys.write().map_err(|_| lock_err().to_string())? =
-            keys.into_iter().map(|k| (k.id.clone(), k)).collect();
+        *self.keys.write() = keys.into_iter().map(|k| (k.id.clone(), k)).collect();
         self.persist().map_err(|e| e.to_string())
     }
 }

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -63,31 +65,22 @@ pub struct RequestMetrics {
 }
 
 impl RequestMetrics {
-    fn series(&self, method: &str, tenant: &str) -> Option<Arc<Series>> {
-        if let Some(found) = self
-            .series
-            .read()
-            .ok()?
-            .get(method)
-            .and_then(|t| t.get(tenant))
-        {
-            return Some(found.clone());
+    fn series(&self, method: &str, tenant: &str) -> Arc<Series> {
+        if let Some(found) = self.series.read().get(method).and_then(|t| t.get(tenant)) {
+            return found.clone();
         }
-        let mut map = self.series.write().ok()?;
-        Some(
-            map.entry(method.to_string())
-                .or_default()
-                .entry(tenant.to_string())
-                .or_default()
-                .clone(),
-        )
+        self.series
+            .write()
+            .entry(method.to_string())
+            .or_default()
+            .entry(tenant.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Records one finished request: `code` is the gRPC status number.
     pub fn record(&self, method: &str, tenant: &str, code: usize, elapsed: Duration) {
-        let Some(series) = self.series(method, tenant) else {
-            return;
-        };
+        let series = self.series(method, tenant);
         if let Some(c) = series.codes.get(code) {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -109,9 +102,7 @@ impl RequestMetrics {
             "# HELP verdict_requests_total gRPC requests by method, tenant and status code."
         );
         let _ = writeln!(out, "# TYPE verdict_requests_total counter");
-        let Ok(map) = self.series.read() else {
-            return;
-        };
+        let map = self.series.read();
         let mut rows: Vec<(&String, &String, &Arc<Series>)> = map
             .iter()
             .flat_map(|(m, t)| t.iter().map(move |(tenant, s)| (m, tenant, s)))

@@ -20,7 +20,8 @@ use verdict_storage::{
 };
 
 use super::cluster::ClusterSettings;
-use super::raft_net::{InternalHandler, LeaderContact, Network, PeerClient, Rpc};
+use super::leader_contact::LeaderContact;
+use super::raft_net::{InternalHandler, Network, PeerClient, Rpc};
 use crate::api::error::ApiError;
 
 /// How long a write waits for a leader to be known before UNAVAILABLE.
@@ -543,28 +544,34 @@ impl RaftCommitter {
         result.map(Revision).map_err(unavailable)
     }
 
-    /// Whether this node's applied state is known to be within
-    /// `max_staleness` of the leader's commit: the leader heard from a
-    /// quorum that recently; a follower was replicated to that recently and
-    /// has applied what the leader had committed then.
-    pub fn is_fresh(&self, max_staleness: Duration) -> bool {
+    /// The newest instant before which everything committed is known to
+    /// be applied on this node, if any: on a leader, the last quorum
+    /// acknowledgement — but only once it has applied an entry of its own
+    /// term (a new leader may not yet have applied what its predecessor
+    /// committed); on a follower, the send time of the newest append from
+    /// the leader whose commit index it has applied.
+    pub fn fresh_since(&self) -> Option<Instant> {
         let m = self.raft.metrics().borrow().clone();
-        let applied = m.last_applied.map_or(0, |l| l.index);
+        let applied = m.last_applied.as_ref();
         match m.state {
             ServerState::Leader => {
+                let own_term_applied =
+                    applied.is_some_and(|l| l.leader_id.get_term() == m.current_term);
+                if !own_term_applied {
+                    return None;
+                }
                 let alone = m
                     .membership_config
                     .membership()
                     .voter_ids()
                     .eq([self.node_id]);
-                alone
-                    || m.millis_since_quorum_ack
-                        .is_some_and(|ms| u128::from(ms) < max_staleness.as_millis())
+                if alone {
+                    return Some(Instant::now());
+                }
+                let acked = Duration::from_millis(m.millis_since_quorum_ack?);
+                Instant::now().checked_sub(acked)
             }
-            _ => self
-                .contact
-                .staleness(applied)
-                .is_some_and(|age| age < max_staleness),
+            _ => self.contact.proven_since(applied.map_or(0, |l| l.index)),
         }
     }
 

@@ -4,8 +4,8 @@
 //! field; every call carries the cluster key in `x-verdict-cluster-key`,
 //! compared in constant time.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -19,6 +19,9 @@ use verdict_raft::openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use verdict_raft::{codec, Node, NodeId, TypeConfig};
+
+use super::keys::constant_time_eq;
+use super::leader_contact::{sent_instant, wall_clock_micros, LeaderContact, SENT_AT_HEADER};
 
 /// Generated types of `verdict.v1.internal`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -36,14 +39,6 @@ pub const KEY_HEADER: &str = "x-verdict-cluster-key";
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Per-call timeout for snapshot chunks and forwarded commands.
 const LONG_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Constant-time equality (length leaks, contents do not).
-pub fn keys_equal(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// A client for one peer's internal service (reconnects lazily).
 #[derive(Debug, Clone)]
@@ -106,6 +101,8 @@ impl PeerClient {
         if let Some(k) = &self.key {
             req.metadata_mut().insert(KEY_HEADER, k.clone());
         }
+        req.metadata_mut()
+            .insert(SENT_AT_HEADER, MetadataValue::from(wall_clock_micros()));
         let mut c = self.client.clone();
         let reply = match rpc {
             Rpc::AppendEntries => c.append_entries(req).await,
@@ -119,43 +116,6 @@ impl PeerClient {
             .await
             .map_err(|_| Status::deadline_exceeded("peer did not answer in time"))??;
         Ok(reply.into_inner().data)
-    }
-}
-
-/// The times and commit indexes of recent successful replications from a
-/// leader (how fresh a follower knows it is).
-#[derive(Debug, Default)]
-pub struct LeaderContact {
-    recent: Mutex<std::collections::VecDeque<(Instant, u64)>>,
-}
-
-/// Contacts remembered (heartbeats every 150 ms: about ten seconds).
-const CONTACTS: usize = 64;
-
-impl LeaderContact {
-    /// Records a successful append from the leader with its commit index.
-    pub fn record(&self, leader_commit: u64) {
-        if let Ok(mut r) = self.recent.lock() {
-            if r.len() == CONTACTS {
-                r.pop_front();
-            }
-            r.push_back((Instant::now(), leader_commit));
-        }
-    }
-
-    /// The last contact, if any.
-    pub fn last(&self) -> Option<(Instant, u64)> {
-        self.recent.lock().ok().and_then(|r| r.back().copied())
-    }
-
-    /// How stale a node that applied `applied` is known to be at most: the
-    /// age of the newest contact whose commit index it has applied.
-    pub fn staleness(&self, applied: u64) -> Option<Duration> {
-        let r = self.recent.lock().ok()?;
-        r.iter()
-            .rev()
-            .find(|(_, commit)| *commit <= applied)
-            .map(|(at, _)| at.elapsed())
     }
 }
 
@@ -296,7 +256,7 @@ impl<H> InternalService<H> {
             .get(KEY_HEADER)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        if keys_equal(given, expected.as_bytes()) {
+        if constant_time_eq(given, expected.as_bytes()) {
             Ok(())
         } else {
             Err(Status::unauthenticated(
@@ -324,12 +284,19 @@ impl<H: InternalHandler> pb::raft_internal_server::RaftInternal for InternalServ
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         self.check(&request)?;
+        let sent = sent_instant(
+            request
+                .metadata()
+                .get(SENT_AT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        );
         let req: AppendEntriesRequest<TypeConfig> = decode(&request)?;
         let commit = req.leader_commit.map_or(0, |l| l.index);
         let result = self.raft.append_entries(req).await;
         if let Ok(r) = &result {
             if r.is_success() {
-                self.contact.record(commit);
+                self.contact.record(commit, sent);
             }
         }
         reply(&result)
@@ -375,35 +342,5 @@ impl<H: InternalHandler> pb::raft_internal_server::RaftInternal for InternalServ
         Ok(Response::new(RaftPayload {
             data: self.handler.admin(&request.get_ref().data).await,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::keys_equal;
-
-    #[test]
-    fn staleness_is_the_age_of_the_newest_contact_already_applied() {
-        let c = super::LeaderContact::default();
-        assert_eq!(c.staleness(10), None, "never heard from a leader");
-        c.record(5);
-        std::thread::sleep(std::time::Duration::from_millis(30));
-        c.record(9);
-        let stale = c.staleness(7).expect("contact at commit 5 applied");
-        assert!(stale >= std::time::Duration::from_millis(30));
-        assert!(c.staleness(9).expect("latest applied") < stale);
-        assert_eq!(
-            c.staleness(4),
-            None,
-            "nothing the leader committed is applied"
-        );
-    }
-
-    #[test]
-    fn key_comparison() {
-        assert!(keys_equal(b"secret", b"secret"));
-        assert!(!keys_equal(b"secret", b"secreT"));
-        assert!(!keys_equal(b"secret", b"secret2"));
-        assert!(!keys_equal(b"", b"x"));
     }
 }

@@ -15,6 +15,9 @@ use super::raft_net::{pb, InternalService, PeerClient, Rpc};
 use super::run::ServerError;
 use super::state::AppState;
 
+/// Reset-but-unaccepted h2 streams tolerated per connection on the Raft port.
+const PENDING_ACCEPT_RESET_STREAMS: usize = 1024;
+
 /// The running internal service.
 pub(crate) struct InternalServer {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -47,6 +50,13 @@ pub(crate) async fn serve_internal(
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
+        // A paused or partitioned node wakes up to every append its leader
+        // sent and then reset on timeout (heartbeats every 250 ms, 2 s
+        // timeouts): h2's default of 20 pending-accept reset streams would
+        // drop the connection with ENHANCE_YOUR_CALM after a 5 s pause.
+        // 1024 covers minutes of backlog and still bounds a rapid-reset
+        // flood (CVE-2023-44487).
+        .http2_max_pending_accept_reset_streams(Some(PENDING_ACCEPT_RESET_STREAMS))
         .add_service(
             pb::raft_internal_server::RaftInternalServer::new(service)
                 .max_decoding_message_size(256 << 20)

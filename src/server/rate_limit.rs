@@ -2,8 +2,10 @@
 //! the configured rate, holding at most one second's worth).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
 
 #[derive(Debug)]
 struct Bucket {
@@ -36,32 +38,27 @@ impl RateLimiter {
         self.per_second.max(1.0)
     }
 
-    fn bucket(&self, tenant: &str) -> Option<Arc<Mutex<Bucket>>> {
-        if let Some(b) = self.buckets.read().ok()?.get(tenant) {
-            return Some(b.clone());
+    fn bucket(&self, tenant: &str) -> Arc<Mutex<Bucket>> {
+        if let Some(b) = self.buckets.read().get(tenant) {
+            return b.clone();
         }
-        let mut map = self.buckets.write().ok()?;
-        Some(
-            map.entry(tenant.to_string())
-                .or_insert_with(|| {
-                    Arc::new(Mutex::new(Bucket {
-                        tokens: self.capacity(),
-                        last: Instant::now(),
-                    }))
-                })
-                .clone(),
-        )
+        self.buckets
+            .write()
+            .entry(tenant.to_string())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Bucket {
+                    tokens: self.capacity(),
+                    last: Instant::now(),
+                }))
+            })
+            .clone()
     }
 
     /// Takes one token for `tenant`; `Err(wait)` when the budget is spent,
     /// with roughly how long until a token is available.
     pub fn try_acquire(&self, tenant: &str) -> Result<(), Duration> {
-        let Some(bucket) = self.bucket(tenant) else {
-            return Ok(());
-        };
-        let Ok(mut b) = bucket.lock() else {
-            return Ok(());
-        };
+        let bucket = self.bucket(tenant);
+        let mut b = bucket.lock();
         let now = Instant::now();
         let refill = now.duration_since(b.last).as_secs_f64() * self.per_second;
         b.tokens = (b.tokens + refill).min(self.capacity());

@@ -2,8 +2,10 @@
 //! consistency resolution and the compiled engine for each schema version.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use verdict_storage::{RelationStore, Revision, RocksStore, StoredSchema, Tenant};
 
@@ -51,8 +53,8 @@ pub struct AppState {
     /// Metrics, rate budgets and the decision log.
     pub ops: Arc<super::ops::OpsState>,
     engines: Mutex<HashMap<(String, u64), Arc<SchemaEngine>>>,
-    /// The current minimize_latency revision and when it was taken.
-    quantized: Mutex<Option<(Instant, Revision)>>,
+    /// The revision minimize_latency reads share.
+    shared_read: super::shared_read::SharedRead,
 }
 
 impl AppState {
@@ -136,9 +138,12 @@ impl AppState {
             cache,
             keys: Arc::new(super::keys::KeyStore::in_memory()),
             ops: Arc::new(super::ops::OpsState::new(&settings)),
+            shared_read: super::shared_read::SharedRead::new(
+                Duration::from_secs(1),
+                settings.max_staleness,
+            ),
             settings,
             engines: Mutex::new(HashMap::new()),
-            quantized: Mutex::new(None),
         }
     }
 
@@ -205,30 +210,51 @@ impl AppState {
         use pb::consistency::Requirement;
         match consistency.and_then(|c| c.requirement.as_ref()) {
             None | Some(Requirement::MinimizeLatency(_)) => {
-                if self.committer.is_fresh(self.settings.max_staleness) {
-                    return Ok(self.quantized_revision());
+                let now = Instant::now();
+                if let Some(shared) = self.shared_read.current(now) {
+                    return Ok(shared);
+                }
+                let proven_at = self
+                    .committer
+                    .fresh_since()
+                    .filter(|at| now.saturating_duration_since(*at) < self.settings.max_staleness);
+                if let Some(proven_at) = proven_at {
+                    let applied = self.store.applied_revision();
+                    return Ok(self.shared_read.renew(applied, proven_at, now));
                 }
                 // Possibly staler than promised: catch up to the leader first.
                 let index = self.committer.read_index().await?;
                 self.wait_for(index, "consistency.minimize_latency").await?;
-                Ok(self.store.applied_revision())
+                let applied = self.store.applied_revision();
+                Ok(self.shared_read.renew(applied, now, Instant::now()))
             }
             Some(Requirement::FullyConsistent(_)) => {
+                let asked = Instant::now();
                 let index = self.committer.read_index().await?;
                 self.wait_for(index, "consistency.fully_consistent").await?;
-                Ok(self.store.applied_revision())
+                let applied = self.store.applied_revision();
+                // The answer is exactly the applied revision (it is newer
+                // than any shared one); it also renews the shared one.
+                self.shared_read.renew(applied, asked, Instant::now());
+                Ok(applied)
             }
             Some(Requirement::AtLeastAsFresh(z)) => {
                 let wanted = self.decode(z, "consistency.at_least_as_fresh")?;
                 // Any snapshot at or after `wanted` is correct; the shared
-                // quantized one keeps requests on one revision (Zanzibar).
-                let quantized = self.quantized_revision();
-                if quantized >= wanted {
-                    return Ok(quantized);
+                // one keeps requests on one revision (Zanzibar).
+                if let Some(shared) = self.shared_read.current(Instant::now()) {
+                    if shared >= wanted {
+                        return Ok(shared);
+                    }
                 }
                 self.wait_for(wanted, "consistency.at_least_as_fresh")
                     .await?;
-                Ok(self.advance_quantized(wanted))
+                // Waiting proves nothing about staleness (the node may be
+                // far behind the leader): the answer raises the shared
+                // revision but does not renew it.
+                let revision = self.store.applied_revision().max(wanted);
+                self.shared_read.raise(revision);
+                Ok(revision)
             }
             Some(Requirement::AtExactSnapshot(z)) => {
                 let wanted = self.decode(z, "consistency.at_exact_snapshot")?;
@@ -249,42 +275,10 @@ impl AppState {
     /// How many revisions minimize_latency reads currently trail the
     /// applied revision (the staleness window at work).
     pub fn read_lag(&self) -> u64 {
-        let applied = self.store.applied_revision().0;
-        self.quantized
-            .lock()
-            .ok()
-            .and_then(|q| q.map(|(_, r)| applied.saturating_sub(r.0)))
-            .unwrap_or(0)
-    }
-
-    /// The applied revision rounded to a window (so caches hit), never
-    /// older than the staleness bound.
-    fn quantized_revision(&self) -> Revision {
-        let window = self.settings.max_staleness.min(Duration::from_secs(1));
-        let Ok(mut q) = self.quantized.lock() else {
-            return self.store.applied_revision();
-        };
-        match *q {
-            Some((taken, revision)) if taken.elapsed() < window => revision,
-            _ => {
-                let revision = self.store.applied_revision();
-                *q = Some((Instant::now(), revision));
-                revision
-            }
+        match self.shared_read.revision().0 {
+            0 => 0,
+            shared => self.store.applied_revision().0.saturating_sub(shared),
         }
-    }
-
-    /// Moves the quantized revision up to the applied one (at least
-    /// `wanted`) and returns it.
-    fn advance_quantized(&self, wanted: Revision) -> Revision {
-        let revision = self.store.applied_revision().max(wanted);
-        if let Ok(mut q) = self.quantized.lock() {
-            match *q {
-                Some((_, current)) if current >= revision => return current,
-                _ => *q = Some((Instant::now(), revision)),
-            }
-        }
-        revision
     }
 
     /// The engine for the schema active for `tenant` at `revision`.
@@ -301,7 +295,7 @@ impl AppState {
             .schema_at_shared(tenant, revision)?
             .ok_or_else(|| ApiError::NoSchema(tenant.as_str().to_string()))?;
         let key = (tenant.as_str().to_string(), stored.revision.0);
-        if let Some(found) = self.engines.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(found) = self.engines.lock().get(&key).cloned() {
             return Ok(found);
         }
         let stored = StoredSchema::clone(&stored);
@@ -324,9 +318,7 @@ impl AppState {
             active_since: stored.revision,
             text: stored.record.text,
         });
-        if let Ok(mut map) = self.engines.lock() {
-            map.insert(key, entry.clone());
-        }
+        self.engines.lock().insert(key, entry.clone());
         Ok(entry)
     }
 }

@@ -1,9 +1,9 @@
 //! The tenant registry: which tenants exist, persisted as one JSON file in
-//! the data directory (written to a temporary file, fsynced, renamed).
+//! the data directory (replaced atomically and durably by `durable_file`).
 
+use parking_lot::RwLock;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::RwLock;
 
 use verdict_storage::Tenant;
 
@@ -47,21 +47,9 @@ impl TenantRegistry {
     }
 
     fn persist(&self) -> Result<(), ApiError> {
-        let names = self
-            .names
-            .read()
-            .map_err(|_| ApiError::Internal("tenant registry lock poisoned".into()))?;
-        let json =
-            serde_json::to_vec_pretty(&*names).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let tmp = self.path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write as _;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        };
-        write()
+        let json = serde_json::to_vec_pretty(&*self.names.read())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        verdict_storage::durable_file::write_atomic(&self.path, &json)
             .map_err(|e| ApiError::Internal(format!("cannot write `{}`: {e}", self.path.display())))
     }
 
@@ -76,11 +64,7 @@ impl TenantRegistry {
             name.to_string()
         };
         let tenant = Tenant::new(&name).map_err(|e| ApiError::invalid(field, e))?;
-        let exists = self
-            .names
-            .read()
-            .map(|n| n.contains(tenant.as_str()))
-            .unwrap_or(false);
+        let exists = self.names.read().contains(tenant.as_str());
         if exists {
             Ok(tenant)
         } else {
@@ -95,10 +79,7 @@ impl TenantRegistry {
     pub fn create(&self, name: &str) -> Result<Tenant, ApiError> {
         let tenant = Tenant::new(name).map_err(|e| ApiError::invalid("name", e))?;
         {
-            let mut names = self
-                .names
-                .write()
-                .map_err(|_| ApiError::Internal("tenant registry lock poisoned".into()))?;
+            let mut names = self.names.write();
             if !names.insert(tenant.as_str().to_string()) {
                 return Err(ApiError::AlreadyExists(format!(
                     "tenant `{name}` already exists"
@@ -120,10 +101,7 @@ impl TenantRegistry {
             ));
         }
         {
-            let mut names = self
-                .names
-                .write()
-                .map_err(|_| ApiError::Internal("tenant registry lock poisoned".into()))?;
+            let mut names = self.names.write();
             if !names.remove(name) {
                 return Err(ApiError::TenantNotFound(name.to_string()));
             }
@@ -133,10 +111,7 @@ impl TenantRegistry {
 
     /// Every tenant, sorted.
     pub fn list(&self) -> Vec<String> {
-        self.names
-            .read()
-            .map(|n| n.iter().cloned().collect())
-            .unwrap_or_default()
+        self.names.read().iter().cloned().collect()
     }
 }
 
@@ -144,15 +119,11 @@ impl TenantRegistry {
 /// through this (persisted before returning).
 impl verdict_raft::TenantSet for TenantRegistry {
     fn contains(&self, name: &str) -> bool {
-        self.names.read().map(|n| n.contains(name)).unwrap_or(false)
+        self.names.read().contains(name)
     }
 
     fn insert(&self, name: &str) -> Result<bool, String> {
-        let added = self
-            .names
-            .write()
-            .map_err(|_| "tenant registry lock poisoned".to_string())?
-            .insert(name.to_string());
+        let added = self.names.write().insert(name.to_string());
         if added {
             self.persist().map_err(|e| e.to_string())?;
         }
@@ -160,11 +131,7 @@ impl verdict_raft::TenantSet for TenantRegistry {
     }
 
     fn remove(&self, name: &str) -> Result<bool, String> {
-        let removed = self
-            .names
-            .write()
-            .map_err(|_| "tenant registry lock poisoned".to_string())?
-            .remove(name);
+        let removed = self.names.write().remove(name);
         if removed {
             self.persist().map_err(|e| e.to_string())?;
         }
@@ -177,10 +144,7 @@ impl verdict_raft::TenantSet for TenantRegistry {
 
     fn replace(&self, names: Vec<String>) -> Result<(), String> {
         {
-            let mut set = self
-                .names
-                .write()
-                .map_err(|_| "tenant registry lock poisoned".to_string())?;
+            let mut set = self.names.write();
             *set = names.into_iter().collect();
             set.insert(Tenant::default_tenant().as_str().to_string());
         }

@@ -35,6 +35,7 @@
 #![cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
 
 mod batch;
+pub mod durable_file;
 mod error;
 mod filter;
 mod keys;

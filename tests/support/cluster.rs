@@ -21,6 +21,15 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The `verdict` binary nodes run: this build's, or `VERDICT_NODE_BIN`
+/// (a build of another commit: a rolling upgrade, or checking that a
+/// regression test fails on the code before the fix).
+pub fn binary() -> PathBuf {
+    std::env::var_os("VERDICT_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_verdict")))
+}
+
 /// One node; killed on drop so a failing test never leaks it.
 pub struct Node {
     /// Its Raft node id.
@@ -69,7 +78,7 @@ impl Node {
             .append(true)
             .open(self.dir.with_extension("log"))
             .expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        let mut child = Command::new(binary())
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.dir)
@@ -105,6 +114,17 @@ impl Node {
         self.child = Some(child);
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the running process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("node is running");
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{signal} node {}", self.id);
+    }
+
     /// Kills the process (SIGKILL) and waits for it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -116,6 +136,11 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // A stopped process still dies of SIGKILL; SIGCONT first anyway so
+        // a failed test never leaves one paused.
+        if self.child.is_some() {
+            self.signal("CONT");
+        }
         self.kill9();
     }
 }

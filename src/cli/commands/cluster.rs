@@ -109,6 +109,7 @@ async fn status(conn: &ClusterArgs) -> Result<Value, String> {
         "leader_id": local["leader_id"],
         "term": local["term"],
         "queried_node": local["node_id"],
+        "cluster_id": local["cluster_id"],
         "members": members,
     }))
 }
