@@ -10,6 +10,14 @@
 //!
 //! Run: `cargo bench --bench engine_check`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a benchmark: a failed setup step aborts it loudly"
+)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,6 +8,14 @@
 //! `VERDICT_LOADGEN_MODE` (cold|warm|mixed, default warm),
 //! `VERDICT_ANSWERS` (answers file). Run: `cargo bench --bench loadgen`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a benchmark: a failed setup step aborts it loudly"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

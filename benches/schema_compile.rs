@@ -2,6 +2,14 @@
 //! relations, permissions, arrows and a caveat), parse + compile + type
 //! check together.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a benchmark: a failed setup step aborts it loudly"
+)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use verdict::schema::{self, SchemaLimits};
 

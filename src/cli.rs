@@ -35,8 +35,13 @@ pub struct Cli {
 
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
-// Parsed once per process: the size of the `serve` variant does not matter.
-#[allow(clippy::large_enum_variant)]
+#[cfg_attr(
+    feature = "server",
+    expect(
+        clippy::large_enum_variant,
+        reason = "parsed once per process: the size of the `serve` variant does not matter"
+    )
+)]
 pub enum Command {
     /// Schemas: check and format offline; write and read on a server.
     #[command(subcommand)]

@@ -40,7 +40,7 @@ pub use lookup::{LookupPage, LookupResource, LookupSubject};
 pub use outcome::Outcome;
 pub use trace::TraceNode;
 
-use crate::schema::ir::Schema;
+use crate::schema::ir::{CaveatId, Schema};
 
 /// Engine settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +183,14 @@ impl Engine {
             .schema
             .caveat_id(name)
             .ok_or_else(|| EngineError::UnknownType(format!("caveat {name}")))?;
-        Ok(self.caveats[id.0 as usize].check_context(context)?)
+        Ok(self.compiled_caveat(id)?.check_context(context)?)
+    }
+
+    /// The compiled form of caveat `id` (compiled in id order by [`Engine::new`]).
+    fn compiled_caveat(&self, id: CaveatId) -> Result<&CompiledCaveat, EngineError> {
+        self.caveats.get(id.0 as usize).ok_or(EngineError::Internal(
+            "caveat id outside the compiled caveats",
+        ))
     }
 
     /// The schema this engine evaluates.
@@ -268,45 +275,55 @@ impl Engine {
     ) -> Vec<Result<CheckResponse, EngineError>> {
         let mut results: Vec<Option<Result<CheckResponse, EngineError>>> =
             (0..requests.len()).map(|_| None).collect();
-        // Group by (subject, context, now, trace) preserving order.
-        let mut groups: Vec<Vec<usize>> = Vec::new();
+        // Group by (subject, context, now, trace) preserving order; each
+        // entry is a request and its position in `requests`.
+        let mut groups: Vec<Vec<(usize, &CheckRequest)>> = Vec::new();
         for (i, r) in requests.iter().enumerate() {
             let found = groups.iter_mut().find(|g| {
-                let first = &requests[g[0]];
-                first.subject == r.subject
-                    && first.context == r.context
-                    && first.now == r.now
-                    && !first.trace
-                    && !r.trace
+                g.first().is_some_and(|&(_, first)| {
+                    first.subject == r.subject
+                        && first.context == r.context
+                        && first.now == r.now
+                        && !first.trace
+                        && !r.trace
+                })
             });
             match found {
-                Some(g) => g.push(i),
-                None => groups.push(vec![i]),
+                Some(g) => g.push((i, r)),
+                None => groups.push(vec![(i, r)]),
             }
         }
+        // Positions come from `requests.iter().enumerate()`, so every slot
+        // exists; one that stayed empty is reported below.
         for group in groups {
-            let first = &requests[group[0]];
+            let Some(&(_, first)) = group.first() else {
+                continue;
+            };
             let mut walker =
                 match check::Walker::new(self, reader, &first.subject, &first.context, first.now) {
                     Ok(w) => w,
                     Err(e) => {
-                        for i in group {
-                            results[i] = Some(Err(e.clone()));
+                        for (i, _) in group {
+                            if let Some(slot) = results.get_mut(i) {
+                                *slot = Some(Err(e.clone()));
+                            }
                         }
                         continue;
                     }
                 };
-            for i in group {
-                let r = &requests[i];
+            for (i, r) in group {
                 walker.set_trace(r.trace);
                 let (reads, hits) = (walker.reads(), walker.cache_hits());
                 let outcome = walker.check_object(&r.resource, &r.permission);
-                results[i] = Some(outcome.map(|outcome| CheckResponse {
+                let response = outcome.map(|outcome| CheckResponse {
                     outcome,
                     trace: walker.take_trace(),
                     reads: walker.reads() - reads,
                     cache_hits: walker.cache_hits() - hits,
-                }));
+                });
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(response);
+                }
             }
         }
         results
@@ -335,7 +352,10 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::check`].
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the public lookup API: each argument is one field of a LookupResources request"
+    )]
     pub fn lookup_resources(
         &self,
         reader: &dyn TupleReader,
@@ -366,7 +386,10 @@ impl Engine {
     ///
     /// # Errors
     /// As [`Engine::check`].
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the public lookup API: each argument is one field of a LookupSubjects request"
+    )]
     pub fn lookup_subjects(
         &self,
         reader: &dyn TupleReader,

@@ -68,28 +68,32 @@ impl ZookieCodec {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token.trim())
             .map_err(|_| ZookieError::Malformed)?;
-        if bytes.is_empty() {
+        let Some(&version) = bytes.first() else {
             return Err(ZookieError::Malformed);
-        }
-        if bytes[0] != VERSION {
-            return Err(ZookieError::UnsupportedVersion(bytes[0]));
+        };
+        if version != VERSION {
+            return Err(ZookieError::UnsupportedVersion(version));
         }
         if bytes.len() != LEN {
             return Err(ZookieError::Malformed);
         }
-        let (body, sum) = bytes.split_at(LEN - 4);
-        let sum = u32::from_be_bytes([sum[0], sum[1], sum[2], sum[3]]);
-        if checksum(body) != sum {
+        // version (1) | cluster id (8) | revision (8) | checksum (4); the
+        // length check above makes every split succeed.
+        let (body, sum) = bytes
+            .split_last_chunk::<4>()
+            .ok_or(ZookieError::Malformed)?;
+        if checksum(body) != u32::from_be_bytes(*sum) {
             return Err(ZookieError::Corrupt);
         }
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&body[1..9]);
-        if u64::from_be_bytes(id) != self.cluster_id {
+        let (id, rev) = body
+            .get(1..)
+            .and_then(<[u8]>::split_first_chunk::<8>)
+            .ok_or(ZookieError::Malformed)?;
+        if u64::from_be_bytes(*id) != self.cluster_id {
             return Err(ZookieError::ForeignCluster);
         }
-        let mut rev = [0u8; 8];
-        rev.copy_from_slice(&body[9..17]);
-        Ok(Revision(u64::from_be_bytes(rev)))
+        let rev = rev.first_chunk::<8>().ok_or(ZookieError::Malformed)?;
+        Ok(Revision(u64::from_be_bytes(*rev)))
     }
 }
 

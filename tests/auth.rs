@@ -1,6 +1,14 @@
 //! API keys end to end: the admin key, tenant keys created/listed/revoked
 //! with the CLI, each refusal's status, and keys stored only hashed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use support::{Server, ADMIN};

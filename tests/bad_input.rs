@@ -2,6 +2,14 @@
 //! each gets its documented status (named field and reason), and a healthy
 //! client running alongside keeps getting correct answers throughout.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -3,6 +3,14 @@
 //! (each at most `IMPORT_ENTRY_TUPLES`), so a huge import never travels as
 //! one entry.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use support::{full, obj, subj, Server};

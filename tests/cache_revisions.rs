@@ -6,6 +6,14 @@
 //! shared cache must equal the same check without a cache, at the new
 //! revision and at older ones.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::sync::Arc;
 
 use verdict::engine::{CheckRequest, DecisionCache, Engine, EngineConfig};

@@ -1,5 +1,13 @@
 //! End-to-end: the built `verdict` binary, run as a process.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::process::Command;
 
 fn verdict(args: &[&str]) -> (bool, String, String) {

@@ -1,6 +1,14 @@
 //! End-to-end: the built `verdict serve` on free loopback ports, driven by
 //! the client verbs of the same binary, the way a shell script would.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;

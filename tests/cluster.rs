@@ -3,6 +3,14 @@
 //! the leader under write load, and a follower catching up through a
 //! snapshot after the log was compacted.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use std::collections::BTreeSet;

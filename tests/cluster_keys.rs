@@ -4,6 +4,14 @@
 //! on every node, and a node killed before a key was created learns it
 //! through a snapshot install (and keeps it across a restart).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -14,6 +14,14 @@
 //! Prints accepted/rejected/mismatched counts and fails on any mismatch.
 //! A second test runs `verdict validate` over every validation file found.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::path::{Path, PathBuf};
 
 use verdict::schema::{self, loader, SchemaLimits};

@@ -15,6 +15,14 @@
 //!                    └─▶ tuples ─▶ MemStore/RocksStore ─┴─▶ Engine ─▶ compare
 //! ```
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -6,6 +6,14 @@
 //! the chain while an older zookie keeps the old answer, and gives the same
 //! answers after a restart (the index rebuilt from disk).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

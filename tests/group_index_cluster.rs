@@ -6,6 +6,14 @@
 //! nested-membership check at the last write's zookie from its rebuilt
 //! index (its own metrics say so), and the answer is right.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

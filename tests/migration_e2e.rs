@@ -3,6 +3,14 @@
 //! answers what neither schema would; no acknowledged write is lost), and
 //! a migration killed mid-copy that resumes from its checkpoint.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

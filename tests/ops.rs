@@ -2,6 +2,14 @@
 //! server-side deadline, per-tenant rate limits, the decision log,
 //! `/metrics` and request ids.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use std::sync::Arc;

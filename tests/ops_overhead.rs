@@ -2,6 +2,14 @@
 //! (metrics and request ids are always on). Ignored by default; run in
 //! release: `cargo test --release --test ops_overhead -- --ignored --nocapture`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

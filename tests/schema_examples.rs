@@ -1,6 +1,14 @@
 //! Every schema in `schema-examples/` compiles without errors, and its
 //! canonical form compiles to the same IR.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use verdict::schema::{self, loader, SchemaLimits};
 
 #[test]

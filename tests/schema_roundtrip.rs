@@ -2,6 +2,14 @@
 //! formatting is idempotent, and the formatted text compiles to the same IR
 //! as the original (whatever spacing, comments and parentheses it used).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use proptest::prelude::*;
 use verdict::schema::{self, SchemaLimits};
 

@@ -2,6 +2,14 @@
 //! driven through the gRPC API with tonic clients; killed with SIGKILL and
 //! restarted on the same data directory.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

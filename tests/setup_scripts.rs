@@ -2,6 +2,14 @@
 //! must agree with bindgen about whether a libclang is present, or the
 //! README's commands fail on a fresh machine (issue 16).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::process::Command;
 
 #[test]

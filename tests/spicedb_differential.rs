@@ -6,6 +6,14 @@
 //!
 //! Skips (with a note) when `../shared/peers` is not beside the project.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

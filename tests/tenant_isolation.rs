@@ -6,6 +6,14 @@
 //! zookies minted by another tenant's write — returns or touches anything of
 //! another.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod support;
 
 use std::collections::BTreeSet;

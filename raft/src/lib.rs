@@ -22,9 +22,10 @@
 //! ```
 
 #![warn(missing_docs)]
-// openraft's storage traits fix `openraft::StorageError` (224 bytes) as the error
-// type; the helpers feeding them return it as is.
-#![allow(clippy::result_large_err)]
+#![expect(
+    clippy::result_large_err,
+    reason = "openraft's storage traits fix `openraft::StorageError` (224 bytes) as the error type; the helpers feeding them return it as is"
+)]
 
 pub mod codec;
 mod command;

@@ -2,6 +2,14 @@
 //! durability across reopen, idempotent replay, deterministic rejections,
 //! snapshot round trips.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};

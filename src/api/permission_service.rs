@@ -447,7 +447,7 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
                         micros,
                     );
                 }
-                results[i] = Some(match answer {
+                let result = match answer {
                     Ok(r) => pb::BulkCheckResult {
                         response: Some(pb::bulk_check_result::Response::Item(check_to_pb(
                             &r,
@@ -457,7 +457,12 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
                         ))),
                     },
                     Err(e) => bulk_error(ApiError::from(e)),
-                });
+                };
+                // `i` is a position in `slots`, so always present; were it
+                // not, the slot stays empty and is reported below.
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(result);
+                }
             }
             results
                 .into_iter()

@@ -181,10 +181,16 @@ async fn touch(
     if len == 0 {
         return Err("the workload has no relationships to write".into());
     }
-    let updates = (0..n)
-        .map(|k| pb::RelationshipUpdate {
+    // Relationships `first, first + 1, ...` (mod len): `n` of them, wrapping.
+    let updates = workload
+        .relationships
+        .iter()
+        .cycle()
+        .skip(first % len)
+        .take(n)
+        .map(|t| pb::RelationshipUpdate {
             operation: pb::relationship_update::Operation::Touch as i32,
-            relationship: Some(tuple_to_pb(&workload.relationships[(first + k) % len])),
+            relationship: Some(tuple_to_pb(t)),
         })
         .collect();
     conn.relationships()
@@ -390,7 +396,9 @@ async fn mixed(
             hist2.clone(),
         );
         async move {
-            let slot = &zookies[worker % zookies.len()];
+            let Some(slot) = zookies.get(worker % zookies.len().max(1)) else {
+                return Err("no zookie slot for this worker".to_string());
+            };
             if ((i % cycle) as u64) < writes {
                 let t = Instant::now();
                 let written = touch(&ctx.conn, &workload, i, 1).await;
@@ -460,8 +468,9 @@ async fn lookups(
     let conn = conn.clone();
     let (l, first_error, _) = drive(concurrency, opts.duration, move |_, i| {
         let conn = conn.clone();
-        let req = requests[i % requests.len()].clone();
+        let req = requests.get(i % requests.len()).cloned();
         async move {
+            let req = req.ok_or_else(|| "no lookup request".to_string())?;
             let mut stream = conn
                 .permissions()
                 .lookup_resources(req)

@@ -39,8 +39,8 @@ pub fn check_json(r: &pb::CheckResponse, with_trace: bool) -> Value {
         "zookie": token(r.checked_at.as_ref()),
         "missing": r.missing_fields,
     });
-    if with_trace {
-        v["trace"] = Value::String(r.trace.clone());
+    if let (true, Some(object)) = (with_trace, v.as_object_mut()) {
+        object.insert("trace".into(), Value::String(r.trace.clone()));
     }
     v
 }

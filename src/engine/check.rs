@@ -187,8 +187,8 @@ impl<'e> Walker<'e> {
 
     fn label(&self, ty: TypeId, rel: RelationId, ids: &[&str]) -> String {
         let def = self.schema.definition(ty);
-        let ids = if ids.len() == 1 {
-            ids[0].to_string()
+        let ids = if let [id] = ids {
+            (*id).to_string()
         } else {
             format!("{{{}}}", ids.join(","))
         };
@@ -286,12 +286,12 @@ impl<'e> Walker<'e> {
         let outcome = evaluated?;
         if !self.cycle_hit {
             let volatile = self.volatile;
-            if pending.len() == 1 {
+            if let [id] = pending.as_slice() {
                 self.memo.insert(
-                    (ty, rel, pending[0].to_string()),
+                    (ty, rel, id.to_string()),
                     (outcome.clone(), volatile, footprint.clone()),
                 );
-                self.remember(ty, rel, pending[0], &outcome, &footprint);
+                self.remember(ty, rel, id, &outcome, &footprint);
             } else if outcome.is_denied() {
                 for id in &pending {
                     self.memo.insert(
@@ -534,10 +534,10 @@ impl<'e> Walker<'e> {
         match self.schema.caveat_id(&caveat.name) {
             // A caveat the schema no longer has can never be satisfied.
             None => Ok(Outcome::Denied),
-            Some(id) => {
-                Ok(self.engine.caveats[id.0 as usize]
-                    .evaluate(Some(&caveat.context), self.context)?)
-            }
+            Some(id) => Ok(self
+                .engine
+                .compiled_caveat(id)?
+                .evaluate(Some(&caveat.context), self.context)?),
         }
     }
 

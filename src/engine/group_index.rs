@@ -260,12 +260,20 @@ impl RelIndex {
         match &s.relation {
             Some(r) if *s.object.object_type == *self.object_type && **r == *self.relation => {
                 let child = self.intern(&s.object.object_id);
+                #[expect(
+                    clippy::indexing_slicing,
+                    reason = "`child` from `intern` just above: ids come from `intern`, which grows `names`, `parents`, `children` and `refs` together, and are never freed (compaction rebuilds the RelIndex)"
+                )]
                 let parents = &mut self.parents[child as usize];
                 let changed = if present {
                     insert(parents, group)
                 } else {
                     remove(parents, group)
                 };
+                #[expect(
+                    clippy::indexing_slicing,
+                    reason = "`group` from `intern` just above: ids come from `intern`, which grows `names`, `parents`, `children` and `refs` together, and are never freed (compaction rebuilds the RelIndex)"
+                )]
                 let children = &mut self.children[group as usize];
                 if present {
                     insert(children, child);
@@ -326,6 +334,10 @@ impl RelIndex {
 
     /// The groups `subject` is directly in (with the group itself as the
     /// path's first step for a userset), or `None` for an unsupported shape.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`h` is looked up in `ids`: ids come from `intern`, which grows `names`, `parents`, `children` and `refs` together, and are never freed (compaction rebuilds the RelIndex)"
+    )]
     fn starts(&self, subject: &Subject<'_>) -> Option<Vec<(u32, Option<u32>)>> {
         match subject.relation {
             Some(r) => {
@@ -420,6 +432,10 @@ impl RelIndex {
         }
         let mut truncated = false;
         while let Some((g, level)) = queue.pop_front() {
+            #[expect(
+                clippy::indexing_slicing,
+                reason = "queued groups are starts or parents of interned groups: ids come from `intern`, which grows `names`, `parents`, `children` and `refs` together, and are never freed (compaction rebuilds the RelIndex); the search's hot loop"
+            )]
             let parents = &self.parents[g as usize];
             if level >= levels {
                 truncated |= !parents.is_empty();
@@ -447,6 +463,10 @@ impl RelIndex {
     /// levels deep (counting the targets as level 1): the walk, which
     /// descends level by level to find a non-member absent, would then hit
     /// its depth limit.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "targets are looked up in `ids` and the frontier grows by children: ids come from `intern`, which grows `names`, `parents`, `children` and `refs` together, and are never freed (compaction rebuilds the RelIndex)"
+    )]
     fn deeper_than(&self, targets: &[u32], levels: u32) -> bool {
         let mut seen: HashSet<u32> = targets.iter().copied().collect();
         let mut frontier: Vec<u32> = seen.iter().copied().collect();
@@ -906,7 +926,10 @@ impl GroupIndex {
 
     /// The index's answer to "does `subject` have `object_type#relation` on
     /// any of `ids`?" at the reader's revision, or why it cannot give one.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one index question: where (reader, schema revision), what (type, relation, ids), who, how deep, and whether to explain the answer"
+    )]
     pub fn answer(
         &self,
         reader: &dyn TupleReader,
@@ -941,7 +964,10 @@ impl GroupIndex {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the arguments of `GroupIndex::answer`, which it wraps to count the outcome"
+    )]
     fn answer_inner(
         &self,
         reader: &dyn TupleReader,
@@ -993,9 +1019,10 @@ impl GroupIndex {
             }
             match &found {
                 Some(path) => {
-                    let last = path.last().map_or("", |&g| &*rel.names[g as usize]);
+                    let name = |g: u32| rel.names.get(g as usize).map_or("", |n| &**n);
+                    let last = path.last().map_or("", |&g| name(g));
                     let _ = write!(s, " reaches {object_type}:{last}#{relation} via ");
-                    let steps: Vec<&str> = path.iter().map(|&g| &*rel.names[g as usize]).collect();
+                    let steps: Vec<&str> = path.iter().map(|&g| name(g)).collect();
                     s.push_str(&steps.join(" → "));
                 }
                 None => {
@@ -1250,7 +1277,10 @@ impl EngineGroupIndex {
 
     /// The index's answer for `ty#rel` on `ids`, when the relation qualifies
     /// and the index may answer at the reader's revision.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the walker's question as `GroupIndex::answer` takes it, plus the schema that resolves its ids"
+    )]
     pub(crate) fn answer(
         &self,
         schema: &Schema,
@@ -1375,7 +1405,10 @@ definition doc {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "test helper: one check spelled out in full at each call site"
+    )]
     fn check(
         engine: &Engine,
         store: &MemStore,

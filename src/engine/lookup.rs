@@ -42,7 +42,10 @@ pub struct LookupSubject {
     pub excluded: Vec<String>,
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's fields, passed through from `Engine::lookup_resources`"
+)]
 pub(crate) fn lookup_resources(
     engine: &Engine,
     reader: &dyn TupleReader,
@@ -88,7 +91,10 @@ pub(crate) fn lookup_resources(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's fields, passed through from `Engine::lookup_subjects`"
+)]
 pub(crate) fn lookup_subjects(
     engine: &Engine,
     reader: &dyn TupleReader,

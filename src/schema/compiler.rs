@@ -66,11 +66,23 @@ impl FlatMember<'_> {
     }
 }
 
+/// The kind of relation `name` of definition `index`, for the passes that
+/// fill it in (`None` if pass 2 did not register it).
+fn relation_kind_mut<'s>(
+    schema: &'s mut Schema,
+    index: usize,
+    name: &str,
+) -> Option<&'s mut RelationKind> {
+    let def = schema.definitions.get_mut(index)?;
+    let id = def.relation_id(name)?;
+    def.relations.get_mut(id.0 as usize).map(|r| &mut r.kind)
+}
+
 fn is_valid_identifier(name: &str) -> bool {
     // SpiceDB: ^[a-z][a-z0-9_]{1,62}[a-z0-9]$
     let bytes = name.as_bytes();
     (3..=64).contains(&bytes.len())
-        && bytes[0].is_ascii_lowercase()
+        && bytes.first().is_some_and(u8::is_ascii_lowercase)
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
@@ -180,8 +192,9 @@ impl<'l> Compiler<'l> {
             caveat_asts.push(*caveat);
         }
 
-        // Pass 2: register relation and permission names per definition.
-        for (index, f) in flat.iter().enumerate() {
+        // Pass 2: register relation and permission names per definition
+        // (`flat` and `schema.definitions` were pushed in step by pass 1).
+        for (f, def) in flat.iter().zip(schema.definitions.iter_mut()) {
             let mut seen: HashMap<&str, (Span, bool)> = HashMap::new();
             let mut relations = Vec::new();
             let mut relation_ids = HashMap::new();
@@ -257,7 +270,6 @@ impl<'l> Compiler<'l> {
                     },
                 });
             }
-            let def = &mut schema.definitions[index];
             def.relations = relations;
             def.relation_ids = relation_ids;
         }
@@ -266,13 +278,10 @@ impl<'l> Compiler<'l> {
         for (index, f) in flat.iter().enumerate() {
             for relation in &f.relations {
                 let allowed = self.resolve_allowed(&schema, f, relation);
-                let def = &mut schema.definitions[index];
-                if let Some(id) = def.relation_id(&relation.name.text) {
-                    if let RelationKind::Relation { allowed: slot } =
-                        &mut def.relations[id.0 as usize].kind
-                    {
-                        *slot = allowed;
-                    }
+                if let Some(RelationKind::Relation { allowed: slot }) =
+                    relation_kind_mut(&mut schema, index, &relation.name.text)
+                {
+                    *slot = allowed;
                 }
             }
         }
@@ -288,13 +297,10 @@ impl<'l> Compiler<'l> {
         for (index, f) in flat.iter().enumerate() {
             for permission in &f.permissions {
                 let rewrite = self.resolve_expr(&schema, f, permission, &permission.expr);
-                let def = &mut schema.definitions[index];
-                if let Some(id) = def.relation_id(&permission.name.text) {
-                    if let RelationKind::Permission { rewrite: slot } =
-                        &mut def.relations[id.0 as usize].kind
-                    {
-                        *slot = rewrite;
-                    }
+                if let Some(RelationKind::Permission { rewrite: slot }) =
+                    relation_kind_mut(&mut schema, index, &permission.name.text)
+                {
+                    *slot = rewrite;
                 }
                 for annotated in &permission.annotation {
                     if schema.type_id(&annotated.text).is_none() {
@@ -704,7 +710,10 @@ impl<'l> Compiler<'l> {
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the arrow expression's parts plus where it sits (schema, definition, permission) for the diagnostics"
+    )]
     fn resolve_arrow(
         &mut self,
         schema: &Schema,

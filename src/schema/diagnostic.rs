@@ -110,7 +110,8 @@ impl<'a> SourceMap<'a> {
             Ok(i) => i,
             Err(i) => i - 1,
         };
-        let start = self.line_starts[line];
+        // `line_starts` opens with 0, so every offset has a line.
+        let start = self.line_starts.get(line).copied().unwrap_or(0);
         let column = self
             .text
             .get(start..offset)
@@ -119,7 +120,9 @@ impl<'a> SourceMap<'a> {
     }
 
     fn line_text(&self, line: usize) -> &'a str {
-        let start = self.line_starts[line - 1];
+        let Some(&start) = line.checked_sub(1).and_then(|i| self.line_starts.get(i)) else {
+            return "";
+        };
         let end = self
             .line_starts
             .get(line)
@@ -193,21 +196,29 @@ pub fn suggest<'c>(name: &str, candidates: impl IntoIterator<Item = &'c str>) ->
 
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
+    // Levenshtein, one row at a time: `row[j]` is the distance between the
+    // prefix of `a` read so far and `b[..j]`.
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
+        let Some((first, rest)) = row.split_first_mut() else {
+            break;
+        };
+        // The previous row's `row[j]` (diagonal) and this row's `row[j]` (left).
+        let mut diagonal = *first;
+        *first = i + 1;
+        let mut left = *first;
+        for (cell, cb) in rest.iter_mut().zip(&b) {
+            let up = *cell;
+            *cell = if ca == *cb {
+                diagonal
             } else {
-                1 + prev.min(cur).min(row[j])
+                1 + diagonal.min(up).min(left)
             };
-            prev = cur;
+            diagonal = up;
+            left = *cell;
         }
     }
-    row[b.len()]
+    row.last().copied().unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ impl Schema {
     ///
     /// # Panics
     /// If the id does not come from this schema.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "a TypeId is minted by the compiler as a position in `definitions`; one from another schema is the caller's bug (# Panics); the walker's hot path"
+    )]
     pub fn definition(&self, id: TypeId) -> &Definition {
         &self.definitions[id.0 as usize]
     }
@@ -73,6 +77,10 @@ impl Schema {
     ///
     /// # Panics
     /// If the id does not come from this schema.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "a CaveatId is minted by the compiler as a position in `caveats`; one from another schema is the caller's bug (# Panics)"
+    )]
     pub fn caveat(&self, id: CaveatId) -> &Caveat {
         &self.caveats[id.0 as usize]
     }
@@ -112,6 +120,10 @@ impl Definition {
     ///
     /// # Panics
     /// If the id does not come from this definition.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "a RelationId is minted by the compiler as a position in `relations`; one from another definition is the caller's bug (# Panics); the walker's hot path"
+    )]
     pub fn relation(&self, id: RelationId) -> &Relation {
         &self.relations[id.0 as usize]
     }

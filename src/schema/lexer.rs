@@ -318,8 +318,8 @@ impl<'a> Lexer<'a> {
         let bytes = self.text.as_bytes();
         let mut depth = 0usize;
         let mut i = start;
-        while i < bytes.len() {
-            match bytes[i] {
+        while let Some(&b) = bytes.get(i) {
+            match b {
                 b'{' => depth += 1,
                 b'}' if depth == 0 => {
                     self.pos = i + 1;
@@ -396,7 +396,10 @@ pub fn doc_comment_text(raw: &str) -> String {
         .iter()
         .rposition(|l| !l.is_empty())
         .map_or(first, |i| i + 1);
-    lines[first..last.max(first)].join("\n")
+    lines
+        .get(first..last.max(first))
+        .unwrap_or_default()
+        .join("\n")
 }
 
 #[cfg(test)]

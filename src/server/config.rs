@@ -56,7 +56,6 @@ pub struct ServeArgs {
     #[arg(long, env = "VERDICT_GROUP_INDEX", value_parser = parse_on_off)]
     pub group_index: Option<bool>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub ops: super::ops_config::OpsArgs,
     /// Cluster flags.
     #[command(flatten)]

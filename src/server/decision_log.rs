@@ -170,7 +170,10 @@ pub fn current_request_id() -> String {
 }
 
 /// Logs one check decision, if `state` has a decision log.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one decision-log line: the request, its answer and the revision, schema version and latency it was answered at"
+)]
 pub fn log_check(
     state: &super::state::AppState,
     request_id: &str,

@@ -29,12 +29,12 @@ pub struct KeyStore {
 
 /// Hex SHA-256 of `text`.
 pub fn sha256_hex(text: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    use std::fmt::Write as _;
     let digest = Sha256::digest(text);
     let mut out = String::with_capacity(64);
     for b in digest {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
     }
     out
 }

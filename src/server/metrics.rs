@@ -85,8 +85,12 @@ impl RequestMetrics {
             c.fetch_add(1, Ordering::Relaxed);
         }
         let secs = elapsed.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            series.buckets[i].fetch_add(1, Ordering::Relaxed);
+        if let Some((_, bucket)) = BUCKETS
+            .iter()
+            .zip(&series.buckets)
+            .find(|(bound, _)| secs <= **bound)
+        {
+            bucket.fetch_add(1, Ordering::Relaxed);
         }
         series.count.fetch_add(1, Ordering::Relaxed);
         series.sum_micros.fetch_add(
@@ -109,7 +113,7 @@ impl RequestMetrics {
             .collect();
         rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         for (method, tenant, s) in &rows {
-            for (code, n) in s.codes.iter().enumerate() {
+            for (name, n) in CODES.iter().zip(&s.codes) {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {
                     let _ = writeln!(
@@ -117,7 +121,7 @@ impl RequestMetrics {
                         "verdict_requests_total{{method=\"{}\",tenant=\"{}\",code=\"{}\"}} {n}",
                         escape(method),
                         escape(tenant),
-                        CODES[code]
+                        name
                     );
                 }
             }
@@ -134,8 +138,8 @@ impl RequestMetrics {
                 escape(tenant)
             );
             let mut cumulative = 0u64;
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                cumulative += s.buckets[i].load(Ordering::Relaxed);
+            for (bound, bucket) in BUCKETS.iter().zip(&s.buckets) {
+                cumulative += bucket.load(Ordering::Relaxed);
                 let _ = writeln!(
                     out,
                     "verdict_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"

@@ -50,7 +50,6 @@ pub struct OpsArgs {
 
 /// The same settings read from the TOML file.
 #[derive(Debug, Clone, Default)]
-#[allow(missing_docs)]
 pub struct OpsFile {
     pub admin_key: Option<String>,
     pub tls_cert: Option<PathBuf>,

@@ -12,6 +12,14 @@
 //! cargo bench -p verdict-storage --bench store
 //! ```
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a benchmark: a failed setup step aborts it loudly"
+)]
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

@@ -91,10 +91,9 @@ pub(crate) fn relation_prefix_len(key: &[u8]) -> Option<usize> {
 /// [`relation_prefix_len`]); other keys are outside its domain. Must never
 /// panic (called from RocksDB through FFI).
 pub(crate) fn relation_prefix(key: &[u8]) -> &[u8] {
-    match relation_prefix_len(key) {
-        Some(len) => &key[..len],
-        None => key,
-    }
+    relation_prefix_len(key)
+        .and_then(|len| key.get(..len))
+        .unwrap_or(key)
 }
 
 /// Whether `key` has a relation prefix (RocksDB's `InDomain`).
@@ -166,20 +165,22 @@ impl<'a> KeyReader<'a> {
         let mut rest = self.buf;
         loop {
             let zero = rest.iter().position(|&b| b == 0).ok_or(CORRUPT_KEY)?;
-            match rest.get(zero + 1) {
-                Some(0x01) => {
+            // `run` up to the zero byte, `escape` from it.
+            let (run, escape) = rest.split_at_checked(zero).ok_or(CORRUPT_KEY)?;
+            match escape {
+                [0, 0x01, after @ ..] => {
                     if out.is_empty() {
-                        out = rest[..zero].to_vec();
+                        out = run.to_vec();
                     } else {
-                        out.extend_from_slice(&rest[..zero]);
+                        out.extend_from_slice(run);
                     }
-                    self.buf = &rest[zero + 2..];
+                    self.buf = after;
                     return Ok(out);
                 }
-                Some(0xFF) => {
-                    out.extend_from_slice(&rest[..zero]);
+                [0, 0xFF, after @ ..] => {
+                    out.extend_from_slice(run);
                     out.push(0);
-                    rest = &rest[zero + 2..];
+                    rest = after;
                 }
                 _ => return Err(CORRUPT_KEY),
             }

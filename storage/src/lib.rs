@@ -31,8 +31,13 @@
 //! fsynced WAL ([`RocksOptions::sync_writes`]).
 
 #![warn(missing_docs)]
-// Without RocksDB, parts of the key and value codecs only the store uses sit idle.
-#![cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
+#![cfg_attr(
+    not(feature = "rocksdb"),
+    allow(
+        dead_code,
+        reason = "without RocksDB, parts of the key and value codecs only the store uses sit idle"
+    )
+)]
 
 mod batch;
 pub mod durable_file;

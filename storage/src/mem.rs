@@ -238,9 +238,9 @@ impl RelationStore for MemStore {
         for tn in st.tenants.values_mut() {
             for h in tn.tuples.values_mut() {
                 // Keep versions above the floor and the newest at or below it if live.
-                let keep_from = h.iter().rposition(|(r, _)| *r <= floor);
-                if let Some(i) = keep_from {
-                    let drop_n = if h[i].1.is_some() { i } else { i + 1 };
+                let keep_from = h.iter().enumerate().rfind(|(_, (r, _))| *r <= floor);
+                if let Some((i, (_, value))) = keep_from {
+                    let drop_n = if value.is_some() { i } else { i + 1 };
                     stats.versions_removed += 2 * drop_n as u64;
                     h.drain(..drop_n);
                 }

@@ -84,11 +84,12 @@ impl Timestamp {
         };
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if b[4] != b'-'
-            || b[7] != b'-'
-            || !matches!(b[10], b'T' | b't')
-            || b[13] != b':'
-            || b[16] != b':'
+        let at = |i: usize| b.get(i).copied();
+        if at(4) != Some(b'-')
+            || at(7) != Some(b'-')
+            || !matches!(at(10), Some(b'T' | b't'))
+            || at(13) != Some(b':')
+            || at(16) != Some(b':')
         {
             return None;
         }

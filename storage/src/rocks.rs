@@ -289,10 +289,11 @@ impl RocksStore {
         it.seek(keys::revinfo_key(floor));
         let mut target = floor;
         while let Some((k, v)) = it.item() {
-            if k.first() != Some(&keys::REVINFO) || k.len() != 9 {
-                break;
-            }
-            let rev = Revision(keys::KeyReader::new(&k[1..]).be64()?);
+            let body = match k.split_first() {
+                Some((&keys::REVINFO, body)) if body.len() == 8 => body,
+                _ => break,
+            };
+            let rev = Revision(keys::KeyReader::new(body).be64()?);
             if rev > applied || value::decode_revinfo_time(v)? > cutoff {
                 break;
             }
@@ -572,24 +573,29 @@ fn put_versions_sorted<'t>(
     revision: Revision,
     tuples: impl Iterator<Item = &'t Tuple>,
 ) {
-    let mut values: Vec<Vec<u8>> = Vec::new();
-    let mut keyed: Vec<(Vec<u8>, usize)> = Vec::new();
-    for t in tuples {
-        let mut v = Vec::with_capacity(32);
-        value::encode_version(&mut v, Some(t));
+    let tuples: Vec<&Tuple> = tuples.collect();
+    let values: Vec<Vec<u8>> = tuples
+        .iter()
+        .map(|t| {
+            let mut v = Vec::with_capacity(32);
+            value::encode_version(&mut v, Some(t));
+            v
+        })
+        .collect();
+    let mut keyed: Vec<(Vec<u8>, &[u8])> = Vec::with_capacity(2 * tuples.len());
+    for (t, v) in tuples.iter().zip(&values) {
         let mut fwd = Vec::with_capacity(96);
         keys::fwd_chain_key(&mut fwd, tenant, t);
         keys::push_inv_rev(&mut fwd, revision);
         let mut rev = Vec::with_capacity(96);
         keys::rev_chain_key(&mut rev, tenant, t);
         keys::push_inv_rev(&mut rev, revision);
-        keyed.push((fwd, values.len()));
-        keyed.push((rev, values.len()));
-        values.push(v);
+        keyed.push((fwd, v));
+        keyed.push((rev, v));
     }
     keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (key, value) in &keyed {
-        wb.put(key, &values[*value]);
+        wb.put(key, value);
     }
 }
 
@@ -834,10 +840,10 @@ impl RelationStore for RocksStore {
                                  // Schema: the newest schema <= floor per tenant is kept.
         let mut schema_tenant: Vec<u8> = Vec::new();
         while let Some((k, v)) = it.item() {
-            if k.first() != Some(&keys::TENANT) {
+            let Some((&keys::TENANT, body)) = k.split_first() else {
                 break;
-            }
-            let mut r = keys::KeyReader::new(&k[1..]);
+            };
+            let mut r = keys::KeyReader::new(body);
             r.esc()?;
             let tenant_len = k.len() - r.rest().len();
             let sub = r.rest().first().copied();
@@ -858,7 +864,8 @@ impl RelationStore for RocksStore {
                     }
                 }
                 Some(SUB_LOG) => {
-                    let rev = Revision(keys::KeyReader::new(&r.rest()[1..]).be64()?);
+                    let log_rev = r.rest().get(1..).unwrap_or_default();
+                    let rev = Revision(keys::KeyReader::new(log_rev).be64()?);
                     if rev <= floor {
                         wb.delete(k);
                         stats.changelog_removed += 1;
@@ -867,9 +874,12 @@ impl RelationStore for RocksStore {
                 Some(SUB_SCHEMA) => {
                     // Keys are ascending; the newest <= floor is found by a
                     // seek_for_prev below, per tenant, once.
-                    if schema_tenant.as_slice() != &k[..tenant_len] {
+                    let tenant_key = k
+                        .get(..tenant_len)
+                        .ok_or(StorageError::Corrupt { what: "key" })?;
+                    if schema_tenant.as_slice() != tenant_key {
                         schema_tenant.clear();
-                        schema_tenant.extend_from_slice(&k[..tenant_len]);
+                        schema_tenant.extend_from_slice(tenant_key);
                         let mut prefix = schema_tenant.clone();
                         prefix.push(SUB_SCHEMA);
                         let mut target = prefix.clone();
@@ -936,10 +946,10 @@ impl RelationStore for RocksStore {
         let mut versions: Vec<(Revision, Option<Option<Timestamp>>)> = Vec::new();
         let mut key = Vec::with_capacity(128);
         while let Some(k) = it.key() {
-            if k.first() != Some(&keys::TENANT) {
+            let Some((&keys::TENANT, body)) = k.split_first() else {
                 break;
-            }
-            let mut r = keys::KeyReader::new(&k[1..]);
+            };
+            let mut r = keys::KeyReader::new(body);
             r.esc()?;
             let tenant_len = k.len() - r.rest().len();
             if r.rest().first() != Some(&SUB_FWD) {
@@ -976,7 +986,11 @@ impl RelationStore for RocksStore {
                 .ok_or(StorageError::Corrupt { what: "key" })?;
             let t = keys::decode_fwd_body(body)?;
             let mut rev_chain = Vec::with_capacity(chain.len());
-            rev_chain.extend_from_slice(&chain[..tenant_len]);
+            rev_chain.extend_from_slice(
+                chain
+                    .get(..tenant_len)
+                    .ok_or(StorageError::Corrupt { what: "key" })?,
+            );
             rev_chain.push(SUB_REV);
             keys::push_rev_body(&mut rev_chain, &t);
             for (rev, _) in &versions {
@@ -1126,9 +1140,12 @@ impl<'a> RocksSnapshot<'a> {
         target.extend_from_slice(&self.revision.0.to_be_bytes());
         let mut it = self.iter(None);
         it.seek_for_prev(&target);
-        match it.item() {
-            Some((k, v)) if k.starts_with(&prefix) => {
-                let revision = Revision(keys::KeyReader::new(&k[prefix.len()..]).be64()?);
+        let found = it
+            .item()
+            .and_then(|(k, v)| Some((k.strip_prefix(prefix.as_slice())?, v)));
+        match found {
+            Some((rev, v)) => {
+                let revision = Revision(keys::KeyReader::new(rev).be64()?);
                 Ok(Some((revision, value::decode_schema(v)?)))
             }
             _ => {
@@ -1262,13 +1279,19 @@ impl TupleReader for RocksSnapshot<'_> {
         keys::push_inv_rev(&mut chain, self.revision);
         self.with_relation_iter(|it| {
             it.seek(&chain);
-            let chain = &chain[..chain_len];
+            // `chain` without the revision suffix pushed above.
+            let chain = chain
+                .get(..chain_len)
+                .ok_or(StorageError::Corrupt { what: "key" })?;
             match it.item() {
                 Some((k, v)) if k.len() == chain_len + REV_SUFFIX_LEN && k.starts_with(chain) => {
                     if !value::version_is_live(v)? {
                         return Ok(None);
                     }
-                    let mut t = keys::decode_fwd_body(&chain[body_offset..])?;
+                    let body = chain
+                        .get(body_offset..)
+                        .ok_or(StorageError::Corrupt { what: "key" })?;
+                    let mut t = keys::decode_fwd_body(body)?;
                     value::decode_version_payload(v, &mut t)?;
                     Ok(Some(t))
                 }
@@ -1376,13 +1399,13 @@ impl TupleReader for RocksSnapshot<'_> {
         let limit = limit.max(1);
         let base = self.prefix(SUB_FWD);
         let body_offset = base.len();
-        let mut prefix = base;
+        let mut prefix = base.clone();
         filter_prefix(&mut prefix, filter);
         let mut start = None;
         if let Some(c) = cursor {
             keys::decode_fwd_body(&c.0).map_err(|_| StorageError::InvalidCursor)?;
             let mut key = Vec::with_capacity(body_offset + c.0.len() + 9);
-            key.extend_from_slice(&prefix[..body_offset]);
+            key.extend_from_slice(&base);
             key.extend_from_slice(&c.0);
             key.extend_from_slice(&[0xFF; REV_SUFFIX_LEN + 1]);
             start = Some(key).filter(|k| k.as_slice() > prefix.as_slice());
@@ -1399,7 +1422,7 @@ impl TupleReader for RocksSnapshot<'_> {
                     if filter.matches(&t) {
                         tuples.push(t);
                         if tuples.len() >= limit {
-                            last = Some(chain[body_offset..].to_vec());
+                            last = chain.get(body_offset..).map(<[u8]>::to_vec);
                             break;
                         }
                     }

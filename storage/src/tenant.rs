@@ -37,12 +37,13 @@ impl Tenant {
     /// `[a-z0-9][a-z0-9_-]{0,62}`.
     pub fn new(name: &str) -> Result<Tenant> {
         let b = name.as_bytes();
-        let ok = !b.is_empty()
-            && b.len() <= 63
-            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-            && b[1..]
-                .iter()
-                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
+        let ok = b.len() <= 63
+            && b.split_first().is_some_and(|(first, rest)| {
+                (first.is_ascii_lowercase() || first.is_ascii_digit())
+                    && rest.iter().all(|&c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-'
+                    })
+            });
         if ok {
             Ok(Tenant(Arc::from(name)))
         } else {

@@ -5,7 +5,13 @@
 //! ```ignore
 //! verdict_storage::testing::run_all(|| MemStore::new());
 //! ```
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test suite (behind the `testing` feature): it asserts by panicking"
+)]
 
 use crate::{
     ApplyStatus, ChangeKind, Op, Precondition, RelationStore, ReverseQuery, Revision,

@@ -226,9 +226,9 @@ fn is_name_char(c: u8) -> bool {
 fn is_name(s: &str) -> bool {
     let b = s.as_bytes();
     (3..=64).contains(&b.len())
-        && b[0].is_ascii_lowercase()
+        && b.first().is_some_and(u8::is_ascii_lowercase)
         && b.iter().all(|&c| is_name_char(c))
-        && b[b.len() - 1] != b'_'
+        && b.last() != Some(&b'_')
 }
 
 /// Checks a relation name: `[a-z][a-z0-9_]{1,62}[a-z0-9]`.

@@ -1,5 +1,13 @@
 //! Both stores pass the shared conformance suite (`verdict_storage::testing`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::cell::Cell;
 
 use verdict_storage::{testing, MemStore, RocksOptions, RocksStore};

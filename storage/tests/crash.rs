@@ -3,6 +3,14 @@
 //! SIGKILLs it at random moments, reopens the store and checks that every
 //! acknowledged batch is fully present and no batch is partially present.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

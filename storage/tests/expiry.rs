@@ -4,6 +4,14 @@
 //! that filters expired tuples (as the engine does) is identical before and
 //! after, at every readable revision.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

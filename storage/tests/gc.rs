@@ -3,6 +3,14 @@
 //! floor survives a restart, time-based GC maps retention to a revision,
 //! and GC runs while writes proceed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

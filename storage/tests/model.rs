@@ -3,6 +3,14 @@
 //! preconditions, deletes and delete-by-filter. At every revision, every kind
 //! of read must return exactly what the model returns.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;

@@ -2,6 +2,14 @@
 //! exactly what a seek would, across new versions, tombstones, reopening
 //! and a raw snapshot install that replaces everything.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use verdict_storage::{
     RelationStore, Revision, RocksOptions, RocksStore, SchemaVersionRecord, Tenant, WriteBatch,
 };

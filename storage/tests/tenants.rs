@@ -3,6 +3,14 @@
 //! 0xFF and empty strings cannot pass validation; the key codec's own
 //! property tests cover them in `src/keys.rs`.)
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 use proptest::prelude::*;
 use verdict_storage::{
     RelationStore, ReverseQuery, Revision, RocksOptions, RocksStore, Tenant, Tuple, TupleFilter,

@@ -2,7 +2,10 @@
 //! log): the real `verdict serve` on free loopback ports, killed on drop,
 //! plus gRPC clients that send a bearer token.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary that includes `mod support;` uses only part of it"
+)]
 
 pub mod cluster;
 

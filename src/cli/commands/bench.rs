@@ -79,7 +79,6 @@ pub struct LoadArgs {
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: BenchClientArgs,
 }
 
@@ -121,7 +120,6 @@ pub struct RunArgs {
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: BenchClientArgs,
 }
 

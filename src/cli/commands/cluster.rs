@@ -48,7 +48,6 @@ pub struct MemberAddArgs {
     #[arg(long)]
     pub addr: String,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub conn: ClusterArgs,
 }
 
@@ -59,7 +58,6 @@ pub struct MemberIdArgs {
     #[arg(long)]
     pub id: u64,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub conn: ClusterArgs,
 }
 
@@ -89,29 +87,46 @@ async fn status(conn: &ClusterArgs) -> Result<Value, String> {
     )
     .await?;
     let mut members = Vec::new();
-    for m in local["members"].as_array().cloned().unwrap_or_default() {
-        let addr = m["address"].as_str().unwrap_or_default().to_string();
+    for m in field(&local, "members")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let addr = field(&m, "address")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let own = admin(&addr, key, &AdminRequest::Status, Duration::from_secs(2)).await;
         let (applied, state, reachable) = match &own {
-            Ok(s) => (s["applied_index"].clone(), s["state"].clone(), true),
+            Ok(s) => (
+                field(s, "applied_index").clone(),
+                field(s, "state").clone(),
+                true,
+            ),
             Err(_) => (Value::Null, Value::Null, false),
         };
         members.push(json!({
-            "id": m["id"],
+            "id": field(&m, "id"),
             "address": addr,
-            "role": m["role"],
+            "role": field(&m, "role"),
             "state": state,
             "applied_index": applied,
             "reachable": reachable,
         }));
     }
     Ok(json!({
-        "leader_id": local["leader_id"],
-        "term": local["term"],
-        "queried_node": local["node_id"],
-        "cluster_id": local["cluster_id"],
+        "leader_id": field(&local, "leader_id"),
+        "term": field(&local, "term"),
+        "queried_node": field(&local, "node_id"),
+        "cluster_id": field(&local, "cluster_id"),
         "members": members,
     }))
+}
+
+/// `value[key]` without the `Index` operator: `null` when `value` is not an
+/// object or has no such key.
+fn field<'a>(value: &'a Value, key: &str) -> &'a Value {
+    value.get(key).unwrap_or(&Value::Null)
 }
 
 fn print(value: &Value, json_out: bool) {
@@ -119,15 +134,23 @@ fn print(value: &Value, json_out: bool) {
         println!("{value}");
         return;
     }
-    println!("leader: {}  term: {}", value["leader_id"], value["term"]);
-    for m in value["members"].as_array().cloned().unwrap_or_default() {
+    println!(
+        "leader: {}  term: {}",
+        field(value, "leader_id"),
+        field(value, "term")
+    );
+    for m in field(value, "members")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         println!(
             "{}\t{}\t{}\t{}\tapplied={}",
-            m["id"],
-            m["address"].as_str().unwrap_or_default(),
-            m["role"].as_str().unwrap_or_default(),
-            m["state"].as_str().unwrap_or("unreachable"),
-            m["applied_index"]
+            field(&m, "id"),
+            field(&m, "address").as_str().unwrap_or_default(),
+            field(&m, "role").as_str().unwrap_or_default(),
+            field(&m, "state").as_str().unwrap_or("unreachable"),
+            field(&m, "applied_index")
         );
     }
 }

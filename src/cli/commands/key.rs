@@ -25,7 +25,6 @@ pub enum KeyCommand {
 #[derive(Debug, Args)]
 pub struct KeyTenantArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -35,7 +34,6 @@ pub struct KeyRevokeArgs {
     /// The key id (`vk_<id>_...`, as `verdict key list` shows it).
     pub id: String,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -60,7 +58,9 @@ pub fn run(command: &KeyCommand) -> ExitCode {
                 let mut out = Out::new();
                 if conn.json {
                     let mut value = key_json(&key);
-                    value["token"] = json!(response.token);
+                    if let Some(object) = value.as_object_mut() {
+                        object.insert("token".into(), json!(response.token));
+                    }
                     out.json(&value)?;
                 } else {
                     out.line(&response.token)?;

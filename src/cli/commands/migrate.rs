@@ -32,7 +32,6 @@ pub struct RelCopyArgs {
     #[arg(long, value_name = "N")]
     pub batch_size: Option<u32>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -53,7 +52,6 @@ pub struct MigrateRunArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -210,16 +208,17 @@ pub fn migrate_run(args: &MigrateRunArgs) -> ExitCode {
         if state.completed >= total {
             eprintln!("migration already complete ({total} steps)");
         }
-        for i in state.completed..total {
-            let step = &migration.steps[i];
+        for (i, step) in migration.steps.iter().enumerate().skip(state.completed) {
             eprintln!("step {}/{total}: {}", i + 1, step.describe());
             match step {
                 Step::ApplySchema {
                     file,
                     allow_orphan_delete,
                 } => {
-                    let copies: Vec<&Step> = migration.steps[..i]
+                    let copies: Vec<&Step> = migration
+                        .steps
                         .iter()
+                        .take(i)
                         .filter(|s| matches!(s, Step::CopyRelation { .. }))
                         .collect();
                     apply_step(

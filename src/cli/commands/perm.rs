@@ -34,7 +34,6 @@ pub struct PermCheckArgs {
     #[arg(long)]
     pub explain: bool,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -51,7 +50,6 @@ pub struct BulkCheckArgs {
     #[arg(long, value_parser = parse_context, value_name = "JSON")]
     pub context: Option<prost_types::Struct>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -65,7 +63,6 @@ pub struct ExpandArgs {
     #[arg(long, value_parser = parse_consistency)]
     pub consistency: Option<pb::Consistency>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -89,7 +86,6 @@ pub struct LookupResourcesArgs {
     #[arg(long)]
     pub limit: Option<u32>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -110,7 +106,6 @@ pub struct LookupSubjectsArgs {
     #[arg(long, value_parser = parse_context, value_name = "JSON")]
     pub context: Option<prost_types::Struct>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 

@@ -50,7 +50,6 @@ pub struct RelWriteArgs {
     #[arg(long)]
     pub create: bool,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -78,7 +77,6 @@ pub struct RelDeleteArgs {
     #[arg(long, requires = "filter")]
     pub dry_run: bool,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -95,7 +93,6 @@ pub struct RelReadArgs {
     #[arg(long)]
     pub limit: Option<u32>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -105,7 +102,6 @@ pub struct RelImportArgs {
     /// Tuple lines, a validation file (its `relationships:`), or `-` for stdin.
     pub file: PathBuf,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -119,7 +115,6 @@ pub struct RelExportArgs {
     #[arg(long, value_parser = parse_consistency)]
     pub consistency: Option<pb::Consistency>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 

@@ -24,7 +24,6 @@ pub struct SchemaWriteArgs {
     #[arg(long)]
     pub comment: Option<String>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -41,7 +40,6 @@ pub struct SchemaReadArgs {
     #[arg(long, value_name = "ZOOKIE", conflicts_with = "consistency")]
     pub at: Option<String>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 

@@ -16,7 +16,6 @@ use crate::schema::{self, diff::SchemaDiff, SchemaLimits};
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -28,7 +27,6 @@ pub struct DiffArgs {
     /// The new side: a schema file, `v:N` or `live`.
     pub new: String,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -43,7 +41,6 @@ pub struct PlanArgs {
     #[arg(long, value_name = "FILE")]
     pub checks: Option<PathBuf>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -69,7 +66,6 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub comment: Option<String>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 

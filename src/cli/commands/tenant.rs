@@ -25,7 +25,6 @@ pub struct TenantNameArgs {
     /// The tenant's name.
     pub name: String,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -33,7 +32,6 @@ pub struct TenantNameArgs {
 #[derive(Debug, Args)]
 pub struct TenantListArgs {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
@@ -46,7 +44,6 @@ pub struct TenantDeleteArgs {
     #[arg(long, required = true, value_name = "NAME")]
     pub confirm: String,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 

@@ -19,7 +19,6 @@ pub struct WatchArgs {
     #[arg(long = "type", value_name = "TYPE")]
     pub resource_types: Vec<String>,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub client: ClientArgs,
 }
 
