@@ -1644,6 +1644,8 @@ definition doc {
         closed: std::sync::Mutex<bool>,
         opened: Condvar,
         builders: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+        /// How many calls found the gate closed (builds held at it).
+        held: std::sync::Mutex<usize>,
         arrived: Condvar,
     }
 
@@ -1653,14 +1655,15 @@ definition doc {
             self.opened.notify_all();
         }
 
-        /// Waits (bounded) until `n` builds have reached the gate.
+        /// Waits (bounded) until `n` builds are held at the closed gate
+        /// (builds that passed while it was open do not count).
         fn wait_arrivals(&self, n: usize) {
-            let b = self.builders.lock().unwrap();
-            let (b, _) = self
+            let held = self.held.lock().unwrap();
+            let (held, _) = self
                 .arrived
-                .wait_timeout_while(b, Duration::from_secs(30), |b| b.len() < n)
+                .wait_timeout_while(held, Duration::from_secs(30), |h| *h < n)
                 .unwrap();
-            assert_eq!(b.len(), n, "builds at the gate");
+            assert_eq!(*held, n, "builds at the gate");
         }
     }
 
@@ -1704,8 +1707,11 @@ definition doc {
                 .lock()
                 .unwrap()
                 .push(std::thread::current().id());
-            self.arrived.notify_all();
             let closed = self.closed.lock().unwrap();
+            if *closed {
+                *self.held.lock().unwrap() += 1;
+                self.arrived.notify_all();
+            }
             let (closed, _) = self
                 .opened
                 .wait_timeout_while(closed, Duration::from_secs(10), |c| *c)
