@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod consistency;
 pub mod decision_log;
 pub mod group_index_sync;
 pub mod guard;

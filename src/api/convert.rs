@@ -11,6 +11,35 @@ use verdict_storage::{
 
 use super::error::ApiError;
 use super::pb;
+use crate::server::consistency::Consistency;
+use crate::zookie::ZookieCodec;
+
+/// `pb::Consistency` → [`Consistency`] (absent = minimize_latency), with
+/// its zookie decoded by this cluster's codec.
+pub fn consistency_from_pb(
+    consistency: Option<&pb::Consistency>,
+    zookies: &ZookieCodec,
+) -> Result<Consistency, ApiError> {
+    use pb::consistency::Requirement;
+    let decode = |zookie: &pb::Zookie, field: &str| {
+        zookies
+            .decode(&zookie.token)
+            .map_err(|source| ApiError::Zookie {
+                field: field.to_string(),
+                source,
+            })
+    };
+    Ok(match consistency.and_then(|c| c.requirement.as_ref()) {
+        None | Some(Requirement::MinimizeLatency(_)) => Consistency::MinimizeLatency,
+        Some(Requirement::FullyConsistent(_)) => Consistency::FullyConsistent,
+        Some(Requirement::AtLeastAsFresh(z)) => {
+            Consistency::AtLeastAsFresh(decode(z, "consistency.at_least_as_fresh")?)
+        }
+        Some(Requirement::AtExactSnapshot(z)) => {
+            Consistency::AtExactSnapshot(decode(z, "consistency.at_exact_snapshot")?)
+        }
+    })
+}
 
 /// A required message field.
 pub fn required<'a, T>(value: &'a Option<T>, field: &str) -> Result<&'a T, ApiError> {

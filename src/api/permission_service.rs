@@ -17,7 +17,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use verdict_storage::{RelationStore, Revision, SubjectRef, Tenant, Timestamp};
 
-use super::convert::{self, object_from_pb, required, struct_to_json, subject_from_pb};
+use super::convert::{
+    self, consistency_from_pb, object_from_pb, required, struct_to_json, subject_from_pb,
+};
 use super::error::ApiError;
 use super::inline_gate::InlineGate;
 use super::pb;
@@ -60,7 +62,10 @@ impl PermissionApi {
         consistency: Option<&pb::Consistency>,
     ) -> Result<(Tenant, Revision, Arc<SchemaEngine>), ApiError> {
         let tenant = self.state.tenant(tenant)?;
-        let revision = self.state.read_revision(consistency).await?;
+        let revision = self
+            .state
+            .read_revision(consistency_from_pb(consistency, &self.state.zookies)?)
+            .await?;
         let engine = self.state.engine_at(&tenant, revision)?;
         Ok((tenant, revision, engine))
     }

@@ -15,7 +15,7 @@ use verdict_storage::{
     TupleReader, WriteBatch,
 };
 
-use super::convert::{filter_from_pb, required, tuple_from_pb, tuple_to_pb};
+use super::convert::{consistency_from_pb, filter_from_pb, required, tuple_from_pb, tuple_to_pb};
 use super::error::ApiError;
 use super::pb;
 use crate::relationships::validate_against_schema;
@@ -368,7 +368,13 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
             Some(decode_cursor(&req.cursor)?)
         };
         let limit = (req.limit > 0).then_some(req.limit as usize);
-        let revision = self.state.read_revision(req.consistency.as_ref()).await?;
+        let revision = self
+            .state
+            .read_revision(consistency_from_pb(
+                req.consistency.as_ref(),
+                &self.state.zookies,
+            )?)
+            .await?;
         let read_at = self.state.zookie(revision);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();
@@ -448,7 +454,13 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
             Some(f) => filter_from_pb(f, "optional_filter", true)?,
             None => TupleFilter::default(),
         };
-        let revision = self.state.read_revision(req.consistency.as_ref()).await?;
+        let revision = self
+            .state
+            .read_revision(consistency_from_pb(
+                req.consistency.as_ref(),
+                &self.state.zookies,
+            )?)
+            .await?;
         let read_at = self.state.zookie(revision);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();

@@ -15,7 +15,7 @@ use verdict_storage::{
     WriteBatch,
 };
 
-use super::convert::struct_to_json;
+use super::convert::{consistency_from_pb, struct_to_json};
 use super::error::ApiError;
 use super::pb;
 use crate::engine::{CheckRequest, Engine, EngineConfig, Outcome};
@@ -540,7 +540,11 @@ pub async fn plan(
     let new = Arc::new(compile(&req.schema)?.schema);
     let revision = match req.consistency.as_ref() {
         None => state.store.applied_revision(),
-        Some(c) => state.read_revision(Some(c)).await?,
+        Some(c) => {
+            state
+                .read_revision(consistency_from_pb(Some(c), &state.zookies)?)
+                .await?
+        },
     };
     let st = state.clone();
     blocking(move || {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use verdict_storage::RelationStore;
 
+use super::convert::consistency_from_pb;
 use super::error::ApiError;
 use super::pb;
 use super::schema_plan;
@@ -75,7 +76,13 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
                 .map(Response::new)
                 .map_err(Into::into);
         }
-        let revision = self.state.read_revision(req.consistency.as_ref()).await?;
+        let revision = self
+            .state
+            .read_revision(consistency_from_pb(
+                req.consistency.as_ref(),
+                &self.state.zookies,
+            )?)
+            .await?;
         let entry = self.state.engine_at(&tenant, revision)?;
         Ok(Response::new(pb::ReadSchemaResponse {
             schema_text: entry.text.clone(),

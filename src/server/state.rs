@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use verdict_storage::{RelationStore, Revision, RocksStore, StoredSchema, Tenant};
 
 use super::config::ServerSettings;
+use super::consistency::Consistency;
 use super::raft_commit::RaftCommitter;
 use super::tenants::TenantRegistry;
 use super::zookie::ZookieCodec;
@@ -167,15 +168,6 @@ impl AppState {
         }
     }
 
-    fn decode(&self, zookie: &pb::Zookie, field: &str) -> Result<Revision, ApiError> {
-        self.zookies
-            .decode(&zookie.token)
-            .map_err(|source| ApiError::Zookie {
-                field: field.to_string(),
-                source,
-            })
-    }
-
     /// Waits (bounded by `max_wait`) until `revision` is applied.
     async fn wait_for(&self, revision: Revision, field: &str) -> Result<(), ApiError> {
         if self.store.applied_revision() >= revision {
@@ -197,19 +189,14 @@ impl AppState {
         }
     }
 
-    /// The revision a read evaluates at, for the requested consistency
-    /// (`None` = minimize_latency).
+    /// The revision a read evaluates at, for the requested consistency.
     ///
     /// # Errors
-    /// Bad zookies (INVALID_ARGUMENT), revisions not applied within the wait
-    /// bound (UNAVAILABLE), garbage-collected revisions (FAILED_PRECONDITION).
-    pub async fn read_revision(
-        &self,
-        consistency: Option<&pb::Consistency>,
-    ) -> Result<Revision, ApiError> {
-        use pb::consistency::Requirement;
-        match consistency.and_then(|c| c.requirement.as_ref()) {
-            None | Some(Requirement::MinimizeLatency(_)) => {
+    /// Revisions not applied within the wait bound (UNAVAILABLE),
+    /// garbage-collected revisions (FAILED_PRECONDITION).
+    pub async fn read_revision(&self, consistency: Consistency) -> Result<Revision, ApiError> {
+        match consistency {
+            Consistency::MinimizeLatency => {
                 let now = Instant::now();
                 if let Some(shared) = self.shared_read.current(now) {
                     return Ok(shared);
@@ -228,7 +215,7 @@ impl AppState {
                 let applied = self.store.applied_revision();
                 Ok(self.shared_read.renew(applied, now, Instant::now()))
             }
-            Some(Requirement::FullyConsistent(_)) => {
+            Consistency::FullyConsistent => {
                 let asked = Instant::now();
                 let index = self.committer.read_index().await?;
                 self.wait_for(index, "consistency.fully_consistent").await?;
@@ -238,8 +225,7 @@ impl AppState {
                 self.shared_read.renew(applied, asked, Instant::now());
                 Ok(applied)
             }
-            Some(Requirement::AtLeastAsFresh(z)) => {
-                let wanted = self.decode(z, "consistency.at_least_as_fresh")?;
+            Consistency::AtLeastAsFresh(wanted) => {
                 // Any snapshot at or after `wanted` is correct; the shared
                 // one keeps requests on one revision (Zanzibar).
                 if let Some(shared) = self.shared_read.current(Instant::now()) {
@@ -256,8 +242,7 @@ impl AppState {
                 self.shared_read.raise(revision);
                 Ok(revision)
             }
-            Some(Requirement::AtExactSnapshot(z)) => {
-                let wanted = self.decode(z, "consistency.at_exact_snapshot")?;
+            Consistency::AtExactSnapshot(wanted) => {
                 self.wait_for(wanted, "consistency.at_exact_snapshot")
                     .await?;
                 let floor = self.store.gc_floor();
