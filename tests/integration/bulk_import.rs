@@ -11,7 +11,7 @@
     reason = "tests assert by panicking"
 )]
 
-mod support;
+use crate::support;
 
 use support::{full, obj, subj, Server};
 use verdict::api::pb;

@@ -10,7 +10,7 @@
     reason = "tests assert by panicking"
 )]
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -14,7 +14,7 @@
     reason = "tests assert by panicking"
 )]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

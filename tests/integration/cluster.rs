@@ -11,7 +11,7 @@
     reason = "tests assert by panicking"
 )]
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -9,7 +9,7 @@
     reason = "tests assert by panicking"
 )]
 
-mod support;
+use crate::support;
 
 use support::{Server, ADMIN};
 use tonic::Code;

@@ -1,0 +1,27 @@
+//! Every integration test in one crate: one binary links RocksDB once
+//! instead of once per file (each file here was its own test binary).
+
+mod auth;
+mod bad_input;
+mod bench_e2e;
+mod bulk_import;
+mod cache_revisions;
+mod cli;
+mod cli_server;
+mod cluster;
+mod cluster_keys;
+mod conformance;
+mod engine_reference;
+mod group_index;
+mod group_index_cluster;
+mod migration_e2e;
+mod ops;
+mod ops_overhead;
+mod schema_examples;
+mod schema_migration;
+mod schema_roundtrip;
+mod server_e2e;
+mod setup_scripts;
+mod spicedb_differential;
+mod tenant_isolation;
+mod support;
