@@ -91,8 +91,8 @@ fn code_only(text: &str) -> String {
             let end = j.min(rest.len());
             out.push_str(&blank(&rest[..end]));
             i += end;
-        } else if rest.starts_with("'\\") {
-            let end = rest[2..].find('\'').map_or(rest.len(), |e| e + 3);
+        } else if let Some(escaped) = rest.strip_prefix("'\\") {
+            let end = escaped.find('\'').map_or(rest.len(), |e| e + 3);
             out.push_str(&blank(&rest[..end]));
             i += end;
         } else if rest.len() >= 3 && rest.starts_with('\'') && rest.as_bytes()[2] == b'\'' {
