@@ -4,10 +4,12 @@
 
 pub mod convert;
 pub mod error;
+pub mod guard;
 mod inline_gate;
 mod key_service;
 pub mod pb;
 mod permission_service;
+pub mod raft_service;
 pub mod relation_copy;
 mod relationship_service;
 pub mod schema_plan;
@@ -33,11 +35,11 @@ pub fn http_router(state: Arc<AppState>) -> axum::Router {
 
 /// The gRPC router: every service behind the auth/limits/metrics layer.
 pub type GrpcRouter = tonic::transport::server::Router<
-    tower::layer::util::Stack<crate::server::guard::GuardLayer, tower::layer::util::Identity>,
+    tower::layer::util::Stack<guard::GuardLayer, tower::layer::util::Identity>,
 >;
 
 /// Every gRPC service, plus health and reflection, behind
-/// [`crate::server::guard::GuardLayer`] (and TLS when configured).
+/// [`guard::GuardLayer`] (and TLS when configured).
 ///
 /// # Errors
 /// The reflection descriptor could not be loaded.
@@ -57,7 +59,7 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<GrpcRouter, String> {
             .map_err(|e| format!("TLS: {e}"))?;
     }
     Ok(builder
-        .layer(crate::server::guard::GuardLayer::new(state.clone()))
+        .layer(guard::GuardLayer::new(state.clone()))
         .add_service(health)
         .add_service(reflection)
         .add_service(

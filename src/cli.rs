@@ -248,10 +248,7 @@ fn serve(args: &crate::server::config::ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::server::run::run(
-        settings,
-        crate::server::run::shutdown_signal(),
-    )) {
+    match runtime.block_on(crate::serve::run(settings, crate::serve::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

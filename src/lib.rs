@@ -20,6 +20,8 @@ pub mod migrate;
 pub mod relationships;
 pub mod schema;
 #[cfg(feature = "server")]
+pub mod serve;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod validate;

@@ -1,18 +1,20 @@
-//! The server: settings, shared state, the commit path, zookies and the
-//! process lifecycle (`verdict serve`).
+//! The node layer: settings, shared state, consistency, the commit path
+//! over Raft, tenants, keys, limits, metrics and the node's typed errors
+//! ([`error::NodeError`], each with a stable reason code). It knows nothing
+//! of the front doors: `api` (transport) calls it, and process start-up
+//! (`serve`) wires both. A layering test (`tests/layers.rs`) keeps it so.
 //!
 //! ```text
-//! gRPC (api::*) ──▶ AppState ──▶ RaftCommitter ──▶ openraft ──▶ RocksStore (writes)
-//!                      │     └──▶ engine_at(tenant, revision) ──▶ Engine (reads)
-//! HTTP (/healthz, /metrics)
+//! front doors (api::*) ──▶ AppState ──▶ RaftCommitter ──▶ openraft ──▶ RocksStore (writes)
+//!                             │     └──▶ engine_at(tenant, revision) ──▶ Engine (reads)
 //! ```
 
 pub mod cluster;
 pub mod config;
 pub mod consistency;
 pub mod decision_log;
+pub mod error;
 pub mod group_index_sync;
-pub mod guard;
 pub mod http;
 mod http_metrics;
 pub mod key_commit;
@@ -24,9 +26,8 @@ pub mod ops_config;
 pub mod raft_commit;
 pub mod raft_metrics;
 pub mod raft_net;
-mod raft_run;
 pub mod rate_limit;
-pub mod run;
+pub mod request_context;
 pub mod shared_read;
 pub mod state;
 pub mod tenants;

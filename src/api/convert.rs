@@ -14,6 +14,13 @@ use super::pb;
 use crate::server::consistency::Consistency;
 use crate::zookie::ZookieCodec;
 
+/// The `verdict.v1` zookie of `revision`, minted by this cluster's codec.
+pub fn zookie_to_pb(revision: verdict_storage::Revision, zookies: &ZookieCodec) -> pb::Zookie {
+    pb::Zookie {
+        token: zookies.encode(revision),
+    }
+}
+
 /// `pb::Consistency` → [`Consistency`] (absent = minimize_latency), with
 /// its zookie decoded by this cluster's codec.
 pub fn consistency_from_pb(

@@ -1,118 +1,103 @@
-//! API errors, and their mapping to gRPC statuses — in exactly one place
-//! ([`From<ApiError> for tonic::Status`]).
+//! The one place that maps errors to gRPC statuses: [`status`] (and
+//! `From<NodeError> for tonic::Status`, which calls it).
+//!
+//! The status code is a function of the error's stable [`Reason`]; the
+//! message is the error's `Display`; the details carry a
+//! `google.rpc.ErrorInfo { reason, domain: "verdict.dev", metadata }` so a
+//! client can act on the reason without parsing the message.
 
-use crate::engine::EngineError;
-use crate::server::zookie::ZookieError;
+use std::collections::HashMap;
 
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ApiError {
-    /// A field of the request is invalid; names the field and the reason.
-    #[error("invalid `{field}`: {reason}")]
-    InvalidArgument {
-        /// The field path, e.g. `updates[2].relationship.subject`.
-        field: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The schema did not compile (rendered diagnostics).
-    #[error("schema rejected:\n{0}")]
-    SchemaRejected(String),
-    /// A zookie was refused.
-    #[error("invalid `{field}`: {source}")]
-    Zookie {
-        /// The field holding it.
-        field: String,
-        /// Why.
-        #[source]
-        source: ZookieError,
-    },
-    /// The tenant does not exist.
-    #[error("tenant `{0}` not found")]
-    TenantNotFound(String),
-    /// The tenant has no schema yet.
-    #[error("tenant `{0}` has no schema; write one first")]
-    NoSchema(String),
-    /// The state does not allow it (precondition failed, stale version,
-    /// garbage-collected revision...).
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// Something already exists (CREATE of an existing relationship).
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// Not ready for the requested revision within the bound.
-    #[error("{0}")]
-    Unavailable(String),
-    /// A consumer fell behind, or a rate budget is spent.
-    #[error("{0}")]
-    ResourceExhausted(String),
-    /// No valid API key.
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// The key may not do this (another tenant, an admin call).
-    #[error("permission denied: {0}")]
-    PermissionDenied(String),
-    /// The engine could not answer.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// A failure on our side.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
 
-impl ApiError {
-    /// An invalid-argument error for `field`.
-    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
-        ApiError::InvalidArgument {
-            field: field.into(),
-            reason: reason.to_string(),
+/// `ApiError` is the API's name for the node's error type: services
+/// validate their fields with it and answer it; [`status`] turns it into a
+/// status.
+pub use crate::server::error::{NodeError, NodeError as ApiError, Reason, REASON_DOMAIN};
+
+/// The gRPC status code of every error with `reason`.
+pub fn code(reason: Reason) -> Code {
+    match reason {
+        Reason::InvalidArgument
+        | Reason::MessageTooLarge
+        | Reason::InvalidZookie
+        | Reason::SchemaRejected
+        | Reason::UnknownType
+        | Reason::UnknownRelation
+        | Reason::CaveatError => Code::InvalidArgument,
+        Reason::TenantNotFound => Code::NotFound,
+        Reason::SchemaNotFound | Reason::PreconditionFailed | Reason::RevisionCompacted => {
+            Code::FailedPrecondition
         }
+        Reason::AlreadyExists => Code::AlreadyExists,
+        Reason::RevisionNotApplied | Reason::Unavailable | Reason::Overloaded => Code::Unavailable,
+        Reason::RateLimited | Reason::ResourceExhausted | Reason::DepthExceeded => {
+            Code::ResourceExhausted
+        }
+        Reason::DeadlineExceeded => Code::DeadlineExceeded,
+        Reason::Unauthenticated => Code::Unauthenticated,
+        Reason::PermissionDenied => Code::PermissionDenied,
+        Reason::StorageFailure | Reason::Internal => Code::Internal,
     }
 }
 
-impl From<verdict_storage::StorageError> for ApiError {
-    fn from(e: verdict_storage::StorageError) -> Self {
-        use verdict_storage::StorageError as S;
-        match &e {
-            S::InvalidTenant { .. } => ApiError::invalid("tenant", &e),
-            S::InvalidTuple(_)
-            | S::InvalidOperation { .. }
-            | S::OperationNotAllowed { .. }
-            | S::DuplicateTuple { .. } => ApiError::invalid("updates", &e),
-            S::TupleAlreadyExists { .. } => ApiError::AlreadyExists(e.to_string()),
-            S::PreconditionFailed { .. }
-            | S::RevisionCompacted { .. }
-            | S::ChangelogCompacted { .. } => ApiError::FailedPrecondition(e.to_string()),
-            S::RevisionInFuture { .. } => ApiError::Unavailable(e.to_string()),
-            _ => ApiError::Internal(e.to_string()),
-        }
+/// The status a client receives for `e`: its code, its message and an
+/// `ErrorInfo` with its reason and metadata in the details.
+pub fn status(e: NodeError) -> Status {
+    let reason = e.reason_kind();
+    let metadata: HashMap<String, String> = e
+        .metadata()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let details = ErrorDetails::with_error_info(reason.as_str(), REASON_DOMAIN, metadata);
+    Status::with_error_details(code(reason), e.to_string(), details)
+}
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Self {
+        status(e)
     }
 }
 
-impl From<ApiError> for tonic::Status {
-    fn from(e: ApiError) -> Self {
-        use tonic::Code;
-        let code = match &e {
-            ApiError::InvalidArgument { .. }
-            | ApiError::SchemaRejected(_)
-            | ApiError::Zookie { .. } => Code::InvalidArgument,
-            ApiError::TenantNotFound(_) => Code::NotFound,
-            ApiError::NoSchema(_) | ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ApiError::AlreadyExists(_) => Code::AlreadyExists,
-            ApiError::Unavailable(_) => Code::Unavailable,
-            ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
-            ApiError::Unauthenticated(_) => Code::Unauthenticated,
-            ApiError::PermissionDenied(_) => Code::PermissionDenied,
-            ApiError::Engine(engine) => match engine {
-                EngineError::UnknownType(_)
-                | EngineError::UnknownRelation { .. }
-                | EngineError::Caveat(_) => Code::InvalidArgument,
-                EngineError::DepthExceeded { .. } => Code::ResourceExhausted,
-                EngineError::Storage(_) | EngineError::Internal(_) => Code::Internal,
-            },
-            ApiError::Internal(_) => Code::Internal,
-        };
-        tonic::Status::new(code, e.to_string())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineError;
+
+    #[test]
+    fn codes_and_messages_are_those_clients_always_saw() {
+        let cases = [
+            (NodeError::invalid("tenant", "bad"), Code::InvalidArgument),
+            (NodeError::TenantNotFound("t".into()), Code::NotFound),
+            (NodeError::NoSchema("t".into()), Code::FailedPrecondition),
+            (NodeError::AlreadyExists("x".into()), Code::AlreadyExists),
+            (NodeError::Unavailable("x".into()), Code::Unavailable),
+            (
+                NodeError::Engine(EngineError::DepthExceeded { max_depth: 3 }),
+                Code::ResourceExhausted,
+            ),
+            (
+                NodeError::Engine(EngineError::UnknownType("x".into())),
+                Code::InvalidArgument,
+            ),
+            (NodeError::Internal("x".into()), Code::Internal),
+        ];
+        for (e, want) in cases {
+            let message = e.to_string();
+            let s = status(e);
+            assert_eq!(s.code(), want, "{message}");
+            assert_eq!(s.message(), message);
+        }
+    }
+
+    #[test]
+    fn the_reason_travels_in_the_error_info() {
+        let s = Status::from(NodeError::invalid("updates[0]", "is empty"));
+        let info = s.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.reason, "VERDICT_INVALID_ARGUMENT");
+        assert_eq!(info.domain, "verdict.dev");
+        assert_eq!(info.metadata["field"], "updates[0]");
     }
 }

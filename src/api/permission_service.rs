@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use verdict_storage::{RelationStore, Revision, SubjectRef, Tenant, Timestamp};
 
+use super::convert::zookie_to_pb;
 use super::convert::{
     self, consistency_from_pb, object_from_pb, required, struct_to_json, subject_from_pb,
 };
@@ -234,7 +235,7 @@ fn run_lookup_resources(
     ready: oneshot::Sender<Result<(), ApiError>>,
 ) {
     let mut ready = Some(ready);
-    let zookie = state.zookie(revision);
+    let zookie = zookie_to_pb(revision, &state.zookies);
     let now = Timestamp::now();
     let page_size = if query.limit > 0 && query.limit <= MAX_LOOKUP_PAGE {
         query.limit
@@ -369,7 +370,7 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
         );
         Ok(Response::new(check_to_pb(
             &response,
-            self.state.zookie(revision),
+            zookie_to_pb(revision, &self.state.zookies),
             version,
             micros,
         )))
@@ -412,7 +413,7 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
         let (tenant, revision, schema) =
             self.resolve(&req.tenant, req.consistency.as_ref()).await?;
         let state = self.state.clone();
-        let zookie = self.state.zookie(revision);
+        let zookie = zookie_to_pb(revision, &self.state.zookies);
         let request_id = decision_log::current_request_id();
         let tenant_name = req.tenant.clone();
         let results = blocking(move || {
@@ -456,7 +457,7 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
                     Ok(r) => pb::BulkCheckResult {
                         response: Some(pb::bulk_check_result::Response::Item(check_to_pb(
                             &r,
-                            state.zookie(revision),
+                            zookie_to_pb(revision, &state.zookies),
                             schema.version,
                             micros,
                         ))),
@@ -502,7 +503,7 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
         .await?;
         Ok(Response::new(pb::ExpandResponse {
             tree: Some(tree),
-            expanded_at: Some(self.state.zookie(revision)),
+            expanded_at: Some(zookie_to_pb(revision, &self.state.zookies)),
         }))
     }
 
@@ -576,7 +577,7 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
             )?)
         })
         .await?;
-        let zookie = self.state.zookie(revision);
+        let zookie = zookie_to_pb(revision, &self.state.zookies);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(async move {
             for subject in subjects {
@@ -680,7 +681,7 @@ definition page {
                 ..WriteBatch::default()
             };
             let outcome = self.state.committer.propose(&tenant, batch).await.unwrap();
-            self.state.zookie(outcome.revision)
+            zookie_to_pb(outcome.revision, &self.state.zookies)
         }
     }
 

@@ -16,6 +16,7 @@ use verdict_storage::{
     Cursor, RelationStore, Revision, RocksStore, Tuple, TupleFilter, TupleReader, WriteBatch,
 };
 
+use super::convert::zookie_to_pb;
 use super::error::ApiError;
 use super::pb;
 use crate::relationships::validate_against_schema;
@@ -180,8 +181,8 @@ pub async fn copy_relation(
         .await?;
     let wrote = stats.copied + stats.deleted > 0;
     Ok(pb::CopyRelationResponse {
-        snapshot: Some(state.zookie(snapshot)),
-        written_at: wrote.then(|| state.zookie(outcome.revision)),
+        snapshot: Some(zookie_to_pb(snapshot, &state.zookies)),
+        written_at: wrote.then(|| zookie_to_pb(outcome.revision, &state.zookies)),
         copied: stats.copied,
         deleted: stats.deleted,
         skipped: stats.skipped,

@@ -15,6 +15,7 @@ use verdict_storage::{
     TupleReader, WriteBatch,
 };
 
+use super::convert::zookie_to_pb;
 use super::convert::{consistency_from_pb, filter_from_pb, required, tuple_from_pb, tuple_to_pb};
 use super::error::ApiError;
 use super::pb;
@@ -307,7 +308,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
             None => self.state.committer.propose(&tenant, batch).await?,
         };
         Ok(Response::new(pb::WriteRelationshipsResponse {
-            written_at: Some(self.state.zookie(outcome.revision)),
+            written_at: Some(zookie_to_pb(outcome.revision, &self.state.zookies)),
         }))
     }
 
@@ -331,7 +332,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
             .await
             .map_err(|e| ApiError::Internal(format!("dry-run task failed: {e}")))??;
             return Ok(Response::new(pb::DeleteRelationshipsResponse {
-                deleted_at: Some(self.state.zookie(revision)),
+                deleted_at: Some(zookie_to_pb(revision, &self.state.zookies)),
                 deleted,
             }));
         }
@@ -341,7 +342,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
         }
         let outcome = self.state.committer.propose(&tenant, batch).await?;
         Ok(Response::new(pb::DeleteRelationshipsResponse {
-            deleted_at: Some(self.state.zookie(outcome.revision)),
+            deleted_at: Some(zookie_to_pb(outcome.revision, &self.state.zookies)),
             deleted: outcome.changes as u64,
         }))
     }
@@ -375,7 +376,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
                 &self.state.zookies,
             )?)
             .await?;
-        let read_at = self.state.zookie(revision);
+        let read_at = zookie_to_pb(revision, &self.state.zookies);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();
         let now = verdict_storage::Timestamp::now();
@@ -433,7 +434,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
         let outcome = self.state.committer.import(&tenant, tuples).await?;
         Ok(Response::new(pb::ImportRelationshipsResponse {
             imported,
-            written_at: Some(self.state.zookie(outcome.revision)),
+            written_at: Some(zookie_to_pb(outcome.revision, &self.state.zookies)),
         }))
     }
 
@@ -461,7 +462,7 @@ impl pb::relationship_service_server::RelationshipService for RelationshipApi {
                 &self.state.zookies,
             )?)
             .await?;
-        let read_at = self.state.zookie(revision);
+        let read_at = zookie_to_pb(revision, &self.state.zookies);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let state = self.state.clone();
         let now = verdict_storage::Timestamp::now();

@@ -15,6 +15,7 @@ use verdict_storage::{
     WriteBatch,
 };
 
+use super::convert::zookie_to_pb;
 use super::convert::{consistency_from_pb, struct_to_json};
 use super::error::ApiError;
 use super::pb;
@@ -522,7 +523,7 @@ pub fn read_version(
     Ok(pb::ReadSchemaResponse {
         schema_text: found.record.text.clone(),
         version,
-        read_at: Some(state.zookie(found.revision)),
+        read_at: Some(zookie_to_pb(found.revision, &state.zookies)),
         active_since_revision: found.revision.0,
     })
 }
@@ -544,7 +545,7 @@ pub async fn plan(
             state
                 .read_revision(consistency_from_pb(Some(c), &state.zookies)?)
                 .await?
-        },
+        }
     };
     let st = state.clone();
     blocking(move || {
@@ -554,7 +555,7 @@ pub async fn plan(
         let orphans = find_orphans(&snapshot, old.engine.schema(), &new)?;
         let sim = simulate(&st, &tenant, revision, &new, &req.checks)?;
         Ok(pb::PlanSchemaChangeResponse {
-            computed_at: Some(st.zookie(revision)),
+            computed_at: Some(zookie_to_pb(revision, &st.zookies)),
             current_version: old.version,
             diff_json: serde_json::to_string(&diff)
                 .map_err(|e| ApiError::Internal(format!("diff does not serialise: {e}")))?,
@@ -626,7 +627,7 @@ pub async fn apply(
     )
     .await?;
     Ok(pb::ApplySchemaResponse {
-        written_at: Some(state.zookie(committed.outcome.revision)),
+        written_at: Some(zookie_to_pb(committed.outcome.revision, &state.zookies)),
         version: committed.version,
         orphans_deleted: committed.orphans_deleted,
         warnings,

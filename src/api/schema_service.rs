@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use verdict_storage::RelationStore;
 
 use super::convert::consistency_from_pb;
+use super::convert::zookie_to_pb;
 use super::error::ApiError;
 use super::pb;
 use super::schema_plan;
@@ -58,7 +59,10 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
         )
         .await?;
         Ok(Response::new(pb::WriteSchemaResponse {
-            written_at: Some(self.state.zookie(committed.outcome.revision)),
+            written_at: Some(zookie_to_pb(
+                committed.outcome.revision,
+                &self.state.zookies,
+            )),
             version: committed.version,
             warnings,
         }))
@@ -87,7 +91,7 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
         Ok(Response::new(pb::ReadSchemaResponse {
             schema_text: entry.text.clone(),
             version: entry.version,
-            read_at: Some(self.state.zookie(revision)),
+            read_at: Some(zookie_to_pb(revision, &self.state.zookies)),
             active_since_revision: entry.active_since.0,
         }))
     }

@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use verdict_storage::{ChangeBatch, ChangeKind, RelationStore, Revision, StorageError, Tenant};
 
 use super::convert::tuple_to_pb;
+use super::convert::zookie_to_pb;
 use super::error::ApiError;
 use super::pb;
 use crate::server::state::AppState;
@@ -147,7 +148,7 @@ impl Feed {
             .collect();
         (!changes.is_empty()).then(|| pb::WatchResponse {
             changes,
-            changes_through: Some(self.state.zookie(batch.revision)),
+            changes_through: Some(zookie_to_pb(batch.revision, &self.state.zookies)),
             checkpoint: false,
         })
     }
@@ -202,7 +203,7 @@ impl Feed {
             if Instant::now() >= deadline {
                 let checkpoint = pb::WatchResponse {
                     changes: Vec::new(),
-                    changes_through: Some(self.state.zookie(after)),
+                    changes_through: Some(zookie_to_pb(after, &self.state.zookies)),
                     checkpoint: true,
                 };
                 if let Err(stop) = self.send(checkpoint).await {
@@ -504,7 +505,10 @@ mod tests {
             .unwrap();
         assert_eq!(err.code(), Code::InvalidArgument, "{err}");
         // A start this node has not reached waits (bounded), then says so.
-        let future = state.zookie(Revision(state.store.applied_revision().0 + 100));
+        let future = zookie_to_pb(
+            Revision(state.store.applied_revision().0 + 100),
+            &state.zookies,
+        );
         let err = start(&state, Some(future), &[]).await.err().unwrap();
         assert_eq!(err.code(), Code::Unavailable, "{err}");
         assert!(err.message().contains("optional_start"), "{err}");

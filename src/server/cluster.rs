@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use clap::Args;
 
+use super::error::ServerError;
+
 /// Cluster flags (flattened into `verdict serve`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct ClusterArgs {
@@ -142,6 +144,29 @@ impl ClusterSettings {
     }
 }
 
+/// The cluster id kept in `dir/cluster-id`, picked at random (and kept)
+/// when there is none yet.
+fn local_cluster_id(dir: &std::path::Path) -> Result<u64, ServerError> {
+    let path = dir.join("cluster-id");
+    let err = |message: String| ServerError::DataDir {
+        path: dir.display().to_string(),
+        message,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| err(format!("`{}` is corrupt", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id: u64 = rand::random();
+            verdict_storage::durable_file::write_atomic(&path, id.to_string().as_bytes())
+                .map_err(|e| err(e.to_string()))?;
+            Ok(id)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
 /// The zookie cluster id of this data directory: kept in `cluster-id`; on
 /// first start a static multi-node cluster derives it from the sorted
 /// `--initial-cluster` (so every member agrees), a joining node takes the
@@ -153,7 +178,7 @@ impl ClusterSettings {
 pub async fn cluster_id(dir: &std::path::Path, c: &ClusterSettings) -> Result<u64, String> {
     let path = dir.join("cluster-id");
     if path.exists() || (c.initial_cluster.len() <= 1 && c.join.is_none()) {
-        return super::run::cluster_id(dir).map_err(|e| e.to_string());
+        return local_cluster_id(dir).map_err(|e| e.to_string());
     }
     let id = if let Some(join) = &c.join {
         fetch_cluster_id(join, c.cluster_key.as_deref()).await?
@@ -170,7 +195,8 @@ pub async fn cluster_id(dir: &std::path::Path, c: &ClusterSettings) -> Result<u6
                 (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
             })
     };
-    std::fs::write(&path, id.to_string()).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    verdict_storage::durable_file::write_atomic(&path, id.to_string().as_bytes())
+        .map_err(|e| format!("`{}`: {e}", path.display()))?;
     Ok(id)
 }
 
@@ -186,9 +212,10 @@ async fn fetch_cluster_id(join: &str, key: Option<&str>) -> Result<u64, String> 
             .await
             .map_err(|s| format!("--join {join}: {}", s.message()))
             .and_then(|reply| {
-                let status: Result<serde_json::Value, String> =
+                let status: Result<serde_json::Value, super::error::PeerError> =
                     serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
-                status?
+                status
+                    .map_err(|e| e.message)?
                     .get("cluster_id")
                     .and_then(|v| v.as_str())
                     .and_then(|v| v.parse::<u64>().ok())

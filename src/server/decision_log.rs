@@ -164,7 +164,7 @@ impl DecisionLog {
 
 /// The request id of the request being served on this task (`""` if none).
 pub fn current_request_id() -> String {
-    super::guard::current()
+    super::request_context::current()
         .map(|c| c.request_id.clone())
         .unwrap_or_default()
 }

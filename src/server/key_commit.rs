@@ -7,12 +7,12 @@ use std::time::Duration;
 use verdict_raft::{Command, Request, Response};
 use verdict_storage::{RelationStore as _, Revision};
 
+use super::error::NodeError;
 use super::keys::{KeyRecord, KeyStore};
 use super::state::AppState;
-use crate::api::error::ApiError;
 
 /// The revision `response` consumed, or its rejection.
-fn done(response: Response) -> Result<Revision, ApiError> {
+fn done(response: Response) -> Result<Revision, NodeError> {
     match response {
         Response::Rejected { rejection, .. } => Err(rejection.into()),
         other => Ok(other.revision()),
@@ -44,7 +44,7 @@ pub async fn wait_applied(state: &AppState, revision: Revision) {
 /// # Errors
 /// An unknown tenant (it may have been deleted meanwhile), UNAVAILABLE
 /// without a Raft leader.
-pub async fn create_key(state: &AppState, tenant: &str) -> Result<(KeyRecord, String), ApiError> {
+pub async fn create_key(state: &AppState, tenant: &str) -> Result<(KeyRecord, String), NodeError> {
     let (record, token) = KeyStore::mint(tenant);
     let cmd = Command::CreateKey {
         record: record.clone(),
@@ -60,7 +60,7 @@ pub async fn create_key(state: &AppState, tenant: &str) -> Result<(KeyRecord, St
 /// # Errors
 /// An unknown id (INVALID_ARGUMENT naming `id`), UNAVAILABLE without a
 /// Raft leader.
-pub async fn revoke_key(state: &AppState, id: &str) -> Result<KeyRecord, ApiError> {
+pub async fn revoke_key(state: &AppState, id: &str) -> Result<KeyRecord, NodeError> {
     let known = state.keys.get(id);
     let cmd = Command::RevokeKey { id: id.to_string() };
     let revision = done(state.committer.submit(Request::now(cmd)).await?)?;

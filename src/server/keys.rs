@@ -16,7 +16,7 @@ use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::api::error::ApiError;
+use super::error::NodeError;
 
 pub use verdict_raft::KeyRecord;
 
@@ -63,17 +63,17 @@ impl KeyStore {
     ///
     /// # Errors
     /// An unreadable or malformed file.
-    pub fn open(path: PathBuf) -> Result<Self, ApiError> {
+    pub fn open(path: PathBuf) -> Result<Self, NodeError> {
         let keys: BTreeMap<String, KeyRecord> = match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let list: Vec<KeyRecord> = serde_json::from_str(&text).map_err(|e| {
-                    ApiError::Internal(format!("key file `{}` is corrupt: {e}", path.display()))
+                    NodeError::Internal(format!("key file `{}` is corrupt: {e}", path.display()))
                 })?;
                 list.into_iter().map(|k| (k.id.clone(), k)).collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => {
-                return Err(ApiError::Internal(format!(
+                return Err(NodeError::Internal(format!(
                     "cannot read `{}`: {e}",
                     path.display()
                 )))
@@ -85,15 +85,15 @@ impl KeyStore {
         })
     }
 
-    fn persist(&self) -> Result<(), ApiError> {
+    fn persist(&self) -> Result<(), NodeError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let list: Vec<KeyRecord> = self.keys.read().values().cloned().collect();
         let json =
-            serde_json::to_vec_pretty(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
+            serde_json::to_vec_pretty(&list).map_err(|e| NodeError::Internal(e.to_string()))?;
         verdict_storage::durable_file::write_atomic(path, &json)
-            .map_err(|e| ApiError::Internal(format!("cannot write `{}`: {e}", path.display())))
+            .map_err(|e| NodeError::Internal(format!("cannot write `{}`: {e}", path.display())))
     }
 
     /// A new key for `tenant` (stored nowhere yet): its record and its
@@ -115,7 +115,7 @@ impl KeyStore {
     ///
     /// # Errors
     /// A failed write.
-    pub fn create(&self, tenant: &str) -> Result<(KeyRecord, String), ApiError> {
+    pub fn create(&self, tenant: &str) -> Result<(KeyRecord, String), NodeError> {
         let (record, token) = KeyStore::mint(tenant);
         self.keys.write().insert(record.id.clone(), record.clone());
         self.persist()?;
@@ -141,14 +141,14 @@ impl KeyStore {
     ///
     /// # Errors
     /// An unknown id (NOT_FOUND-like FAILED_PRECONDITION) or a failed write.
-    pub fn revoke(&self, id: &str) -> Result<KeyRecord, ApiError> {
+    pub fn revoke(&self, id: &str) -> Result<KeyRecord, NodeError> {
         let removed = self.keys.write().remove(id);
         match removed {
             Some(record) => {
                 self.persist()?;
                 Ok(record)
             }
-            None => Err(ApiError::invalid("id", format!("no key with id `{id}`"))),
+            None => Err(NodeError::invalid("id", format!("no key with id `{id}`"))),
         }
     }
 
@@ -157,7 +157,7 @@ impl KeyStore {
     ///
     /// # Errors
     /// A failed write.
-    pub fn revoke_tenant(&self, tenant: &str) -> Result<usize, ApiError> {
+    pub fn revoke_tenant(&self, tenant: &str) -> Result<usize, NodeError> {
         let removed = {
             let mut keys = self.keys.write();
             let before = keys.len();

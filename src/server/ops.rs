@@ -11,10 +11,10 @@ use verdict_storage::Tenant;
 
 use super::config::ServerSettings;
 use super::decision_log::DecisionLog;
-use super::guard::{self, Principal};
+use super::error::NodeError;
 use super::metrics::RequestMetrics;
 use super::rate_limit::RateLimiter;
-use crate::api::error::ApiError;
+use super::request_context::{self, Principal};
 
 /// Metrics, rate budgets and the decision log of a node.
 #[derive(Debug, Default)]
@@ -59,22 +59,22 @@ impl OpsState {
     ///
     /// # Errors
     /// PERMISSION_DENIED for a key of another tenant.
-    pub fn authorize(&self, name: &str) -> Result<(), ApiError> {
+    pub fn authorize(&self, name: &str) -> Result<(), NodeError> {
         let default = Tenant::default_tenant();
         let wanted = if name.is_empty() {
             default.as_str()
         } else {
             name
         };
-        let context = guard::current();
+        let context = request_context::current();
         match context.as_deref().map(|c| &c.principal) {
             None if self.auth_required => {
-                return Err(ApiError::PermissionDenied(
+                return Err(NodeError::PermissionDenied(
                     "the request carries no authenticated key".into(),
                 ))
             }
             Some(Principal::Tenant { key_id, tenant }) if tenant != wanted => {
-                return Err(ApiError::PermissionDenied(format!(
+                return Err(NodeError::PermissionDenied(format!(
                     "key `{key_id}` is scoped to tenant `{tenant}` and may not access tenant `{wanted}`"
                 )))
             }
@@ -88,18 +88,18 @@ impl OpsState {
     ///
     /// # Errors
     /// RESOURCE_EXHAUSTED when the budget is spent.
-    pub fn charge(&self, wanted: &str) -> Result<(), ApiError> {
-        if let Some(c) = guard::current() {
+    pub fn charge(&self, wanted: &str) -> Result<(), NodeError> {
+        if let Some(c) = request_context::current() {
             c.set_tenant(wanted);
         }
         if let Some(limiter) = &self.limiter {
             if let Err(wait) = limiter.try_acquire(wanted) {
                 self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-                return Err(ApiError::ResourceExhausted(format!(
-                    "rate limit exceeded for tenant `{wanted}`: at most {} requests per second (--tenant-rate-limit); retry in {}ms",
-                    limiter.per_second(),
-                    wait.as_millis().max(1)
-                )));
+                return Err(NodeError::RateLimited {
+                    tenant: wanted.to_string(),
+                    per_second: limiter.per_second(),
+                    retry_in: wait,
+                });
             }
         }
         Ok(())

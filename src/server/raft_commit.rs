@@ -20,9 +20,9 @@ use verdict_storage::{
 };
 
 use super::cluster::ClusterSettings;
+use super::error::{NodeError, PeerError, Reason};
 use super::leader_contact::LeaderContact;
 use super::raft_net::{InternalHandler, Network, PeerClient, Rpc};
-use crate::api::error::ApiError;
 
 /// How long a write waits for a leader to be known before UNAVAILABLE.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
@@ -92,25 +92,11 @@ pub const IMPORT_ENTRY_TUPLES: usize = 8_000;
 /// giving up on a tenant that keeps changing under it.
 pub const PLAN_ATTEMPTS: u32 = 20;
 
-fn unavailable(what: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable(format!("{what}; retry"))
+fn unavailable(what: impl std::fmt::Display) -> NodeError {
+    NodeError::Unavailable(format!("{what}; retry"))
 }
 
-impl From<Rejection> for ApiError {
-    fn from(r: Rejection) -> Self {
-        match r {
-            Rejection::InvalidArgument { field, reason } => {
-                ApiError::InvalidArgument { field, reason }
-            }
-            Rejection::AlreadyExists(m) => ApiError::AlreadyExists(m),
-            Rejection::FailedPrecondition(m) => ApiError::FailedPrecondition(m),
-            Rejection::TenantNotFound(t) => ApiError::TenantNotFound(t),
-            r @ Rejection::ChangedSincePlan { .. } => ApiError::FailedPrecondition(r.to_string()),
-        }
-    }
-}
-
-fn outcome(resp: Response) -> Result<ApplyOutcome, ApiError> {
+fn outcome(resp: Response) -> Result<ApplyOutcome, NodeError> {
     match resp {
         Response::Applied(o) => Ok(o),
         Response::Done { revision } => Ok(ApplyOutcome {
@@ -257,7 +243,7 @@ impl RaftCommitter {
     ///
     /// # Errors
     /// UNAVAILABLE when no leader appears in time.
-    pub async fn wait_for_leader(&self, within: Duration) -> Result<NodeId, ApiError> {
+    pub async fn wait_for_leader(&self, within: Duration) -> Result<NodeId, NodeError> {
         let mut m = self.raft.metrics();
         let found = tokio::time::timeout(within, async {
             loop {
@@ -279,7 +265,7 @@ impl RaftCommitter {
         }
     }
 
-    fn leader_client(&self, leader: NodeId) -> Result<PeerClient, ApiError> {
+    fn leader_client(&self, leader: NodeId) -> Result<PeerClient, NodeError> {
         let m = self.raft.metrics().borrow().clone();
         let node = m
             .membership_config
@@ -287,7 +273,7 @@ impl RaftCommitter {
             .get_node(&leader)
             .cloned()
             .ok_or_else(|| unavailable(format!("leader {leader} has no known address")))?;
-        PeerClient::new(&node.addr, self.key.as_deref()).map_err(ApiError::Internal)
+        PeerClient::new(&node.addr, self.key.as_deref()).map_err(NodeError::Internal)
     }
 
     /// Proposes `command` (forwarding to the leader when not leading) and
@@ -297,7 +283,7 @@ impl RaftCommitter {
     /// UNAVAILABLE when no leader can be reached; the outcome is then
     /// unknown (the command may or may not commit) — it is never retried
     /// after it may have reached a leader.
-    pub async fn submit(&self, request: Request) -> Result<Response, ApiError> {
+    pub async fn submit(&self, request: Request) -> Result<Response, NodeError> {
         self.submit_with(request, true).await
     }
 
@@ -305,7 +291,7 @@ impl RaftCommitter {
     /// at once instead of waiting for one and proposing again (a pipeline
     /// of proposals must not be reordered by one of them retrying later).
     #[tracing::instrument(skip_all, fields(command = %request))]
-    async fn submit_with(&self, request: Request, wait: bool) -> Result<Response, ApiError> {
+    async fn submit_with(&self, request: Request, wait: bool) -> Result<Response, NodeError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             match self.raft.client_write(request.clone()).await {
@@ -331,9 +317,9 @@ impl RaftCommitter {
         }
     }
 
-    async fn forward(&self, leader: NodeId, request: &Request) -> Result<Response, ApiError> {
+    async fn forward(&self, leader: NodeId, request: &Request) -> Result<Response, NodeError> {
         let client = self.leader_client(leader)?;
-        let data = codec::encode(request).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let data = codec::encode(request)?;
         let reply = client
             .call(Rpc::Forward, data, FORWARD_TIMEOUT)
             .await
@@ -343,9 +329,8 @@ impl RaftCommitter {
                     s.message()
                 ))
             })?;
-        let result: Result<Response, String> =
-            codec::decode(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
-        result.map_err(unavailable)
+        let result: Result<Response, PeerError> = codec::decode(&reply)?;
+        result.map_err(|source| NodeError::Peer { source })
     }
 
     /// Commits `batch` for `tenant` at the next revision.
@@ -357,7 +342,7 @@ impl RaftCommitter {
         &self,
         tenant: &Tenant,
         batch: WriteBatch,
-    ) -> Result<ApplyOutcome, ApiError> {
+    ) -> Result<ApplyOutcome, NodeError> {
         let cmd = Command::Write {
             tenant: tenant.clone(),
             batch,
@@ -378,7 +363,7 @@ impl RaftCommitter {
         tenant: &Tenant,
         batch: WriteBatch,
         schema_since: Revision,
-    ) -> Result<ApplyOutcome, ApiError> {
+    ) -> Result<ApplyOutcome, NodeError> {
         let cmd = Command::Write {
             tenant: tenant.clone(),
             batch,
@@ -403,11 +388,11 @@ impl RaftCommitter {
     pub async fn propose_planned<T: Send + 'static>(
         &self,
         tenant: &Tenant,
-        plan: impl Fn(&RocksStore, Revision) -> Result<(WriteBatch, T), ApiError>
+        plan: impl Fn(&RocksStore, Revision) -> Result<(WriteBatch, T), NodeError>
             + Send
             + Sync
             + 'static,
-    ) -> Result<(ApplyOutcome, T), ApiError> {
+    ) -> Result<(ApplyOutcome, T), NodeError> {
         let plan = Arc::new(plan);
         let mut attempt = 0;
         loop {
@@ -417,10 +402,10 @@ impl RaftCommitter {
             let (applied, batch, extra) = tokio::task::spawn_blocking(move || {
                 let applied = store.applied_revision();
                 let (batch, extra) = plan(&store, applied)?;
-                Ok::<_, ApiError>((applied, batch, extra))
+                Ok::<_, NodeError>((applied, batch, extra))
             })
             .await
-            .map_err(|e| ApiError::Internal(format!("plan task failed: {e}")))??;
+            .map_err(|e| NodeError::Internal(format!("plan task failed: {e}")))??;
             let cmd = Command::Write {
                 tenant: tenant.clone(),
                 batch,
@@ -459,7 +444,7 @@ impl RaftCommitter {
         &self,
         tenant: &Tenant,
         tuples: Vec<Tuple>,
-    ) -> Result<ApplyOutcome, ApiError> {
+    ) -> Result<ApplyOutcome, NodeError> {
         // Chunks taken from the front without moving the rest (splitting
         // the remainder off each time copied it: quadratic in the size),
         // up to IMPORT_IN_FLIGHT proposed at once so the log's fsync of
@@ -489,7 +474,7 @@ impl RaftCommitter {
                 None => break,
             }
         }
-        let mut done = last.ok_or_else(|| ApiError::invalid("relationships", "is empty"))?;
+        let mut done = last.ok_or_else(|| NodeError::invalid("relationships", "is empty"))?;
         done.changes = changes;
         Ok(done)
     }
@@ -498,7 +483,7 @@ impl RaftCommitter {
     ///
     /// # Errors
     /// Invalid name, existing tenant, UNAVAILABLE without a leader.
-    pub async fn create_tenant(&self, name: &str) -> Result<Revision, ApiError> {
+    pub async fn create_tenant(&self, name: &str) -> Result<Revision, NodeError> {
         let cmd = Command::CreateTenant {
             name: name.to_string(),
         };
@@ -509,7 +494,7 @@ impl RaftCommitter {
     ///
     /// # Errors
     /// Default or unknown tenant, UNAVAILABLE without a leader.
-    pub async fn delete_tenant(&self, tenant: &Tenant) -> Result<ApplyOutcome, ApiError> {
+    pub async fn delete_tenant(&self, tenant: &Tenant) -> Result<ApplyOutcome, NodeError> {
         let cmd = Command::DeleteTenant {
             tenant: tenant.clone(),
         };
@@ -521,7 +506,7 @@ impl RaftCommitter {
     ///
     /// # Errors
     /// UNAVAILABLE when the leader cannot be confirmed.
-    pub async fn read_index(&self) -> Result<Revision, ApiError> {
+    pub async fn read_index(&self) -> Result<Revision, NodeError> {
         let leader = self.wait_for_leader(LEADER_WAIT).await?;
         if leader == self.node_id {
             return match self.raft.ensure_linearizable().await {
@@ -539,9 +524,11 @@ impl RaftCommitter {
                     s.message()
                 ))
             })?;
-        let result: Result<u64, String> =
-            serde_json::from_slice(&reply).map_err(|e| ApiError::Internal(e.to_string()))?;
-        result.map(Revision).map_err(unavailable)
+        let result: Result<u64, PeerError> =
+            serde_json::from_slice(&reply).map_err(|e| NodeError::Codec(e.into()))?;
+        result
+            .map(Revision)
+            .map_err(|source| NodeError::Peer { source })
     }
 
     /// The newest instant before which everything committed is known to
@@ -622,26 +609,27 @@ impl RaftCommitter {
     /// Runs an admin request here, or on the leader when it must.
     ///
     /// # Errors
-    /// A message saying what failed.
-    pub async fn admin(&self, req: AdminRequest) -> Result<serde_json::Value, String> {
+    /// No leader, the leader unreachable, or Raft refused the change; an
+    /// error the leader answered keeps its reason and message.
+    pub async fn admin(&self, req: AdminRequest) -> Result<serde_json::Value, NodeError> {
         if matches!(req, AdminRequest::Status) {
             return Ok(self.status());
         }
-        let leader = self
-            .wait_for_leader(LEADER_WAIT)
-            .await
-            .map_err(|e| e.to_string())?;
+        let leader = self.wait_for_leader(LEADER_WAIT).await?;
         if leader != self.node_id {
-            let client = self.leader_client(leader).map_err(|e| e.to_string())?;
-            let data = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+            let client = self.leader_client(leader)?;
+            let data = serde_json::to_vec(&req).map_err(|e| NodeError::Codec(e.into()))?;
             let reply = client
                 .call(Rpc::Admin, data, Duration::from_secs(60))
                 .await
-                .map_err(|s| format!("leader {leader}: {}", s.message()))?;
-            return serde_json::from_slice::<Result<serde_json::Value, String>>(&reply)
-                .map_err(|e| e.to_string())?;
+                .map_err(|s| NodeError::Unavailable(format!("leader {leader}: {}", s.message())))?;
+            return serde_json::from_slice::<Result<serde_json::Value, PeerError>>(&reply)
+                .map_err(|e| NodeError::Codec(e.into()))?
+                .map_err(|source| NodeError::Peer { source });
         }
-        let err = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| e.to_string();
+        let err = |e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| {
+            NodeError::Raft(Box::new(e))
+        };
         match req {
             AdminRequest::Status => {}
             AdminRequest::AddLearner { id, addr } => {
@@ -690,33 +678,44 @@ impl RaftCommitter {
 
 #[tonic::async_trait]
 impl InternalHandler for RaftCommitter {
-    async fn forward(&self, data: &[u8]) -> Vec<u8> {
-        let result: Result<Response, String> = match codec::decode::<Request>(data) {
-            Err(e) => Err(format!("malformed forwarded command: {e}")),
+    async fn forward(&self, data: &[u8]) -> Result<Vec<u8>, NodeError> {
+        let result: Result<Response, PeerError> = match codec::decode::<Request>(data) {
+            Err(e) => Err(PeerError {
+                reason: Reason::Internal,
+                message: format!("malformed forwarded command: {e}"),
+            }),
             Ok(request) => match self.raft.client_write(request).await {
                 Ok(r) => Ok(r.data),
-                Err(e) => Err(format!("node {} could not commit: {e}", self.node_id)),
+                Err(e) => Err(PeerError {
+                    reason: Reason::Unavailable,
+                    message: format!("node {} could not commit: {e}", self.node_id),
+                }),
             },
         };
-        codec::encode(&result).unwrap_or_default()
+        Ok(codec::encode(&result)?)
     }
 
-    async fn read_index(&self) -> Vec<u8> {
-        let result: Result<u64, String> = match self.raft.ensure_linearizable().await {
+    async fn read_index(&self) -> Result<Vec<u8>, NodeError> {
+        let result: Result<u64, PeerError> = match self.raft.ensure_linearizable().await {
             Ok(id) => Ok(id.map_or(0, |l| l.index)),
-            Err(e) => Err(format!(
-                "node {} cannot confirm leadership: {e}",
-                self.node_id
-            )),
+            Err(e) => Err(PeerError {
+                reason: Reason::Unavailable,
+                message: format!("node {} cannot confirm leadership: {e}", self.node_id),
+            }),
         };
-        serde_json::to_vec(&result).unwrap_or_default()
+        serde_json::to_vec(&result).map_err(|e| NodeError::Codec(e.into()))
     }
 
-    async fn admin(&self, data: &[u8]) -> Vec<u8> {
+    async fn admin(&self, data: &[u8]) -> Result<Vec<u8>, NodeError> {
         let result = match serde_json::from_slice::<AdminRequest>(data) {
-            Err(e) => Err(format!("malformed admin request: {e}")),
-            Ok(req) => RaftCommitter::admin(self, req).await,
+            Err(e) => Err(PeerError {
+                reason: Reason::InvalidArgument,
+                message: format!("malformed admin request: {e}"),
+            }),
+            Ok(req) => RaftCommitter::admin(self, req)
+                .await
+                .map_err(|e| PeerError::from(&e)),
         };
-        serde_json::to_vec(&result).unwrap_or_default()
+        serde_json::to_vec(&result).map_err(|e| NodeError::Codec(e.into()))
     }
 }

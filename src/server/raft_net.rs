@@ -1,15 +1,18 @@
-//! The internal node-to-node service on `--raft-addr`: openraft's RPCs
-//! (append entries, vote, snapshot chunks), forwarded client commands, read
-//! index and cluster administration. Payloads are JSON (serde) in a bytes
-//! field; every call carries the cluster key in `x-verdict-cluster-key`,
-//! compared in constant time.
+//! The node-to-node Raft port (`--raft-addr`), as the node sees it: the
+//! client side of openraft's RPCs (append entries, vote, snapshot chunks),
+//! forwarded client commands, read index and cluster administration, and
+//! [`InternalHandler`], what the node answers to the last three. The
+//! gRPC service that serves the port is `api::raft_service` (transport).
+//! Payloads are tagged MessagePack or JSON (serde) in a bytes field; every
+//! call carries the cluster key in `x-verdict-cluster-key`, compared in
+//! constant time. Errors cross the port as [`PeerError`](super::error::PeerError)s: reason code and
+//! message.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Status};
 use verdict_raft::openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -20,8 +23,8 @@ use verdict_raft::openraft::raft::{
 };
 use verdict_raft::{codec, Node, NodeId, TypeConfig};
 
-use super::keys::constant_time_eq;
-use super::leader_contact::{sent_instant, wall_clock_micros, LeaderContact, SENT_AT_HEADER};
+use super::error::NodeError;
+use super::leader_contact::{wall_clock_micros, SENT_AT_HEADER};
 
 /// Generated types of `verdict.v1.internal`.
 #[allow(
@@ -99,13 +102,13 @@ impl PeerClient {
     /// Calls `rpc` with a JSON payload and a timeout; returns the reply bytes.
     ///
     /// # Errors
-    /// The transport or the peer's status.
+    /// The transport or the peer's status, or no answer in time.
     pub async fn call(
         &self,
         rpc: Rpc,
         data: Vec<u8>,
         timeout: Duration,
-    ) -> Result<Vec<u8>, Status> {
+    ) -> Result<Vec<u8>, CallError> {
         let mut req = Request::new(RaftPayload { data });
         req.set_timeout(timeout);
         if let Some(k) = &self.key {
@@ -124,8 +127,37 @@ impl PeerClient {
         };
         let reply = tokio::time::timeout(timeout + Duration::from_millis(200), async { reply })
             .await
-            .map_err(|_| Status::deadline_exceeded("peer did not answer in time"))??;
+            .map_err(|_| CallError::TimedOut)??;
         Ok(reply.into_inner().data)
+    }
+}
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The peer did not answer within the timeout.
+    #[error("peer did not answer in time")]
+    TimedOut,
+    /// The transport failed or the peer answered a status.
+    #[error("{}", .0.message())]
+    Status(#[from] Status),
+}
+
+impl CallError {
+    /// The gRPC code (DEADLINE_EXCEEDED for a timeout).
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            CallError::TimedOut => tonic::Code::DeadlineExceeded,
+            CallError::Status(s) => s.code(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        match self {
+            CallError::TimedOut => "peer did not answer in time",
+            CallError::Status(s) => s.message(),
+        }
     }
 }
 
@@ -225,132 +257,20 @@ impl RaftNetwork<TypeConfig> for Connection {
 /// What the internal service needs from the node.
 #[tonic::async_trait]
 pub trait InternalHandler: Send + Sync + 'static {
-    /// A forwarded client command (JSON `Request`) → JSON `Result<Response, String>`.
-    async fn forward(&self, data: &[u8]) -> Vec<u8>;
-    /// The read index → JSON `Result<u64, String>`.
-    async fn read_index(&self) -> Vec<u8>;
-    /// An admin request → JSON reply.
-    async fn admin(&self, data: &[u8]) -> Vec<u8>;
-}
-
-/// The internal service.
-pub struct InternalService<H> {
-    raft: verdict_raft::Raft,
-    key: Option<String>,
-    contact: Arc<LeaderContact>,
-    handler: Arc<H>,
-}
-
-impl<H> InternalService<H> {
-    /// The service for `raft`, requiring `key` (none = accept every peer).
-    pub fn new(
-        raft: verdict_raft::Raft,
-        key: Option<String>,
-        contact: Arc<LeaderContact>,
-        handler: Arc<H>,
-    ) -> Self {
-        InternalService {
-            raft,
-            key,
-            contact,
-            handler,
-        }
-    }
-
-    fn check(&self, req: &Request<RaftPayload>) -> Result<(), Status> {
-        let Some(expected) = &self.key else {
-            return Ok(());
-        };
-        let given = req
-            .metadata()
-            .get(KEY_HEADER)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if constant_time_eq(given, expected.as_bytes()) {
-            Ok(())
-        } else {
-            Err(Status::unauthenticated(
-                "missing or wrong cluster key (x-verdict-cluster-key)",
-            ))
-        }
-    }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(req: &Request<RaftPayload>) -> Result<T, Status> {
-    codec::decode(&req.get_ref().data)
-        .map_err(|e| Status::invalid_argument(format!("malformed payload: {e}")))
-}
-
-fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    codec::encode(value)
-        .map(|data| Response::new(RaftPayload { data }))
-        .map_err(|e| Status::internal(e.to_string()))
-}
-
-#[tonic::async_trait]
-impl<H: InternalHandler> pb::raft_internal_server::RaftInternal for InternalService<H> {
-    async fn append_entries(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        self.check(&request)?;
-        let sent = sent_instant(
-            request
-                .metadata()
-                .get(SENT_AT_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
-        );
-        let req: AppendEntriesRequest<TypeConfig> = decode(&request)?;
-        let commit = req.leader_commit.map_or(0, |l| l.index);
-        let result = self.raft.append_entries(req).await;
-        if let Ok(r) = &result {
-            if r.is_success() {
-                self.contact.record(commit, sent);
-            }
-        }
-        reply(&result)
-    }
-
-    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        self.check(&request)?;
-        let req: VoteRequest<NodeId> = decode(&request)?;
-        reply(&self.raft.vote(req).await)
-    }
-
-    async fn install_snapshot(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        self.check(&request)?;
-        let req: InstallSnapshotRequest<TypeConfig> = decode(&request)?;
-        reply(&self.raft.install_snapshot(req).await)
-    }
-
-    async fn forward(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        self.check(&request)?;
-        Ok(Response::new(RaftPayload {
-            data: self.handler.forward(&request.get_ref().data).await,
-        }))
-    }
-
-    async fn read_index(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        self.check(&request)?;
-        Ok(Response::new(RaftPayload {
-            data: self.handler.read_index().await,
-        }))
-    }
-
-    async fn admin(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        self.check(&request)?;
-        Ok(Response::new(RaftPayload {
-            data: self.handler.admin(&request.get_ref().data).await,
-        }))
-    }
+    /// A forwarded client command (a `Request`) → an encoded
+    /// `Result<Response, PeerError>`.
+    ///
+    /// # Errors
+    /// The answer could not be encoded.
+    async fn forward(&self, data: &[u8]) -> Result<Vec<u8>, NodeError>;
+    /// The read index → JSON `Result<u64, PeerError>`.
+    ///
+    /// # Errors
+    /// The answer could not be encoded.
+    async fn read_index(&self) -> Result<Vec<u8>, NodeError>;
+    /// An admin request → JSON `Result<serde_json::Value, PeerError>`.
+    ///
+    /// # Errors
+    /// The answer could not be encoded.
+    async fn admin(&self, data: &[u8]) -> Result<Vec<u8>, NodeError>;
 }

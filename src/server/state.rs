@@ -11,11 +11,10 @@ use verdict_storage::{RelationStore, Revision, RocksStore, StoredSchema, Tenant}
 
 use super::config::ServerSettings;
 use super::consistency::Consistency;
+use super::error::{NodeError, ServerError};
 use super::raft_commit::RaftCommitter;
 use super::tenants::TenantRegistry;
 use super::zookie::ZookieCodec;
-use crate::api::error::ApiError;
-use crate::api::pb;
 use crate::engine::{DecisionCache, Engine, EngineConfig, GroupIndex};
 use crate::schema::{self, SchemaLimits};
 
@@ -66,8 +65,7 @@ impl AppState {
     ///
     /// # Errors
     /// The directory or store cannot be opened, or Raft cannot start.
-    pub async fn open(settings: ServerSettings) -> Result<AppState, super::run::ServerError> {
-        use super::run::ServerError;
+    pub async fn open(settings: ServerSettings) -> Result<AppState, ServerError> {
         let dir = settings.data_dir.clone();
         let err = |message: String| ServerError::DataDir {
             path: dir.display().to_string(),
@@ -154,22 +152,21 @@ impl AppState {
     /// # Errors
     /// Invalid or unknown tenant, a key of another tenant
     /// (PERMISSION_DENIED), a spent rate budget (RESOURCE_EXHAUSTED).
-    pub fn tenant(&self, name: &str) -> Result<Tenant, ApiError> {
+    pub fn tenant(&self, name: &str) -> Result<Tenant, NodeError> {
         self.ops.authorize(name)?;
         let tenant = self.tenants.get(name, "tenant")?;
         self.ops.charge(tenant.as_str())?;
         Ok(tenant)
     }
 
-    /// A zookie for `revision`.
-    pub fn zookie(&self, revision: Revision) -> pb::Zookie {
-        pb::Zookie {
-            token: self.zookies.encode(revision),
-        }
+    /// The zookie token for `revision` (each front door wraps it in its
+    /// own message type).
+    pub fn zookie(&self, revision: Revision) -> String {
+        self.zookies.encode(revision)
     }
 
     /// Waits (bounded by `max_wait`) until `revision` is applied.
-    async fn wait_for(&self, revision: Revision, field: &str) -> Result<(), ApiError> {
+    async fn wait_for(&self, revision: Revision, field: &'static str) -> Result<(), NodeError> {
         if self.store.applied_revision() >= revision {
             return Ok(());
         }
@@ -180,12 +177,12 @@ impl AppState {
         .await;
         match reached {
             Ok(true) => Ok(()),
-            _ => Err(ApiError::Unavailable(format!(
-                "`{field}` names revision {} but this node has applied only {} after waiting {:?}; retry later",
-                revision.0,
-                self.store.applied_revision().0,
-                self.settings.max_wait
-            ))),
+            _ => Err(NodeError::RevisionNotApplied {
+                field,
+                wanted: revision,
+                applied: self.store.applied_revision(),
+                waited: self.settings.max_wait,
+            }),
         }
     }
 
@@ -194,7 +191,7 @@ impl AppState {
     /// # Errors
     /// Revisions not applied within the wait bound (UNAVAILABLE),
     /// garbage-collected revisions (FAILED_PRECONDITION).
-    pub async fn read_revision(&self, consistency: Consistency) -> Result<Revision, ApiError> {
+    pub async fn read_revision(&self, consistency: Consistency) -> Result<Revision, NodeError> {
         match consistency {
             Consistency::MinimizeLatency => {
                 let now = Instant::now();
@@ -247,10 +244,11 @@ impl AppState {
                     .await?;
                 let floor = self.store.gc_floor();
                 if wanted < floor {
-                    return Err(ApiError::FailedPrecondition(format!(
-                        "`consistency.at_exact_snapshot` names revision {}, which was garbage-collected (oldest readable: {})",
-                        wanted.0, floor.0
-                    )));
+                    return Err(NodeError::RevisionCompacted {
+                        field: "consistency.at_exact_snapshot",
+                        wanted,
+                        floor,
+                    });
                 }
                 Ok(wanted)
             }
@@ -274,18 +272,18 @@ impl AppState {
         &self,
         tenant: &Tenant,
         revision: Revision,
-    ) -> Result<Arc<SchemaEngine>, ApiError> {
+    ) -> Result<Arc<SchemaEngine>, NodeError> {
         let stored = self
             .store
             .schema_at_shared(tenant, revision)?
-            .ok_or_else(|| ApiError::NoSchema(tenant.as_str().to_string()))?;
+            .ok_or_else(|| NodeError::NoSchema(tenant.as_str().to_string()))?;
         let key = (tenant.as_str().to_string(), stored.revision.0);
         if let Some(found) = self.engines.lock().get(&key).cloned() {
             return Ok(found);
         }
         let stored = StoredSchema::clone(&stored);
         let compiled = schema::compile(&stored.record.text, &SchemaLimits::default())
-            .map_err(|e| ApiError::Internal(format!("stored schema does not compile: {e}")))?;
+            .map_err(|e| NodeError::Internal(format!("stored schema does not compile: {e}")))?;
         let engine = Engine::new(
             Arc::new(compiled.schema),
             EngineConfig {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use verdict_storage::Tenant;
 
-use crate::api::error::ApiError;
+use super::error::NodeError;
 
 /// The tenants of this node; `default` always exists.
 #[derive(Debug)]
@@ -21,17 +21,17 @@ impl TenantRegistry {
     ///
     /// # Errors
     /// An unreadable or malformed file.
-    pub fn open(path: PathBuf) -> Result<Self, ApiError> {
+    pub fn open(path: PathBuf) -> Result<Self, NodeError> {
         let mut names: BTreeSet<String> = match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                ApiError::Internal(format!(
+                NodeError::Internal(format!(
                     "tenant registry `{}` is corrupt: {e}",
                     path.display()
                 ))
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
             Err(e) => {
-                return Err(ApiError::Internal(format!(
+                return Err(NodeError::Internal(format!(
                     "cannot read `{}`: {e}",
                     path.display()
                 )))
@@ -46,29 +46,30 @@ impl TenantRegistry {
         Ok(registry)
     }
 
-    fn persist(&self) -> Result<(), ApiError> {
+    fn persist(&self) -> Result<(), NodeError> {
         let json = serde_json::to_vec_pretty(&*self.names.read())
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        verdict_storage::durable_file::write_atomic(&self.path, &json)
-            .map_err(|e| ApiError::Internal(format!("cannot write `{}`: {e}", self.path.display())))
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        verdict_storage::durable_file::write_atomic(&self.path, &json).map_err(|e| {
+            NodeError::Internal(format!("cannot write `{}`: {e}", self.path.display()))
+        })
     }
 
     /// The tenant named `name` (`""` = `default`), if it exists.
     ///
     /// # Errors
     /// An invalid name (INVALID_ARGUMENT naming `field`) or an unknown tenant.
-    pub fn get(&self, name: &str, field: &str) -> Result<Tenant, ApiError> {
+    pub fn get(&self, name: &str, field: &str) -> Result<Tenant, NodeError> {
         let name = if name.is_empty() {
             Tenant::default_tenant().as_str().to_string()
         } else {
             name.to_string()
         };
-        let tenant = Tenant::new(&name).map_err(|e| ApiError::invalid(field, e))?;
+        let tenant = Tenant::new(&name).map_err(|e| NodeError::invalid(field, e))?;
         let exists = self.names.read().contains(tenant.as_str());
         if exists {
             Ok(tenant)
         } else {
-            Err(ApiError::TenantNotFound(name))
+            Err(NodeError::TenantNotFound(name))
         }
     }
 
@@ -76,12 +77,12 @@ impl TenantRegistry {
     ///
     /// # Errors
     /// An invalid name, an existing tenant, or a failed write.
-    pub fn create(&self, name: &str) -> Result<Tenant, ApiError> {
-        let tenant = Tenant::new(name).map_err(|e| ApiError::invalid("name", e))?;
+    pub fn create(&self, name: &str) -> Result<Tenant, NodeError> {
+        let tenant = Tenant::new(name).map_err(|e| NodeError::invalid("name", e))?;
         {
             let mut names = self.names.write();
             if !names.insert(tenant.as_str().to_string()) {
-                return Err(ApiError::AlreadyExists(format!(
+                return Err(NodeError::AlreadyExists(format!(
                     "tenant `{name}` already exists"
                 )));
             }
@@ -94,16 +95,16 @@ impl TenantRegistry {
     ///
     /// # Errors
     /// The default tenant, an unknown tenant, or a failed write.
-    pub fn remove(&self, name: &str) -> Result<(), ApiError> {
+    pub fn remove(&self, name: &str) -> Result<(), NodeError> {
         if name == Tenant::default_tenant().as_str() {
-            return Err(ApiError::FailedPrecondition(
+            return Err(NodeError::FailedPrecondition(
                 "the default tenant cannot be deleted".into(),
             ));
         }
         {
             let mut names = self.names.write();
             if !names.remove(name) {
-                return Err(ApiError::TenantNotFound(name.to_string()));
+                return Err(NodeError::TenantNotFound(name.to_string()));
             }
         }
         self.persist()
@@ -163,23 +164,23 @@ mod tests {
         let r = TenantRegistry::open(path.clone()).unwrap();
         assert_eq!(r.list(), vec!["default"]);
         r.create("acme").unwrap();
-        assert!(matches!(r.create("acme"), Err(ApiError::AlreadyExists(_))));
+        assert!(matches!(r.create("acme"), Err(NodeError::AlreadyExists(_))));
         assert!(matches!(
             r.create("Bad Name"),
-            Err(ApiError::InvalidArgument { .. })
+            Err(NodeError::InvalidArgument { .. })
         ));
         let reopened = TenantRegistry::open(path).unwrap();
         assert_eq!(reopened.list(), vec!["acme", "default"]);
         assert!(reopened.get("acme", "tenant").is_ok());
         assert!(matches!(
             reopened.get("nope", "tenant"),
-            Err(ApiError::TenantNotFound(_))
+            Err(NodeError::TenantNotFound(_))
         ));
         assert!(reopened.remove("default").is_err());
         reopened.remove("acme").unwrap();
         assert!(matches!(
             reopened.get("acme", "tenant"),
-            Err(ApiError::TenantNotFound(_))
+            Err(NodeError::TenantNotFound(_))
         ));
     }
 }

@@ -40,6 +40,35 @@ fn expect<T: std::fmt::Debug>(
     }
 }
 
+/// Like [`expect`], and the status details carry a `google.rpc.ErrorInfo`
+/// with the stable `reason` in the `verdict.dev` domain (and, when given,
+/// the metadata `key` = `value`).
+fn expect_reason<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, tonic::Status>,
+    code: Code,
+    reason: &str,
+    metadata: Option<(&str, &str)>,
+) {
+    use tonic_types::StatusExt as _;
+    let e = result.expect_err(what);
+    assert_eq!(e.code(), code, "{what}: {e:?}");
+    let details = e.get_error_details();
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("{what}: no ErrorInfo in {e:?}"));
+    assert_eq!(info.reason, reason, "{what}: {e:?}");
+    assert_eq!(info.domain, "verdict.dev", "{what}");
+    if let Some((key, value)) = metadata {
+        assert_eq!(
+            info.metadata.get(key).map(String::as_str),
+            Some(value),
+            "{what}: {:?}",
+            info.metadata
+        );
+    }
+}
+
 /// A client asking a known question every 20 ms until stopped; counts
 /// answers, wrong answers/errors, and the slowest answer.
 struct Healthy {
@@ -151,6 +180,16 @@ fn hostile_requests_get_their_status_and_healthy_clients_keep_going() {
             Code::InvalidArgument,
             "resource",
         );
+        // The same refusal, as a program sees it: a stable reason code.
+        let mut missing = check_request("", "d", "u");
+        missing.resource = None;
+        expect_reason(
+            "check without resource",
+            c.perm.check(missing).await,
+            Code::InvalidArgument,
+            "VERDICT_INVALID_ARGUMENT",
+            Some(("field", "resource")),
+        );
         let mut empty = check_request("", "d", "u");
         empty.permission.clear();
         expect(
@@ -185,6 +224,35 @@ fn hostile_requests_get_their_status_and_healthy_clients_keep_going() {
             Code::NotFound,
             "nosuch",
         );
+        expect_reason(
+            "check of an unknown tenant",
+            c.perm.check(check_request("nosuch", "d", "u")).await,
+            Code::NotFound,
+            "VERDICT_TENANT_NOT_FOUND",
+            Some(("tenant", "nosuch")),
+        );
+        let mut unknown = check_request("", "d", "u");
+        unknown.resource = Some(obj("nosuchtype", "x"));
+        expect_reason(
+            "check of an unknown type",
+            c.perm.check(unknown).await,
+            Code::InvalidArgument,
+            "VERDICT_UNKNOWN_TYPE",
+            Some(("object_type", "nosuchtype")),
+        );
+        let mut bad_zookie = check_request("", "d", "u");
+        bad_zookie.consistency = Some(pb::Consistency {
+            requirement: Some(pb::consistency::Requirement::AtLeastAsFresh(pb::Zookie {
+                token: "garbage!".into(),
+            })),
+        });
+        expect_reason(
+            "check with a forged zookie",
+            c.perm.check(bad_zookie).await,
+            Code::InvalidArgument,
+            "VERDICT_INVALID_ZOOKIE",
+            Some(("field", "consistency.at_least_as_fresh")),
+        );
         let mut bad_id = check_request("", "d", "u");
         bad_id.resource = Some(obj("document", &"x".repeat(100_000)));
         expect(
@@ -201,6 +269,15 @@ fn hostile_requests_get_their_status_and_healthy_clients_keep_going() {
             c.perm.check(huge).await,
             Code::InvalidArgument,
             "--max-message-bytes",
+        );
+        let mut huge = check_request("", "d", "u");
+        huge.permission = "p".repeat(2 << 20);
+        expect_reason(
+            "oversized check",
+            c.perm.check(huge).await,
+            Code::InvalidArgument,
+            "VERDICT_MESSAGE_TOO_LARGE",
+            None,
         );
         // Context nested past the decoder's recursion limit.
         let mut deep = check_request("", "d", "u");

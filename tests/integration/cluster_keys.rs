@@ -45,7 +45,7 @@ async fn raft_status(via: &Node) -> serde_json::Value {
         .call(Rpc::Admin, data, Duration::from_secs(5))
         .await
         .expect("status");
-    serde_json::from_slice::<Result<serde_json::Value, String>>(&reply)
+    serde_json::from_slice::<Result<serde_json::Value, verdict::server::error::PeerError>>(&reply)
         .expect("decode")
         .expect("status answered")
 }

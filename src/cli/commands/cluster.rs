@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+use crate::server::error::PeerError;
 use crate::server::raft_commit::AdminRequest;
 use crate::server::raft_net::{PeerClient, Rpc};
 
@@ -73,7 +74,9 @@ async fn admin(
         .call(Rpc::Admin, data, timeout)
         .await
         .map_err(|s| format!("{addr}: {:?}: {}", s.code(), s.message()))?;
-    serde_json::from_slice::<Result<Value, String>>(&reply).map_err(|e| e.to_string())?
+    serde_json::from_slice::<Result<Value, PeerError>>(&reply)
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.message)
 }
 
 /// The cluster status seen from `conn`, with each member's own applied index.

@@ -1,65 +1,25 @@
-//! Starting and stopping the server: open the store, bind both ports,
-//! serve until shutdown, drain in-flight requests, flush, exit.
+//! Process start-up (`verdict serve`), above both layers: open the node
+//! ([`AppState`]), bind the gRPC, HTTP and Raft ports with the front doors'
+//! routers, serve until shutdown, drain in-flight requests, flush, exit.
+//!
+//! ```text
+//! serve (this module) ──▶ api (front doors, transport) ──▶ server (the node)
+//!        └──────────────────────────────────────────────▶ server
+//! ```
+
+mod raft;
 
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
 
-use super::config::ServerSettings;
-use super::state::AppState;
 use crate::api;
+use crate::server::config::ServerSettings;
+pub use crate::server::error::ServerError;
+use crate::server::state::AppState;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt as _;
-
-/// Why the server could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// The data directory could not be prepared.
-    #[error("data directory `{path}`: {message}")]
-    DataDir {
-        /// The directory.
-        path: String,
-        /// What failed.
-        message: String,
-    },
-    /// A port could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The gRPC server failed.
-    #[error("gRPC server: {0}")]
-    Grpc(String),
-    /// The settings do not allow starting (no auth mode chosen, bad TLS files).
-    #[error("{0}")]
-    Config(String),
-}
-
-pub(crate) fn cluster_id(dir: &std::path::Path) -> Result<u64, ServerError> {
-    let path = dir.join("cluster-id");
-    let err = |message: String| ServerError::DataDir {
-        path: dir.display().to_string(),
-        message,
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map_err(|_| err(format!("`{}` is corrupt", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id: u64 = rand::random();
-            std::fs::write(&path, id.to_string()).map_err(|e| err(e.to_string()))?;
-            Ok(id)
-        }
-        Err(e) => Err(err(e.to_string())),
-    }
-}
 
 /// Runs a single node until `shutdown` resolves.
 ///
@@ -85,7 +45,9 @@ pub async fn run(
         ));
     }
     let http_tls = match &settings.ops.tls {
-        Some((cert, key)) => Some(super::tls::acceptor(cert, key).map_err(ServerError::Config)?),
+        Some((cert, key)) => {
+            Some(crate::server::tls::acceptor(cert, key).map_err(ServerError::Config)?)
+        }
         None => None,
     };
     let state = AppState::open(settings.clone()).await?;
@@ -114,7 +76,7 @@ pub async fn run(
             addr: settings.http_addr,
             source,
         })?;
-    let raft_service = super::raft_run::serve_internal(&state, &settings).await?;
+    let raft_service = raft::serve_internal(&state, &settings).await?;
     let grpc_addr = grpc.local_addr().unwrap_or(settings.grpc_addr);
     let http_addr = http.local_addr().unwrap_or(settings.http_addr);
 
@@ -126,12 +88,13 @@ pub async fn run(
     };
     let http_task = match http_tls {
         Some(acceptor) => {
-            let listener = super::tls::TlsListener::new(http, acceptor).map_err(|source| {
-                ServerError::Bind {
-                    addr: http_addr,
-                    source,
-                }
-            })?;
+            let listener =
+                crate::server::tls::TlsListener::new(http, acceptor).map_err(|source| {
+                    ServerError::Bind {
+                        addr: http_addr,
+                        source,
+                    }
+                })?;
             let server = axum::serve(listener, router).with_graceful_shutdown(stopped);
             tokio::spawn(async move { server.await })
         }
@@ -156,7 +119,7 @@ pub async fn run(
         });
     let grpc_task = tokio::spawn(grpc_server);
 
-    super::raft_run::settle(&state, &settings).await?;
+    raft::settle(&state, &settings).await?;
     tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), "verdict serving");
     println!("grpc listening on {grpc_addr}");
     println!("http listening on {http_addr}");
@@ -183,7 +146,7 @@ pub async fn run(
         ),
     }
     // Stop Raft and GC, then drop the last reference: RocksDB closes cleanly.
-    super::raft_run::stop(&state, raft_service).await;
+    raft::stop(&state, raft_service).await;
     drop(gc);
     drop(state);
     tracing::info!("stopped");

@@ -1,15 +1,16 @@
 //! The one layer in front of every gRPC service: request ids, API key
 //! authentication, admin-only services, load shedding, the server-side
 //! deadline and request metrics. The authenticated caller travels with the
-//! request as a task-local [`RequestContext`] that [`OpsState::admit`]
-//! consults for tenant scope.
+//! request as the node's task-local [`RequestContext`], which
+//! [`OpsState::authorize`] consults for tenant scope. The statuses it answers
+//! come from [`NodeError`]s through the one mapping in [`super::error`].
 //!
-//! [`OpsState::admit`]: super::ops::OpsState::admit
+//! [`OpsState::authorize`]: crate::server::ops::OpsState::authorize
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -19,13 +20,12 @@ use tonic::body::Body;
 use tonic::Status;
 use tracing::Instrument as _;
 
-use super::keys::{constant_time_eq, sha256_hex};
-use super::metrics::RequestMetrics;
-use super::state::AppState;
-
-tokio::task_local! {
-    static REQUEST: Arc<RequestContext>;
-}
+use super::error::status;
+use crate::server::error::NodeError;
+use crate::server::keys::{constant_time_eq, sha256_hex};
+use crate::server::metrics::RequestMetrics;
+pub use crate::server::request_context::{current, Principal, RequestContext};
+use crate::server::state::AppState;
 
 /// Metadata carrying the request id (accepted from the client, else
 /// generated; echoed in the response).
@@ -35,58 +35,6 @@ pub const KEY_ID: &str = "x-verdict-key-id";
 
 /// Services only the admin key may call.
 const ADMIN_SERVICES: [&str; 2] = ["/verdict.v1.TenantService/", "/verdict.v1.KeyService/"];
-
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// The admin key: every tenant and the admin services.
-    Admin,
-    /// A tenant key: that tenant only.
-    Tenant {
-        /// The key id.
-        key_id: String,
-        /// The tenant it is scoped to.
-        tenant: String,
-    },
-    /// No authentication (`--insecure-no-auth`).
-    Anonymous,
-}
-
-/// The authenticated caller of one request.
-#[derive(Debug)]
-pub struct RequestContext {
-    /// The request id.
-    pub request_id: String,
-    /// Who is calling.
-    pub principal: Principal,
-    tenant: OnceLock<String>,
-}
-
-impl RequestContext {
-    /// The key id services see (`admin`, `anonymous` or a tenant key id).
-    pub fn key_id(&self) -> &str {
-        match &self.principal {
-            Principal::Admin => "admin",
-            Principal::Tenant { key_id, .. } => key_id,
-            Principal::Anonymous => "anonymous",
-        }
-    }
-
-    /// Records the tenant the request was admitted to (first one wins).
-    pub fn set_tenant(&self, tenant: &str) {
-        let _ = self.tenant.set(tenant.to_string());
-    }
-
-    /// The tenant the request was admitted to, if any yet.
-    pub fn tenant(&self) -> Option<&str> {
-        self.tenant.get().map(String::as_str)
-    }
-}
-
-/// The context of the request being served on this task, if any.
-pub fn current() -> Option<Arc<RequestContext>> {
-    REQUEST.try_with(Arc::clone).ok()
-}
 
 /// What the layer shares across requests.
 #[derive(Debug)]
@@ -133,14 +81,14 @@ pub struct GuardService<S> {
     guard: Arc<Guard>,
 }
 
-fn unauthenticated(reason: &str) -> Status {
-    Status::unauthenticated(format!(
+fn unauthenticated(reason: &str) -> NodeError {
+    NodeError::Unauthenticated(format!(
         "{reason}; send `authorization: Bearer <key>` metadata (the admin key or a tenant key)"
     ))
 }
 
 impl Guard {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Status> {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, NodeError> {
         let Some(admin_hash) = &self.admin_hash else {
             return Ok(Principal::Anonymous);
         };
@@ -202,18 +150,14 @@ fn rewrite_decode_errors(response: Response<Body>, limit: usize) -> Response<Bod
     }
     match Status::from_header_map(response.headers()) {
         Some(s) if s.message().contains("decoded message length too large") => {
-            Status::invalid_argument(format!(
-                "request message too large: {}; the limit is {limit} bytes (--max-message-bytes)",
-                s.message()
-            ))
+            status(NodeError::MessageTooLarge {
+                detail: s.message().to_string(),
+                limit,
+            })
             .into_http()
         }
         Some(s) if s.message().starts_with("failed to decode Protobuf message") => {
-            Status::invalid_argument(format!(
-                "request message could not be decoded: {}",
-                s.message()
-            ))
-            .into_http()
+            status(NodeError::Undecodable(s.message().to_string())).into_http()
         }
         _ => response,
     }
@@ -312,22 +256,20 @@ where
             } else {
                 match guard.authenticate(req.headers()) {
                     Ok(p) => p,
-                    Err(status) => return Ok(finish(status.into_http(), "")),
+                    Err(e) => return Ok(finish(status(e).into_http(), "")),
                 }
             };
             if let Principal::Tenant { key_id, tenant } = &principal {
                 if ADMIN_SERVICES.iter().any(|s| method.starts_with(s)) {
-                    let status = Status::permission_denied(format!(
-                        "key `{key_id}` of tenant `{tenant}` may not call `{method}`: it needs the admin key"
-                    ));
-                    return Ok(finish(status.into_http(), tenant));
+                    let denied = status(NodeError::AdminOnly {
+                        key_id: key_id.clone(),
+                        tenant: tenant.clone(),
+                        method: method.clone(),
+                    });
+                    return Ok(finish(denied.into_http(), tenant));
                 }
             }
-            let context = Arc::new(RequestContext {
-                request_id: request_id.clone(),
-                principal,
-                tenant: OnceLock::new(),
-            });
+            let context = Arc::new(RequestContext::new(request_id.clone(), principal));
             let headers = req.headers_mut();
             headers.remove(KEY_ID);
             if let Ok(v) = HeaderValue::from_str(context.key_id()) {
@@ -341,11 +283,10 @@ where
                     Ok(p) => Some(p),
                     Err(_) => {
                         guard.metrics().shed.fetch_add(1, Ordering::Relaxed);
-                        let status = Status::unavailable(format!(
-                            "server overloaded: {} requests already in flight (--max-concurrent-requests); retry with backoff",
-                            ops.max_concurrent_requests
-                        ));
-                        return Ok(finish(status.into_http(), ""));
+                        let shed = status(NodeError::Overloaded {
+                            limit: ops.max_concurrent_requests,
+                        });
+                        return Ok(finish(shed.into_http(), ""));
                     }
                 }
             };
@@ -356,9 +297,10 @@ where
                 request_id = %request_id,
                 key_id = %context.key_id()
             );
-            let served = REQUEST
-                .scope(context.clone(), async move { inner.call(req).await })
-                .instrument(span);
+            let served = crate::server::request_context::scope(context.clone(), async move {
+                inner.call(req).await
+            })
+            .instrument(span);
             // A client-streaming import runs as long as its upload; every
             // other request answers (or starts its stream) within the deadline.
             let result = if method.ends_with("/ImportRelationships") {
@@ -372,10 +314,9 @@ where
             let response = match result {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) => return Err(e),
-                Err(_) => Status::deadline_exceeded(format!(
-                    "the request did not finish within the server deadline of {:?} (--request-timeout)",
-                    ops.request_timeout
-                ))
+                Err(_) => status(NodeError::DeadlineExceeded {
+                    timeout: ops.request_timeout,
+                })
                 .into_http(),
             };
             let mut response = rewrite_decode_errors(response, ops.max_message_bytes);
@@ -406,7 +347,7 @@ mod tests {
     const ADMIN: &str = "unit-admin-key-0123456789";
 
     async fn state(dir: &std::path::Path) -> Arc<AppState> {
-        let mut settings = super::super::config::ServerSettings::for_data_dir(dir);
+        let mut settings = crate::server::config::ServerSettings::for_data_dir(dir);
         settings.insecure_no_auth = false;
         settings.ops.admin_key = Some(ADMIN.into());
         Arc::new(AppState::open(settings).await.unwrap())
@@ -528,7 +469,7 @@ mod tests {
         let state = state(dir.path()).await;
         assert!(matches!(
             state.tenant(""),
-            Err(crate::api::error::ApiError::PermissionDenied(_))
+            Err(NodeError::PermissionDenied(_))
         ));
     }
 }

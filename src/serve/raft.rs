@@ -9,11 +9,12 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt as _;
 
-use super::config::ServerSettings;
-use super::raft_commit::AdminRequest;
-use super::raft_net::{pb, InternalService, PeerClient, Rpc};
-use super::run::ServerError;
-use super::state::AppState;
+use crate::api::raft_service::InternalService;
+use crate::server::config::ServerSettings;
+use crate::server::error::{PeerError, ServerError};
+use crate::server::raft_commit::AdminRequest;
+use crate::server::raft_net::{pb, PeerClient, Rpc};
+use crate::server::state::AppState;
 
 /// Reset-but-unaccepted h2 streams tolerated per connection on the Raft port.
 const PENDING_ACCEPT_RESET_STREAMS: usize = 1024;
@@ -107,9 +108,9 @@ pub(crate) async fn settle(state: &AppState, settings: &ServerSettings) -> Resul
                     .await
                 {
                     Ok(reply) => {
-                        serde_json::from_slice::<Result<serde_json::Value, String>>(&reply)
+                        serde_json::from_slice::<Result<serde_json::Value, PeerError>>(&reply)
                             .map_err(|e| e.to_string())
-                            .and_then(|r| r)
+                            .and_then(|r| r.map_err(|e| e.message))
                     }
                     Err(s) => Err(s.message().to_string()),
                 };
