@@ -14,6 +14,7 @@ mod conformance;
 mod engine_reference;
 mod group_index;
 mod group_index_cluster;
+mod layers;
 mod migration_e2e;
 mod ops;
 mod ops_overhead;
