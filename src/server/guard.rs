@@ -140,7 +140,18 @@ fn unauthenticated(reason: &str) -> Status {
 }
 
 impl Guard {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Status> {
+    fn authenticate(&self, method: &str, headers: &HeaderMap) -> Result<Principal, Status> {
+        // SpiceDB's rules (`authzed.api.v1`, and every service when only
+        // `--grpc-preshared-key` enables authentication).
+        let preshared_only =
+            self.admin_hash.is_none() && !self.state.settings.ops.grpc_preshared_keys.is_empty();
+        if preshared_only || method.starts_with(crate::api::spicedb::auth::SERVICE_PREFIX) {
+            return crate::api::spicedb::auth::authenticate(
+                &self.state,
+                self.admin_hash.as_deref(),
+                headers,
+            );
+        }
         let Some(admin_hash) = &self.admin_hash else {
             return Ok(Principal::Anonymous);
         };
@@ -310,7 +321,7 @@ where
             let principal = if exempt {
                 Principal::Anonymous
             } else {
-                match guard.authenticate(req.headers()) {
+                match guard.authenticate(&method, req.headers()) {
                     Ok(p) => p,
                     Err(status) => return Ok(finish(status.into_http(), "")),
                 }
@@ -361,7 +372,9 @@ where
                 .instrument(span);
             // A client-streaming import runs as long as its upload; every
             // other request answers (or starts its stream) within the deadline.
-            let result = if method.ends_with("/ImportRelationships") {
+            let result = if method.ends_with("/ImportRelationships")
+                || method.ends_with("/ImportBulkRelationships")
+            {
                 Ok(served.await)
             } else {
                 tokio::time::timeout(ops.request_timeout, served).await
