@@ -81,8 +81,15 @@ fn compile_authzed() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     let mut fds = config.load_fds(&protos, &[root, include])?;
-    fds.file
-        .retain(|f| matches!(f.package(), "authzed.api.v1" | "google.rpc"));
+    // The well-known types stay (prost maps them to prost-types and needs
+    // their descriptors to derive traits); validate, buf.validate,
+    // google.api and the OpenAPI options go.
+    fds.file.retain(|f| {
+        matches!(
+            f.package(),
+            "authzed.api.v1" | "google.rpc" | "google.protobuf"
+        )
+    });
     tonic_prost_build::configure()
         .build_client(true)
         .compile_fds_with_config(fds, config)?;
