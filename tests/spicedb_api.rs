@@ -222,7 +222,9 @@ async fn core_rpcs_answer_as_spicedb_does() {
         .read_relationships(pb::ReadRelationshipsRequest {
             consistency: full(),
             relationship_filter: Some(filter),
-            optional_limit: 0,
+            // The same request as the first page but for the cursor
+            // (another limit would be INVALID_CURSOR, as in SpiceDB).
+            optional_limit: 1,
             optional_cursor: page[0].after_result_cursor.clone(),
         })
         .await
