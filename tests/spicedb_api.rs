@@ -15,11 +15,11 @@ mod support;
 
 use prost::Message as _;
 use support::{Server, ADMIN};
+use tokio_stream::StreamExt as _;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::Code;
-use tokio_stream::StreamExt as _;
 use verdict::api::spicedb::pb;
 
 const SCHEMA: &str = "definition user {}
@@ -159,8 +159,14 @@ async fn core_rpcs_answer_as_spicedb_does() {
         .into_inner();
     assert!(written.written_at.is_some());
     use pb::check_permission_response::Permissionship as P;
-    assert_eq!(check(&mut s, "doc:1", "view", "user:alice").await, P::HasPermission as i32);
-    assert_eq!(check(&mut s, "doc:1", "view", "user:mallory").await, P::NoPermission as i32);
+    assert_eq!(
+        check(&mut s, "doc:1", "view", "user:alice").await,
+        P::HasPermission as i32
+    );
+    assert_eq!(
+        check(&mut s, "doc:1", "view", "user:mallory").await,
+        P::NoPermission as i32
+    );
 
     // Unknown permission: FAILED_PRECONDITION with its ErrorInfo.
     let err = s
@@ -239,7 +245,14 @@ async fn core_rpcs_answer_as_spicedb_does() {
         .chain(&rest)
         .map(|r| {
             let rel = r.relationship.as_ref().unwrap();
-            rel.subject.as_ref().unwrap().object.as_ref().unwrap().object_id.clone()
+            rel.subject
+                .as_ref()
+                .unwrap()
+                .object
+                .as_ref()
+                .unwrap()
+                .object_id
+                .clone()
         })
         .collect();
     assert_eq!(subjects, ["alice", "mallory"]);

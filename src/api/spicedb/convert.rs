@@ -88,7 +88,9 @@ pub fn validate_relation(field: &str, s: &str, optional: bool) -> SpiceResult<()
 /// Checks a caveat name against [`CAVEAT_PATTERN`].
 pub fn validate_caveat_name(field: &str, s: &str) -> SpiceResult<()> {
     let b = s.as_bytes();
-    let ok = b.first().is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    let ok = b
+        .first()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
         && b.len() <= 128
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || b"/_|-".contains(c));
@@ -264,7 +266,10 @@ pub fn filter_text(f: &pb::RelationshipFilter) -> String {
         }
         format!("optional_subject_filter:{{{}}}", inner.join(" "))
     });
-    field("optional_resource_id_prefix", &f.optional_resource_id_prefix);
+    field(
+        "optional_resource_id_prefix",
+        &f.optional_resource_id_prefix,
+    );
     if let Some(s) = subject {
         parts.push(s);
     }

@@ -22,10 +22,10 @@ use verdict_storage::{
 
 use super::auth;
 use super::convert::{
-    check_permissionship, consistency_from_pb, filter_against_schema, filter_from_pb,
-    filter_text, lookup_permissionship, object_from_pb, object_to_pb, precondition_from_pb,
-    refuse_wildcard, relationship_from_pb, relationship_key, relationship_to_pb, struct_to_json,
-    subject_from_pb, subject_to_pb, validate_relation, validate_type, zedtoken,
+    check_permissionship, consistency_from_pb, filter_against_schema, filter_from_pb, filter_text,
+    lookup_permissionship, object_from_pb, object_to_pb, precondition_from_pb, refuse_wildcard,
+    relationship_from_pb, relationship_key, relationship_to_pb, struct_to_json, subject_from_pb,
+    subject_to_pb, validate_relation, validate_type, zedtoken,
 };
 use super::cursor;
 use super::error::{SpiceError, SpiceResult};
@@ -83,12 +83,10 @@ impl PermissionsApi {
         revision: Revision,
         definition: &str,
     ) -> SpiceResult<Arc<SchemaEngine>> {
-        self.state
-            .engine_at(tenant, revision)
-            .map_err(|e| match e {
-                ApiError::NoSchema(_) => SpiceError::unknown_definition(definition),
-                other => other.into(),
-            })
+        self.state.engine_at(tenant, revision).map_err(|e| match e {
+            ApiError::NoSchema(_) => SpiceError::unknown_definition(definition),
+            other => other.into(),
+        })
     }
 
     /// Tenant, revision and engine for a read.
@@ -183,7 +181,11 @@ fn subject_type_text(t: &Tuple) -> String {
         s.push_str(&c.name);
     }
     if t.expiration.is_some() {
-        s.push_str(if t.caveat.is_some() { " and " } else { " with " });
+        s.push_str(if t.caveat.is_some() {
+            " and "
+        } else {
+            " with "
+        });
         s.push_str("expiration");
     }
     s
@@ -195,7 +197,9 @@ fn subject_type_text(t: &Tuple) -> String {
 fn validate_for_write(schema: &SchemaEngine, t: &Tuple) -> SpiceResult<()> {
     let ir: &Schema = schema.engine.schema();
     if ir.definition_named(&t.subject.object.object_type).is_none() {
-        return Err(SpiceError::unknown_definition(&t.subject.object.object_type));
+        return Err(SpiceError::unknown_definition(
+            &t.subject.object.object_type,
+        ));
     }
     validate_against_schema(ir, t).map_err(|e| match e {
         RelationshipError::SubjectNotAllowed {
@@ -255,7 +259,10 @@ fn precondition_error(p: &pb::Precondition) -> SpiceError {
     for (k, v) in [
         ("precondition_resource_type", &f.resource_type),
         ("precondition_resource_id", &f.optional_resource_id),
-        ("precondition_resource_id_prefix", &f.optional_resource_id_prefix),
+        (
+            "precondition_resource_id_prefix",
+            &f.optional_resource_id_prefix,
+        ),
         ("precondition_relation", &f.optional_relation),
         ("precondition_subject_type", &subject.subject_type),
         ("precondition_subject_id", &subject.optional_subject_id),
@@ -279,10 +286,7 @@ fn precondition_error(p: &pb::Precondition) -> SpiceError {
 fn commit_error(e: ApiError, preconditions: &[pb::Precondition]) -> SpiceError {
     match &e {
         ApiError::AlreadyExists(m) => {
-            let tuple = m
-                .split('`')
-                .nth(1)
-                .and_then(|text| Tuple::parse(text).ok());
+            let tuple = m.split('`').nth(1).and_then(|text| Tuple::parse(text).ok());
             match tuple {
                 Some(t) => recreate_error(&t),
                 None => SpiceError::plain(Code::AlreadyExists, m.clone()),
@@ -454,10 +458,15 @@ fn finish_stream<T>(
 
 /// Spawns `produce` on the blocking pool and answers with its stream once
 /// the first page is ready (or its error).
-async fn start_stream<T, F>(produce: F) -> Result<Response<ReceiverStream<Result<T, Status>>>, Status>
+async fn start_stream<T, F>(
+    produce: F,
+) -> Result<Response<ReceiverStream<Result<T, Status>>>, Status>
 where
     T: Send + 'static,
-    F: FnOnce(&mpsc::Sender<Result<T, Status>>, &mut Option<oneshot::Sender<SpiceResult<()>>>) -> SpiceResult<()>
+    F: FnOnce(
+            &mpsc::Sender<Result<T, Status>>,
+            &mut Option<oneshot::Sender<SpiceResult<()>>>,
+        ) -> SpiceResult<()>
         + Send
         + 'static,
 {
@@ -471,7 +480,9 @@ where
     match ready_rx.await {
         Ok(Ok(())) => Ok(Response::new(ReceiverStream::new(rx))),
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(SpiceError::plain(Code::Internal, "stream task ended without an answer").into()),
+        Err(_) => {
+            Err(SpiceError::plain(Code::Internal, "stream task ended without an answer").into())
+        }
     }
 }
 
@@ -537,7 +548,9 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
             mark_ready(ready);
             let mut sent = 0usize;
             while limit.is_none_or(|l| sent < l) {
-                let page = snapshot.scan(&filter, resume.as_ref(), 1).map_err(scan_error)?;
+                let page = snapshot
+                    .scan(&filter, resume.as_ref(), 1)
+                    .map_err(scan_error)?;
                 let Some(tuple) = page.tuples.into_iter().next() else {
                     break;
                 };
@@ -596,7 +609,10 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
                     req.optional_preconditions.len()
                 ),
                 &[
-                    ("precondition_count", &req.optional_preconditions.len().to_string()),
+                    (
+                        "precondition_count",
+                        &req.optional_preconditions.len().to_string(),
+                    ),
                     ("maximum_preconditions_allowed", &MAX_UPDATES.to_string()),
                 ],
             )
@@ -615,8 +631,10 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
                 }
                 Ok(op) => op,
             };
-            let tuple =
-                relationship_from_pb(update.relationship.as_ref(), &format!("updates[{i}].relationship"))?;
+            let tuple = relationship_from_pb(
+                update.relationship.as_ref(),
+                &format!("updates[{i}].relationship"),
+            )?;
             let key = relationship_key(&tuple);
             if !seen.insert(key.clone()) {
                 return Err(SpiceError::reasoned(
@@ -876,13 +894,12 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
         });
         let position = cursor::decode(req.optional_cursor.as_ref(), hash)?;
         let consistency = read_at(req.consistency.as_ref(), position.as_ref(), &self.state)?;
-        let (tenant, revision, schema) = self
-            .resolve(consistency, &req.resource_object_type)
-            .await?;
+        let (tenant, revision, schema) =
+            self.resolve(consistency, &req.resource_object_type).await?;
         let mut after = match position {
-            Some(p) => Some(
-                String::from_utf8(p.after).map_err(|_| SpiceError::bad_cursor("not text"))?,
-            ),
+            Some(p) => {
+                Some(String::from_utf8(p.after).map_err(|_| SpiceError::bad_cursor("not text"))?)
+            }
             None => None,
         };
         let state = self.state.clone();
@@ -979,8 +996,8 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
         let state = self.state.clone();
         let context = context_from_pb(req.context.as_ref());
         let subject_type = req.subject_object_type.clone();
-        let subject_relation =
-            (!req.optional_subject_relation.is_empty()).then(|| req.optional_subject_relation.clone());
+        let subject_relation = (!req.optional_subject_relation.is_empty())
+            .then(|| req.optional_subject_relation.clone());
         let permission = req.permission.clone();
         let mut subjects = blocking(move || {
             let snapshot = state.store.snapshot(&tenant, revision)?;
@@ -995,8 +1012,7 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
             )?)
         })
         .await?;
-        let exclude_wildcards =
-            req.wildcard_option == WildcardOption::ExcludeWildcards as i32;
+        let exclude_wildcards = req.wildcard_option == WildcardOption::ExcludeWildcards as i32;
         subjects.retain(|s| {
             let wildcard = s.id == verdict_storage::WILDCARD;
             if wildcard {
@@ -1043,9 +1059,7 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
         &self,
         request: Request<Streaming<pb::ImportBulkRelationshipsRequest>>,
     ) -> Result<Response<pb::ImportBulkRelationshipsResponse>, Status> {
-        let batches = request
-            .into_inner()
-            .map(|r| r.map(|r| r.relationships));
+        let batches = request.into_inner().map(|r| r.map(|r| r.relationships));
         let num_loaded = self.import(batches).await?;
         Ok(Response::new(pb::ImportBulkRelationshipsResponse {
             num_loaded,
@@ -1095,7 +1109,9 @@ impl PermissionsApi {
                 .await
                 .map_err(SpiceError::from)?;
         } else {
-            let batch = tuples.into_iter().fold(WriteBatch::new(), WriteBatch::create);
+            let batch = tuples
+                .into_iter()
+                .fold(WriteBatch::new(), WriteBatch::create);
             let committed = match &engine {
                 Some(e) => {
                     self.state
@@ -1137,7 +1153,11 @@ impl PermissionsApi {
         };
         let consistency = read_at(req.consistency.as_ref(), position.as_ref(), &self.state)?;
         let tenant = self.tenant()?;
-        let revision = self.state.read_revision(consistency).await.map_err(SpiceError::from)?;
+        let revision = self
+            .state
+            .read_revision(consistency)
+            .await
+            .map_err(SpiceError::from)?;
         let page_size = if req.optional_limit == 0 {
             EXPORT_PAGE
         } else {

@@ -129,9 +129,15 @@ fn reflect(
             !any_filter
                 || matching.iter().any(|f| {
                     let (mine, other) = if permission {
-                        (&f.optional_permission_name_filter, &f.optional_relation_name_filter)
+                        (
+                            &f.optional_permission_name_filter,
+                            &f.optional_relation_name_filter,
+                        )
                     } else {
-                        (&f.optional_relation_name_filter, &f.optional_permission_name_filter)
+                        (
+                            &f.optional_relation_name_filter,
+                            &f.optional_permission_name_filter,
+                        )
                     };
                     if mine.is_empty() {
                         other.is_empty()
@@ -289,13 +295,16 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
             .read_revision(Consistency::FullyConsistent)
             .await
             .map_err(SpiceError::from)?;
-        let entry = self.state.engine_at(&tenant, revision).map_err(|e| match e {
-            ApiError::NoSchema(_) => SpiceError::plain(
-                Code::NotFound,
-                "no schema has been defined; please call WriteSchema to start",
-            ),
-            other => other.into(),
-        })?;
+        let entry = self
+            .state
+            .engine_at(&tenant, revision)
+            .map_err(|e| match e {
+                ApiError::NoSchema(_) => SpiceError::plain(
+                    Code::NotFound,
+                    "no schema has been defined; please call WriteSchema to start",
+                ),
+                other => other.into(),
+            })?;
         Ok(Response::new(pb::ReadSchemaResponse {
             schema_text: entry.text.clone(),
             read_at: Some(zedtoken(&self.state.zookies, revision)),
@@ -329,13 +338,16 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
             .read_revision(consistency)
             .await
             .map_err(SpiceError::from)?;
-        let entry = self.state.engine_at(&tenant, revision).map_err(|e| match e {
-            ApiError::NoSchema(_) => SpiceError::plain(
-                Code::NotFound,
-                "no schema has been defined; please call WriteSchema to start",
-            ),
-            other => other.into(),
-        })?;
+        let entry = self
+            .state
+            .engine_at(&tenant, revision)
+            .map_err(|e| match e {
+                ApiError::NoSchema(_) => SpiceError::plain(
+                    Code::NotFound,
+                    "no schema has been defined; please call WriteSchema to start",
+                ),
+                other => other.into(),
+            })?;
         let (definitions, caveats) = reflect(entry.engine.schema(), &req.optional_filters);
         Ok(Response::new(pb::ReflectSchemaResponse {
             definitions,
