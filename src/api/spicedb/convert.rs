@@ -494,7 +494,8 @@ mod tests {
     fn names_follow_spicedbs_patterns() {
         assert!(validate_type("t", "doc").is_ok());
         assert!(validate_type("t", "test/user").is_ok());
-        assert!(validate_type("t", "a/b/doc_1").is_ok());
+        assert!(validate_type("t", "abc/def/doc_1").is_ok());
+        assert!(validate_type("t", "a/doc").is_err());
         for bad in ["", "do", "Doc", "doc_", "1doc", "doc/", "/doc", "doc-x"] {
             assert!(validate_type("t", bad).is_err(), "{bad}");
         }
