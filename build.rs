@@ -1,5 +1,6 @@
-//! Compiles the public API (`proto/verdict/v1/*.proto`) with tonic, using
-//! the vendored protoc so a fresh machine needs nothing installed.
+//! Compiles the public API (`proto/verdict/v1/*.proto`) and SpiceDB's
+//! `authzed.api.v1` (vendored unchanged under `proto/vendor/`) with tonic,
+//! using the vendored protoc so a fresh machine needs nothing installed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "server")]
@@ -32,6 +33,65 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &protos,
                 &[std::path::PathBuf::from("proto"), include],
             )?;
+        compile_authzed()?;
     }
+    Ok(())
+}
+
+/// SpiceDB's `authzed.api.v1` services and messages, plus the
+/// `google.rpc.Status` they embed. The validation and OpenAPI protos the
+/// authzed files import only for their options are parsed but not
+/// generated (their packages are dropped from the descriptor set before
+/// code generation); the full set, imports included, is written as
+/// `authzed_descriptor.bin` for gRPC reflection.
+#[cfg(feature = "server")]
+fn compile_authzed() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::PathBuf::from("proto/vendor");
+    let protos: Vec<std::path::PathBuf> = [
+        "authzed/api/v1/core.proto",
+        "authzed/api/v1/debug.proto",
+        "authzed/api/v1/error_reason.proto",
+        "authzed/api/v1/permission_service.proto",
+        "authzed/api/v1/schema_service.proto",
+        "authzed/api/v1/watch_service.proto",
+        "authzed/api/v1/experimental_service.proto",
+        "google/rpc/status.proto",
+        "google/rpc/error_details.proto",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect();
+    println!("cargo:rerun-if-changed=proto/vendor");
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let include = protoc_bin_vendored::include_path()?;
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let status = std::process::Command::new(&protoc)
+        .arg("--include_imports")
+        .arg(format!(
+            "--descriptor_set_out={}",
+            out_dir.join("authzed_descriptor.bin").display()
+        ))
+        .arg(format!("-I{}", root.display()))
+        .arg(format!("-I{}", include.display()))
+        .args(&protos)
+        .status()?;
+    if !status.success() {
+        return Err(format!("protoc failed on the authzed protos: {status}").into());
+    }
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    let mut fds = config.load_fds(&protos, &[root, include])?;
+    // The well-known types stay (prost maps them to prost-types and needs
+    // their descriptors to derive traits); validate, buf.validate,
+    // google.api and the OpenAPI options go.
+    fds.file.retain(|f| {
+        matches!(
+            f.package(),
+            "authzed.api.v1" | "google.rpc" | "google.protobuf"
+        )
+    });
+    tonic_prost_build::configure()
+        .build_client(true)
+        .compile_fds_with_config(fds, config)?;
     Ok(())
 }

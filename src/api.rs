@@ -14,6 +14,7 @@ pub mod relation_copy;
 mod relationship_service;
 pub mod schema_plan;
 mod schema_service;
+pub mod spicedb;
 mod tenant_service;
 mod watch_service;
 
@@ -48,6 +49,7 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<GrpcRouter, String> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(spicedb::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| e.to_string())?;
     drop(health_reporter);
@@ -58,7 +60,7 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<GrpcRouter, String> {
             .tls_config(crate::server::tls::grpc_config(cert, key)?)
             .map_err(|e| format!("TLS: {e}"))?;
     }
-    Ok(builder
+    let router = builder
         .layer(guard::GuardLayer::new(state.clone()))
         .add_service(health)
         .add_service(reflection)
@@ -82,7 +84,10 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<GrpcRouter, String> {
                 .max_decoding_message_size(max),
         )
         .add_service(
-            pb::permission_service_server::PermissionServiceServer::new(PermissionApi::new(state))
-                .max_decoding_message_size(max),
-        ))
+            pb::permission_service_server::PermissionServiceServer::new(PermissionApi::new(
+                state.clone(),
+            ))
+            .max_decoding_message_size(max),
+        );
+    Ok(spicedb::add_services(router, state))
 }

@@ -39,9 +39,12 @@ pub async fn run(
             message: "a multi-node cluster needs --cluster-key (or --insecure-no-auth)".into(),
         });
     }
-    if settings.ops.admin_key.is_none() && !settings.insecure_no_auth {
+    if settings.ops.admin_key.is_none()
+        && settings.ops.grpc_preshared_keys.is_empty()
+        && !settings.insecure_no_auth
+    {
         return Err(ServerError::Config(
-            "refusing to start without authentication: pass --admin-key KEY (or VERDICT_ADMIN_KEY) to require API keys, or --insecure-no-auth for development".into(),
+            "refusing to start without authentication: pass --admin-key KEY (or VERDICT_ADMIN_KEY) to require API keys, --grpc-preshared-key KEY to serve the default tenant to holders of KEY, or --insecure-no-auth for development".into(),
         ));
     }
     let http_tls = match &settings.ops.tls {

@@ -88,7 +88,23 @@ fn unauthenticated(reason: &str) -> NodeError {
 }
 
 impl Guard {
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, NodeError> {
+    fn authenticate(&self, method: &str, headers: &HeaderMap) -> Result<Principal, Status> {
+        // SpiceDB's rules (`authzed.api.v1`, and every service when only
+        // `--grpc-preshared-key` enables authentication).
+        let preshared_only =
+            self.admin_hash.is_none() && !self.state.settings.ops.grpc_preshared_keys.is_empty();
+        if preshared_only || method.starts_with(crate::api::spicedb::auth::SERVICE_PREFIX) {
+            return crate::api::spicedb::auth::authenticate(
+                &self.state,
+                self.admin_hash.as_deref(),
+                headers,
+            );
+        }
+        self.authenticate_verdict(headers).map_err(status)
+    }
+
+    /// Verdict's own rules: the admin key or a tenant key, when `--admin-key` is set.
+    fn authenticate_verdict(&self, headers: &HeaderMap) -> Result<Principal, NodeError> {
         let Some(admin_hash) = &self.admin_hash else {
             return Ok(Principal::Anonymous);
         };
@@ -254,9 +270,9 @@ where
             let principal = if exempt {
                 Principal::Anonymous
             } else {
-                match guard.authenticate(req.headers()) {
+                match guard.authenticate(&method, req.headers()) {
                     Ok(p) => p,
-                    Err(e) => return Ok(finish(status(e).into_http(), "")),
+                    Err(denied) => return Ok(finish(denied.into_http(), "")),
                 }
             };
             if let Principal::Tenant { key_id, tenant } = &principal {
@@ -303,7 +319,9 @@ where
             .instrument(span);
             // A client-streaming import runs as long as its upload; every
             // other request answers (or starts its stream) within the deadline.
-            let result = if method.ends_with("/ImportRelationships") {
+            let result = if method.ends_with("/ImportRelationships")
+                || method.ends_with("/ImportBulkRelationships")
+            {
                 Ok(served.await)
             } else {
                 tokio::time::timeout(ops.request_timeout, served).await

@@ -36,7 +36,8 @@ impl OpsState {
             metrics: Arc::default(),
             limiter: settings.ops.tenant_rate_limit.map(RateLimiter::new),
             decision_log: None,
-            auth_required: settings.ops.admin_key.is_some(),
+            auth_required: settings.ops.admin_key.is_some()
+                || !settings.ops.grpc_preshared_keys.is_empty(),
         }
     }
 

@@ -46,6 +46,16 @@ pub struct OpsArgs {
     /// Append one JSON line per check decision to this file.
     #[arg(long, env = "VERDICT_DECISION_LOG")]
     pub decision_log: Option<PathBuf>,
+    /// SpiceDB's flag: holders of this bearer token may use the default
+    /// tenant (SpiceDB's `authzed.api.v1` and `verdict.v1`). Repeatable or
+    /// comma-separated; enables authentication like --admin-key.
+    #[arg(
+        long = "grpc-preshared-key",
+        env = "VERDICT_GRPC_PRESHARED_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub grpc_preshared_keys: Vec<String>,
 }
 
 /// The same settings read from the TOML file.
@@ -78,6 +88,8 @@ pub struct OpsSettings {
     pub max_concurrent_requests: usize,
     /// Decision log file.
     pub decision_log: Option<PathBuf>,
+    /// Bearer tokens that serve the default tenant (`--grpc-preshared-key`).
+    pub grpc_preshared_keys: Vec<String>,
 }
 
 impl Default for OpsSettings {
@@ -90,6 +102,7 @@ impl Default for OpsSettings {
             tenant_rate_limit: None,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT,
             decision_log: None,
+            grpc_preshared_keys: Vec::new(),
         }
     }
 }
@@ -181,6 +194,12 @@ impl OpsArgs {
             tenant_rate_limit: self.tenant_rate_limit.or(file_rate),
             max_concurrent_requests,
             decision_log: self.decision_log.clone().or(file.decision_log),
+            grpc_preshared_keys: self
+                .grpc_preshared_keys
+                .iter()
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect(),
         })
     }
 }

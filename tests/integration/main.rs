@@ -23,6 +23,8 @@ mod schema_migration;
 mod schema_roundtrip;
 mod server_e2e;
 mod setup_scripts;
+mod spicedb_api;
 mod spicedb_differential;
+mod spicedb_sdk;
 mod tenant_isolation;
 mod support;
