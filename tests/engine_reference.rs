@@ -1295,8 +1295,7 @@ fn run_case<S: RelationStore>(
     // caveat it decides only settles a CONDITIONAL). Independent of the
     // reference, which could share a misreading of the semantics.
     if case.has_caveats {
-        more_context_never_flips(&case, &schema, &engine, &reader)
-            .map_err(|m| fail(m))?;
+        more_context_never_flips(&case, &schema, &engine, &reader).map_err(|m| fail(m))?;
     }
 
     // Again with a shared decision cache, which later queries hit; at two
@@ -2275,8 +2274,14 @@ definition document {
         all("document:open_plain", "{}"),
         Outcome::Conditional { .. }
     ));
-    assert_eq!(all("document:open_plain", r#"{"flag": true}"#), Outcome::Allowed);
-    assert_eq!(all("document:open_plain", r#"{"flag": false}"#), Outcome::Denied);
+    assert_eq!(
+        all("document:open_plain", r#"{"flag": true}"#),
+        Outcome::Allowed
+    );
+    assert_eq!(
+        all("document:open_plain", r#"{"flag": false}"#),
+        Outcome::Denied
+    );
     f.verify_with(&to_map(json!({"flag": false})));
     f.verify_with(&to_map(json!({"flag": true})));
     f.verify_all();

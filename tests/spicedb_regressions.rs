@@ -74,8 +74,13 @@ fn regressions_pass_in_verdict_and_spicedb() {
     for path in fixtures("spicedb-regressions") {
         verdict_passes(&path);
         match spicedb(&path) {
-            None => eprintln!("{}: SpiceDB not checked (../shared/peers/.venv absent)", path.display()),
-            Some((status, out)) => assert_eq!(status, 0, "SpiceDB fails {}:\n{out}", path.display()),
+            None => eprintln!(
+                "{}: SpiceDB not checked (../shared/peers/.venv absent)",
+                path.display()
+            ),
+            Some((status, out)) => {
+                assert_eq!(status, 0, "SpiceDB fails {}:\n{out}", path.display())
+            }
         }
     }
 }
