@@ -544,7 +544,7 @@ pub async fn plan(
             state
                 .read_revision(consistency_from_pb(Some(c), &state.zookies)?)
                 .await?
-        }
+        },
     };
     let st = state.clone();
     blocking(move || {
