@@ -160,7 +160,7 @@ fn warns_where_spicedb_warns() {
 #[test]
 fn arrow_to_a_relation_no_subject_type_defines_is_a_warning() {
     // SpiceDB v1.54.0 accepts it; the arrow then grants nobody.
-    let (_, warnings) = ok("definition user {}\ndefinition folder {\n relation reader: user\n}\ndefinition doc {\n relation parent: folder\n permission view = parent->viewer\n permission all = parent.all(viewer)\n}");
+    let (_, warnings) = ok("definition user {}\ndefinition folder {\n relation reader: user\n}\ndefinition doc {\n relation parent: folder\n permission view = parent->viewer\n permission view_all = parent.all(viewer)\n}");
     let codes: Vec<_> = warnings.iter().map(|w| w.code).collect();
     assert_eq!(
         codes,
