@@ -682,12 +682,21 @@ impl<'e> Walker<'e> {
                     let mut result = Outcome::Allowed;
                     let mut live = 0;
                     for tuple in &tuples {
-                        let condition = self.tuple_condition(tuple)?;
-                        if condition.is_denied() {
+                        // An expired relationship does not exist: it is no
+                        // branch of `.all()`.
+                        if tuple.is_expired_at(self.now) {
+                            self.volatile = true;
                             continue;
                         }
                         live += 1;
+                        // INVARIANT (all-branch): each branch is
+                        // `caveat ∧ member`, so a relationship whose caveat
+                        // is false makes the whole `.all()` false (as
+                        // SpiceDB); dropping it instead would let more
+                        // request context turn a DENIED into an ALLOWED.
+                        let condition = self.tuple_condition(tuple)?;
                         let o = match target(&tuple.subject.object.object_type) {
+                            Some(_) if condition.is_denied() => Outcome::Denied,
                             Some((sty, srel)) => condition.and(self.check_ids(
                                 sty,
                                 srel,

@@ -789,22 +789,26 @@ impl<'l> Compiler<'l> {
                 resolved.push((a.subject_type, id));
             }
         }
+        // SpiceDB accepts an arrow to a relation that none of the
+        // tupleset's subject types defines (the arrow then yields nothing:
+        // `.any` grants nobody, `.all` over any relationship is false), so
+        // this is a warning, not an error.
         if resolved.is_empty() && !relation.allowed().is_empty() {
             let types: Vec<String> = subject_types
                 .iter()
                 .map(|t| format!("`{}`", schema.definition(*t).name))
                 .collect();
-            self.error(
+            self.warn(
                 "SCHEMA:ArrowTargetNotFound",
                 right.span,
                 format!(
-                    "under permission `{}`: `{}` is not a relation or permission on any subject type of `{}` ({})",
+                    "under permission `{}`: `{}` is not a relation or permission on any subject type of `{}` ({}); the arrow grants nobody",
                     permission.name.text,
                     right.text,
                     tupleset_name.text,
                     types.join(", ")
                 ),
-                Some(format!("add `{}` to one of those definitions", right.text)),
+                &format!("add `{}` to one of those definitions, or remove the arrow", right.text),
             );
         }
         Rewrite::Arrow(Arrow {

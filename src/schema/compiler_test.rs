@@ -123,7 +123,6 @@ fn rejects_semantic_errors() {
         ("definition user {}\ndefinition doc {\n relation viewer: user with expiration\n}", "SCHEMA:UnknownCaveat"),
         ("definition user {}\ndefinition doc {\n relation viewer: user\n permission view = edit->viewer\n}", "SCHEMA:UnknownRelation"),
         ("definition user {}\ndefinition doc {\n relation viewer: user\n permission edit = viewer\n permission view = edit->viewer\n}", "SCHEMA:PermissionLeftOfArrow"),
-        ("definition user {}\ndefinition folder {\n relation reader: user\n}\ndefinition doc {\n relation parent: folder\n permission view = parent->viewer\n}", "SCHEMA:ArrowTargetNotFound"),
         ("definition user {\n relation friend: user\n}\ndefinition doc {\n relation viewer: user | user:*\n permission view = viewer->friend\n}", "SCHEMA:WildcardInArrow"),
         ("definition user {}\ndefinition group {\n relation member: user:*\n}\ndefinition doc {\n relation viewer: group#member\n}", "SCHEMA:TransitiveWildcard"),
         ("definition user {}\ndefinition doc {\n relation rel: user\n permission aaa = bbb + rel\n permission bbb = aaa\n}", "SCHEMA:PermissionCycle"),
@@ -156,6 +155,21 @@ fn warns_where_spicedb_warns() {
     let codes: Vec<_> = warnings.iter().map(|w| w.code).collect();
     assert!(codes.contains(&"SCHEMA:UnusedCaveat"), "{codes:?}");
     assert!(codes.contains(&"SCHEMA:ArrowToRelation"), "{codes:?}");
+}
+
+#[test]
+fn arrow_to_a_relation_no_subject_type_defines_is_a_warning() {
+    // SpiceDB v1.54.0 accepts it; the arrow then grants nobody.
+    let (_, warnings) = ok("definition user {}\ndefinition folder {\n relation reader: user\n}\ndefinition doc {\n relation parent: folder\n permission view = parent->viewer\n permission view_all = parent.all(viewer)\n}");
+    let codes: Vec<_> = warnings.iter().map(|w| w.code).collect();
+    assert_eq!(
+        codes,
+        ["SCHEMA:ArrowTargetNotFound", "SCHEMA:ArrowTargetNotFound"],
+        "{codes:?}"
+    );
+    // A tupleset of a type without relations at all: the same.
+    let (_, warnings) = ok("definition user {}\ndefinition doc {\n relation parent: user\n permission view = parent->viewer\n}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
 }
 
 #[test]

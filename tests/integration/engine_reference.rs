@@ -66,8 +66,9 @@ type Node = (String, String, String);
 ///   of the operands, with `Outcome`'s truth tables; `t->x` and `t.any(x)`
 ///   the union over the tupleset's subject objects `X:x'` (subject relation
 ///   ignored) of `caveat AND X:x'#x`, or nothing when `X` lacks `x`;
-///   `t.all(x)` the intersection of the same over the tuples whose caveat is
-///   not DENIED (nothing for no such tuple or for a target type lacking `x`).
+///   `t.all(x)` the intersection of the same over every unexpired tuple of
+///   `t` (nothing for no such tuple, for a tuple whose caveat is DENIED, or
+///   for a target type lacking `x`): each branch is `caveat AND X:x'#x`.
 ///
 /// Computed by Jacobi iteration from all-DENIED until nothing changes: the
 /// least fixpoint for monotone schemas, and the unique fixpoint on acyclic
@@ -132,7 +133,7 @@ struct Universe<'a> {
     schema: &'a Schema,
     pools: &'a BTreeMap<String, Vec<String>>,
     /// Tuples by (resource type, resource id, relation), with their caveat
-    /// value (never DENIED).
+    /// value (DENIED for a caveat that is false).
     index: BTreeMap<Node, Vec<(&'a Tuple, Outcome)>>,
 }
 
@@ -145,13 +146,12 @@ impl Reference {
     ) -> Reference {
         let mut index: BTreeMap<Node, Vec<(&Tuple, Outcome)>> = BTreeMap::new();
         for t in tuples {
+            // A tuple whose caveat is false stays in the index: it adds
+            // nothing to a union, but it is a (false) branch of `.all()`.
             let cond = match &t.caveat {
                 None => Outcome::Allowed,
                 Some(c) => eval_caveat(&c.name, &c.context, context),
             };
-            if cond.is_denied() {
-                continue;
-            }
             index
                 .entry((
                     t.resource.object_type.clone(),
@@ -1290,6 +1290,14 @@ fn run_case<S: RelationStore>(
         .map_err(|m| fail(format!("with context {}: {m}", Value::Object(ctx.clone()))))?;
     }
 
+    // More request context never changes a decided answer: whatever is
+    // ALLOWED or DENIED without context stays so under each context (a
+    // caveat it decides only settles a CONDITIONAL). Independent of the
+    // reference, which could share a misreading of the semantics.
+    if case.has_caveats {
+        more_context_never_flips(&case, &schema, &engine, &reader).map_err(|m| fail(m))?;
+    }
+
     // Again with a shared decision cache, which later queries hit; at two
     // request times between which the `PAST` tuples expire (an answer that
     // depended on an expiring tuple must never be served from the cache).
@@ -1340,6 +1348,53 @@ fn run_case<S: RelationStore>(
     )
     .map_err(|m| fail(format!("with the group index: {m}")))?;
     st.group_index_answers += index.stats().answers;
+    Ok(())
+}
+
+/// Every check over the case's universe answered without context and
+/// under each of the case's contexts: an ALLOWED or DENIED without context
+/// must stay as it is.
+fn more_context_never_flips(
+    case: &Case,
+    schema: &Schema,
+    engine: &Engine,
+    reader: &dyn TupleReader,
+) -> Result<(), String> {
+    let now = Timestamp::now();
+    for def in schema.definitions() {
+        for id in &case.pools[&*def.name] {
+            for rel in &def.relations {
+                for sdef in schema.definitions() {
+                    for sid in &case.pools[&*sdef.name] {
+                        let resource = ObjectRef::new(&*def.name, id.as_str());
+                        let subject = SubjectRef::direct(&*sdef.name, sid.as_str());
+                        let mut req = CheckRequest::new(resource, rel.name.to_string(), subject);
+                        req.now = now;
+                        let Ok(bare) = engine.check(reader, &req).map(|r| r.outcome) else {
+                            continue;
+                        };
+                        if matches!(bare, Outcome::Conditional { .. }) {
+                            continue;
+                        }
+                        for ctx in &case.contexts {
+                            req.context = ctx.clone();
+                            if let Ok(o) = engine.check(reader, &req).map(|r| r.outcome) {
+                                if o != bare {
+                                    return Err(format!(
+                                        "{}#{}@{}: {bare} without context, {o} with {}",
+                                        req.resource,
+                                        req.permission,
+                                        req.subject,
+                                        Value::Object(ctx.clone())
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
     Ok(())
 }
 
@@ -2175,6 +2230,61 @@ definition document {
 
 fn cond(names: &[&str]) -> Outcome {
     Outcome::conditional(names.iter().map(|n| n.to_string()))
+}
+
+/// Issue 23: each branch of `.all()` is `caveat ∧ member`; a tupleset
+/// relationship whose caveat is false makes the whole `.all()` false (as
+/// SpiceDB answers), and more context never turns DENIED into ALLOWED.
+#[test]
+fn all_over_caveated_tupleset_relationships() {
+    let f = fixture(
+        "
+definition user {}
+
+caveat flag_on(flag bool) {
+    flag
+}
+
+definition team {
+    relation member: user
+}
+
+definition document {
+    relation team: team with flag_on | team
+    permission all_members = team.all(member)
+    permission any_member = team.any(member)
+}
+",
+        &[
+            "team:t1#member@user:alice",
+            "team:t2#member@user:alice",
+            "document:false_true#team@team:t1[flag_on:{\"flag\":false}]",
+            "document:false_true#team@team:t2[flag_on:{\"flag\":true}]",
+            "document:open_plain#team@team:t1[flag_on]",
+            "document:open_plain#team@team:t2",
+        ],
+    );
+    let all = |res: &str, ctx: &str| f.check_with(res, "all_members", "user:alice", ctx);
+    assert_eq!(all("document:false_true", "{}"), Outcome::Denied);
+    assert_eq!(
+        f.check_with("document:false_true", "any_member", "user:alice", "{}"),
+        Outcome::Allowed
+    );
+    assert!(matches!(
+        all("document:open_plain", "{}"),
+        Outcome::Conditional { .. }
+    ));
+    assert_eq!(
+        all("document:open_plain", r#"{"flag": true}"#),
+        Outcome::Allowed
+    );
+    assert_eq!(
+        all("document:open_plain", r#"{"flag": false}"#),
+        Outcome::Denied
+    );
+    f.verify_with(&to_map(json!({"flag": false})));
+    f.verify_with(&to_map(json!({"flag": true})));
+    f.verify_all();
 }
 
 #[test]
