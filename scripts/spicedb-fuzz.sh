@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Differential fuzzer against the real SpiceDB (tests/spicedb_fuzz.rs).
+# Differential fuzzer against the real SpiceDB (tests/integration/spicedb_fuzz.rs).
 #   scripts/spicedb-fuzz.sh                      seeded smoke run (CI: seed 23, 120 cases)
 #   scripts/spicedb-fuzz.sh --seed 7 --cases 5000 [--out DIR]   a long run
 # Installs the peers first (../shared/peers/setup.sh, idempotent); skips,
@@ -22,4 +22,4 @@ if [ ! -x "$peers/setup.sh" ]; then
 fi
 "$peers/setup.sh" >/dev/null
 export VERDICT_PEERS_DIR="$(cd "$peers" && pwd)"
-exec cargo test --release --test spicedb_fuzz -- --nocapture
+exec cargo test --release --test integration spicedb_fuzz:: -- --nocapture

@@ -3,7 +3,7 @@
 
 usage: PEERS/.venv/bin/python scripts/spicedb_batch.py --peers PEERS [--deadline S] < jobs.jsonl > answers.jsonl
 
-The differential fuzzer (tests/spicedb_fuzz.rs) writes one JSON object per
+The differential fuzzer (tests/integration/spicedb_fuzz.rs) writes one JSON object per
 line:
   {"id": "...", "schema": "...", "relationships": ["doc:d#viewer@user:a", ...],
    "checks": [{"check": "doc:d#view@user:a", "context": {...} | null}, ...],

@@ -25,6 +25,8 @@ mod server_e2e;
 mod setup_scripts;
 mod spicedb_api;
 mod spicedb_differential;
+mod spicedb_fuzz;
+mod spicedb_regressions;
 mod spicedb_sdk;
 mod tenant_isolation;
 mod support;
