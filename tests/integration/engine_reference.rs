@@ -1295,7 +1295,7 @@ fn run_case<S: RelationStore>(
     // caveat it decides only settles a CONDITIONAL). Independent of the
     // reference, which could share a misreading of the semantics.
     if case.has_caveats {
-        more_context_never_flips(&case, &schema, &engine, &reader).map_err(|m| fail(m))?;
+        more_context_never_flips(&case, &schema, &engine, &reader).map_err(&fail)?;
     }
 
     // Again with a shared decision cache, which later queries hit; at two

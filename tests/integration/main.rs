@@ -1,6 +1,14 @@
 //! Every integration test in one crate: one binary links RocksDB once
 //! instead of once per file (each file here was its own test binary).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests assert by panicking"
+)]
+
 mod auth;
 mod bad_input;
 mod bench_e2e;
@@ -28,5 +36,5 @@ mod spicedb_differential;
 mod spicedb_fuzz;
 mod spicedb_regressions;
 mod spicedb_sdk;
-mod tenant_isolation;
 mod support;
+mod tenant_isolation;

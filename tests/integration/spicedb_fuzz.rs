@@ -46,7 +46,9 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    reason = "tests assert by panicking"
+    clippy::needless_range_loop,
+    clippy::filter_map_bool_then,
+    reason = "the generator indexes definitions by type id; tests assert by panicking"
 )]
 
 use std::collections::{BTreeMap, BTreeSet};

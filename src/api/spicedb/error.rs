@@ -305,7 +305,10 @@ impl From<ApiError> for SpiceError {
             ApiError::FailedPrecondition(m) => SpiceError::plain(Code::FailedPrecondition, m),
             ApiError::AlreadyExists(m) => SpiceError::plain(Code::AlreadyExists, m),
             // Everything else keeps the code the node's reason maps to.
-            other => SpiceError::plain(crate::api::error::code(other.reason_kind()), other.to_string()),
+            other => SpiceError::plain(
+                crate::api::error::code(other.reason_kind()),
+                other.to_string(),
+            ),
         }
     }
 }

@@ -286,11 +286,9 @@ fn precondition_error(p: &pb::Precondition) -> SpiceError {
 fn commit_error(e: ApiError, preconditions: &[pb::Precondition]) -> SpiceError {
     use verdict_raft::Rejection;
     use verdict_storage::StorageError;
-    let recreated = |m: &str| {
-        match m.split('`').nth(1).and_then(|text| Tuple::parse(text).ok()) {
-            Some(t) => recreate_error(&t),
-            None => SpiceError::plain(Code::AlreadyExists, m.to_string()),
-        }
+    let recreated = |m: &str| match m.split('`').nth(1).and_then(|text| Tuple::parse(text).ok()) {
+        Some(t) => recreate_error(&t),
+        None => SpiceError::plain(Code::AlreadyExists, m.to_string()),
     };
     let precondition = |m: &str| {
         let index = m
