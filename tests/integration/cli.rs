@@ -48,6 +48,24 @@ fn schema_check_accepts_examples_and_reports_errors_with_positions() {
 }
 
 #[test]
+fn parse_only_does_not_need_imported_files() {
+    // SpiceDB's `localimport*.zed` parser cases: the imported file is absent.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("imports.zed");
+    std::fs::write(
+        &file,
+        "use import\n\nimport \"path/to/user.zed\"\n\ndefinition resource {\n    relation user: user\n}\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = verdict(&["schema", "check", "--parse-only", file.to_str().unwrap()]);
+    assert!(ok, "--parse-only must not resolve imports: {stderr}");
+    // A full check still resolves them, and says the file is missing.
+    let (ok, _, stderr) = verdict(&["schema", "check", file.to_str().unwrap()]);
+    assert!(!ok, "a full check must resolve the import");
+    assert!(stderr.contains("path/to/user.zed"), "{stderr}");
+}
+
+#[test]
 fn schema_fmt_prints_canonical_form_and_checks_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("s.zed");
