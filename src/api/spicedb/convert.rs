@@ -2,7 +2,6 @@
 //! validation (the protovalidate rules of the protos: object types, ids,
 //! relation and caveat names) and its messages, naming the field.
 
-use serde_json::{Map, Number, Value};
 use tonic::Code;
 use verdict_storage::{
     IdFilter, ObjectRef, Revision, SubjectRef, SubjectRelationFilter, Timestamp, Tuple,
@@ -434,57 +433,9 @@ pub fn lookup_permissionship(
     }
 }
 
-/// `google.protobuf.Struct` → a JSON object.
-pub fn struct_to_json(s: &prost_types::Struct) -> Map<String, Value> {
-    s.fields
-        .iter()
-        .map(|(k, v)| (k.clone(), value_to_json(v)))
-        .collect()
-}
-
-fn value_to_json(v: &prost_types::Value) -> Value {
-    use prost_types::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::NumberValue(n)) => {
-            // Integral numbers stay integers, so `int` caveat parameters accept them.
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                Value::Number(Number::from(*n as i64))
-            } else {
-                Number::from_f64(*n).map_or(Value::Null, Value::Number)
-            }
-        }
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(value_to_json).collect()),
-        Some(Kind::StructValue(s)) => Value::Object(struct_to_json(s)),
-    }
-}
-
-/// A JSON object → `google.protobuf.Struct`.
-pub fn json_to_struct(m: &Map<String, Value>) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: m
-            .iter()
-            .map(|(k, v)| (k.clone(), json_to_value(v)))
-            .collect(),
-    }
-}
-
-fn json_to_value(v: &Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match v {
-        Value::Null => Kind::NullValue(0),
-        Value::Bool(b) => Kind::BoolValue(*b),
-        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-        Value::String(s) => Kind::StringValue(s.clone()),
-        Value::Array(a) => Kind::ListValue(prost_types::ListValue {
-            values: a.iter().map(json_to_value).collect(),
-        }),
-        Value::Object(o) => Kind::StructValue(json_to_struct(o)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
+/// `google.protobuf.Struct` ⇄ JSON: the same well-known type in every front
+/// door, so one conversion (with its integral-number rule) serves all.
+pub use crate::api::convert::{json_to_struct, struct_to_json};
 
 #[cfg(test)]
 mod tests {
