@@ -38,7 +38,10 @@ impl DslError {
         DslError {
             kind: ErrorKind::Syntax,
             msg: msg.into(),
-            line: Range { start: line, end: line },
+            line: Range {
+                start: line,
+                end: line,
+            },
             column: Range {
                 start: col,
                 end: col + symbol.chars().count(),

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use crate::error::{DslError, DslErrors};
 use crate::lexer::{clean, tokenize, Kind, Token};
 use crate::model::{
-    AuthorizationModel, Condition, ConditionMetadata, ConditionParamTypeRef, Difference,
-    Metadata, RelationMetadata, RelationReference, TypeDefinition, Userset, Usersets,
+    AuthorizationModel, Condition, ConditionMetadata, ConditionParamTypeRef, Difference, Metadata,
+    RelationMetadata, RelationReference, TypeDefinition, Userset, Usersets,
 };
 
 /// A parsed DSL file: the model plus what modular combination needs.
@@ -89,7 +89,17 @@ fn is_identifier(t: &Token) -> bool {
 fn is_reserved_word(w: &str) -> bool {
     matches!(
         w,
-        "and" | "or" | "from" | "condition" | "relations" | "define" | "with" | "in" | "true" | "false" | "null"
+        "and"
+            | "or"
+            | "from"
+            | "condition"
+            | "relations"
+            | "define"
+            | "with"
+            | "in"
+            | "true"
+            | "false"
+            | "null"
     )
 }
 
@@ -187,8 +197,12 @@ impl Parser<'_> {
         } else if self.peek().is_word("module") {
             self.bump();
             self.expect_kind(Kind::Ws, "WHITESPACE")?;
-            if !is_identifier(self.peek()) && !matches!(self.peek().text.as_str(), "module" | "model") {
-                return Err(self.mismatched("{IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation'}"));
+            if !is_identifier(self.peek())
+                && !matches!(self.peek().text.as_str(), "module" | "model")
+            {
+                return Err(self.mismatched(
+                    "{IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation'}",
+                ));
             }
             let name = self.bump();
             self.out.module = Some(name.text);
@@ -287,12 +301,39 @@ impl Parser<'_> {
         });
         if extend && modular {
             if self.out.extended.contains(&name.text) {
-                self.notify(format!("'{}' is already extended in file.", name.text), &name);
+                self.notify(
+                    format!("'{}' is already extended in file.", name.text),
+                    &name,
+                );
             } else {
                 self.out.extended.push(name.text);
             }
         }
         Ok(())
+    }
+
+    /// After a relation definition: anything before the line break is an
+    /// error; ANTLR deletes one extraneous token or skips to the line end.
+    fn end_of_line(&mut self) {
+        let t1 = self.peek().clone();
+        if matches!(t1.kind, Kind::Nl | Kind::Eof) {
+            return;
+        }
+        let shown = t1.display();
+        if matches!(self.peek_at(1).kind, Kind::Nl | Kind::Eof) {
+            self.errors.push(DslError::syntax(
+                format!("extraneous input '{shown}' expecting {{<EOF>, NEWLINE}}"),
+                t1.line,
+                t1.col,
+                &shown,
+            ));
+            self.bump();
+            return;
+        }
+        self.errors.push(self.mismatched("{<EOF>, NEWLINE}"));
+        while !matches!(self.peek().kind, Kind::Nl | Kind::Eof) {
+            self.bump();
+        }
     }
 
     fn bump_nl_if_any(&mut self) {
@@ -318,6 +359,7 @@ impl Parser<'_> {
         self.eat(Kind::Ws);
         let mut direct = Vec::new();
         let def = self.expr(Direct::Allowed, &mut direct)?;
+        self.end_of_line();
         if relations.contains_key(&name.text) {
             self.notify(
                 format!("'{}' is already defined in '{type_name}'", name.text),
@@ -361,14 +403,9 @@ impl Parser<'_> {
             };
             if let Some(prev) = op {
                 if prev != this_op || prev == Op::ButNot {
-                    self.bump();
-                    let shown = kw.display();
-                    return Err(DslError::syntax(
-                        format!("extraneous input '{shown}' expecting {{')', WHITESPACE}}"),
-                        kw.line,
-                        kw.col,
-                        &shown,
-                    ));
+                    // Left for the caller's recovery, as ANTLR leaves the
+                    // partials loop here.
+                    break;
                 }
             }
             op = Some(this_op);
@@ -398,13 +435,29 @@ impl Parser<'_> {
         let t = self.peek().clone();
         if t.is_punct("[") {
             if d == Direct::Forbidden {
+                // ANTLR's single-token deletion: report and skip the `[`.
                 let shown = t.display();
-                return Err(DslError::syntax(
-                    format!("mismatched input '{shown}' expecting {}", EXPECT_OPERAND.replacen("'[', ", "", 1)),
+                let verb =
+                    if is_extended_identifier(self.peek_at(1)) || self.peek_at(1).is_punct("(") {
+                        "extraneous"
+                    } else {
+                        "mismatched"
+                    };
+                let e = DslError::syntax(
+                    format!(
+                        "{verb} input '{shown}' expecting {}",
+                        EXPECT_OPERAND.replacen("'[', ", "", 1)
+                    ),
                     t.line,
                     t.col,
                     &shown,
-                ));
+                );
+                if verb == "mismatched" {
+                    return Err(e);
+                }
+                self.errors.push(e);
+                self.bump();
+                return self.operand(d, direct);
             }
             self.direct_assignment(direct)?;
             return Ok(Userset::this());
@@ -413,9 +466,27 @@ impl Parser<'_> {
             self.bump();
             while self.eat(Kind::Ws) {}
             let inner = self.expr(d, direct)?;
-            while self.eat(Kind::Ws) {}
-            self.expect_punct(")")?;
-            return Ok(inner);
+            loop {
+                while self.eat(Kind::Ws) {}
+                let t1 = self.peek().clone();
+                if t1.is_punct(")") {
+                    self.bump();
+                    return Ok(inner);
+                }
+                let t2 = self.peek_at(1);
+                let shown = t1.display();
+                if t1.kind != Kind::Eof && (t2.is_punct(")") || t2.kind == Kind::Ws) {
+                    self.errors.push(DslError::syntax(
+                        format!("extraneous input '{shown}' expecting {{')', WHITESPACE}}"),
+                        t1.line,
+                        t1.col,
+                        &shown,
+                    ));
+                    self.bump();
+                    continue;
+                }
+                return Err(self.mismatched("{')', WHITESPACE}"));
+            }
         }
         if !is_extended_identifier(&t) {
             return Err(self.mismatched(if d == Direct::Allowed {
@@ -485,7 +556,10 @@ impl Parser<'_> {
             self.bump();
             self.bump();
             self.expect_kind(Kind::Ws, "WHITESPACE")?;
-            if self.peek().kind != Kind::Word || is_reserved_word(&self.peek().text) || self.peek().text.contains(['.', '/']) {
+            if self.peek().kind != Kind::Word
+                || is_reserved_word(&self.peek().text)
+                || self.peek().text.contains(['.', '/'])
+            {
                 return Err(self.mismatched("IDENTIFIER"));
             }
             r.condition = self.bump().text;
