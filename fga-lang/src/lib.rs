@@ -10,8 +10,10 @@
 pub mod error;
 mod lexer;
 pub mod model;
+pub mod modules;
 pub mod names;
 mod parser;
+pub mod store_file;
 mod to_dsl;
 pub mod validate;
 

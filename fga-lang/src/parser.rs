@@ -146,11 +146,16 @@ impl Parser<'_> {
     fn mismatched(&self, expecting: &str) -> DslError {
         let t = self.peek();
         let shown = t.display();
+        let symbol = if t.kind == Kind::Eof {
+            "<EOF>"
+        } else {
+            t.text.as_str()
+        };
         DslError::syntax(
             format!("mismatched input '{shown}' expecting {expecting}"),
             t.line,
             t.col,
-            &shown,
+            symbol,
         )
     }
 
@@ -229,6 +234,8 @@ impl Parser<'_> {
             } else if !in_conditions && (next.is_word("type") || next.is_word("extend")) {
                 self.bump();
                 self.type_def()?;
+            } else if next.kind == Kind::Word {
+                return Err(self.no_viable_alternative());
             } else {
                 self.bump();
                 let expecting = if in_conditions {
@@ -272,8 +279,18 @@ impl Parser<'_> {
                 count += 1;
             }
             if count == 0 {
+                if self.peek().kind == Kind::Nl && self.peek_at(1).kind == Kind::Word {
+                    return Err(self.no_viable_alternative());
+                }
                 self.bump_nl_if_any();
                 return Err(self.mismatched("'define'"));
+            }
+            let next = self.peek_at(1);
+            if self.peek().kind == Kind::Nl
+                && next.kind == Kind::Word
+                && !matches!(next.text.as_str(), "type" | "extend" | "condition")
+            {
+                return Err(self.no_viable_alternative());
             }
         }
         let module = self.out.module.clone().unwrap_or_default();
@@ -330,10 +347,28 @@ impl Parser<'_> {
             self.bump();
             return;
         }
+        // ANTLR's resynchronisation here reaches the end of the input, so
+        // nothing after this is reported.
         self.errors.push(self.mismatched("{<EOF>, NEWLINE}"));
-        while !matches!(self.peek().kind, Kind::Nl | Kind::Eof) {
+        while self.peek().kind != Kind::Eof {
             self.bump();
         }
+    }
+
+    /// At a NEWLINE followed by a word no rule accepts there.
+    fn no_viable_alternative(&self) -> DslError {
+        let nl = self.peek();
+        let word = self.peek_at(1);
+        DslError::syntax(
+            format!(
+                "no viable alternative at input '{}{}'",
+                nl.display(),
+                word.display()
+            ),
+            word.line,
+            word.col,
+            &word.text,
+        )
     }
 
     fn bump_nl_if_any(&mut self) {
@@ -355,7 +390,20 @@ impl Parser<'_> {
         }
         let name = self.bump();
         self.eat(Kind::Ws);
-        self.expect_punct(":")?;
+        let t = self.peek().clone();
+        if t.is_punct(":") {
+            self.bump();
+        } else if is_extended_identifier(&t) || t.is_punct("[") || t.is_punct("(") {
+            // ANTLR's single-token insertion.
+            self.errors.push(DslError::syntax(
+                format!("missing ':' at '{}'", t.display()),
+                t.line,
+                t.col,
+                &t.text,
+            ));
+        } else {
+            return Err(self.mismatched("':'"));
+        }
         self.eat(Kind::Ws);
         let mut direct = Vec::new();
         let def = self.expr(Direct::Allowed, &mut direct)?;
@@ -517,7 +565,7 @@ impl Parser<'_> {
             self.eat(Kind::Nl);
             direct.push(self.type_restriction()?);
             self.eat(Kind::Nl);
-            self.eat(Kind::Ws);
+            let ws = self.eat(Kind::Ws);
             let t = self.peek().clone();
             if t.is_punct(",") {
                 self.bump();
@@ -528,7 +576,11 @@ impl Parser<'_> {
                 self.bump();
                 return Ok(());
             }
-            return Err(self.mismatched("{',', ']'}"));
+            return Err(self.mismatched(if ws {
+                "{',', ']'}"
+            } else {
+                "{',', WHITESPACE, ']'}"
+            }));
         }
     }
 

@@ -360,6 +360,17 @@ impl Validator<'_> {
         })
     }
 
+    fn extended_type_line(&self, name: &str) -> Option<usize> {
+        let prefix = format!("extend type {name}");
+        self.find_line(None, |l| {
+            let t = l.trim();
+            t.strip_prefix(&prefix).is_some_and(|rest| {
+                rest.is_empty()
+                    || (rest.starts_with(char::is_whitespace) && rest.trim_start().starts_with('#'))
+            })
+        })
+    }
+
     fn relation_line(&self, relation: &str, skip: Option<usize>) -> Option<usize> {
         let prefix = format!("define {relation}");
         self.find_line(skip, |l| {
@@ -420,6 +431,7 @@ impl Validator<'_> {
     ) {
         let mut e = DslError::semantic(msg, error_type, symbol);
         e.file = meta.file.clone();
+        e.module = meta.module.clone();
         if let Some((i, raw)) = line.and_then(|i| self.line(i).map(|r| (i, r))) {
             let mut idx = word_search(raw, symbol).unwrap_or(0);
             if let Some(f) = resolver {
@@ -432,6 +444,15 @@ impl Validator<'_> {
             };
         }
         self.errors.push(e);
+    }
+
+    /// Records the type/relation metadata on the error just raised.
+    fn tag(&mut self, type_name: &str, relation: &str, offending_type: &str) {
+        if let Some(e) = self.errors.last_mut() {
+            e.type_name = type_name.to_string();
+            e.relation = relation.to_string();
+            e.offending_type = offending_type.to_string();
+        }
     }
 
     fn track(&mut self, meta: &Meta) {
@@ -595,6 +616,7 @@ impl Validator<'_> {
                         &tm,
                         None,
                     );
+                    self.tag(&td.type_name, "", "");
                 }
                 let Some(rels) = td.metadata.as_ref().and_then(|m| m.relations.as_ref()) else {
                     continue;
@@ -625,6 +647,7 @@ impl Validator<'_> {
                                 &meta,
                                 None,
                             );
+                            self.tag(&td.type_name, rel, "");
                         }
                         names.insert(s);
                     }
@@ -657,6 +680,7 @@ impl Validator<'_> {
                             &meta,
                             None,
                         );
+                        self.tag(&td.type_name, rel, "");
                     }
                 }
             }
@@ -739,6 +763,7 @@ impl Validator<'_> {
                 tm,
                 None,
             );
+            self.tag(&td.type_name, rel, "");
         }
     }
 
@@ -842,6 +867,7 @@ impl Validator<'_> {
                                 }
                             }),
                         );
+                        self.tag(type_name, rel, "");
                     }
                     if let Some(c) = &d.condition {
                         if !model.conditions.contains_key(c) {
@@ -853,6 +879,7 @@ impl Validator<'_> {
                                 &meta,
                                 None,
                             );
+                            self.tag(type_name, rel, "");
                         }
                     }
                     if d.wildcard && d.relation.is_some() {
@@ -864,6 +891,7 @@ impl Validator<'_> {
                             &meta,
                             None,
                         );
+                        self.tag(type_name, rel, "");
                     } else if let Some(dr) = &d.relation {
                         let ok = types
                             .get(d.ty.as_str())
@@ -877,6 +905,7 @@ impl Validator<'_> {
                                 &meta,
                                 None,
                             );
+                            self.tag(&d.ty, rel, type_name);
                         }
                     }
                 }
@@ -891,6 +920,7 @@ impl Validator<'_> {
                         &meta,
                         None,
                     );
+                    self.tag(type_name, rel, "");
                 }
             }
             Rewrite::Ttu(target, from) => {
@@ -907,6 +937,7 @@ impl Validator<'_> {
                         &meta,
                         None,
                     );
+                    self.tag(type_name, rel, type_name);
                     return;
                 }
                 let from_def = td.relations.get(&from);
@@ -937,6 +968,7 @@ impl Validator<'_> {
                             }
                         }),
                     );
+                    v.tag(type_name, rel, "");
                 };
                 if single && !from_types.is_empty() {
                     let mut invalid = Vec::new();
@@ -961,6 +993,7 @@ impl Validator<'_> {
                                 &meta,
                                 None,
                             );
+                            self.tag(type_name, rel, "");
                         }
                     }
                 } else {
@@ -969,4 +1002,70 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// Places a validation error of a combined modular model in the lines of
+/// its file, as upstream's modules-to-model.ts does; false when it cannot.
+pub(crate) fn locate_in_file(e: &mut DslError, src: &str) -> bool {
+    let v = Validator {
+        lines: Some(src.split('\n').collect()),
+        errors: Vec::new(),
+        file_modules: BTreeMap::new(),
+    };
+    let type_or_extended = |t: &str| v.type_line(t).or_else(|| v.extended_type_line(t));
+    let line = match e.error_type.as_str() {
+        et::CONDITION_NOT_USED => v.condition_line(&e.symbol),
+        et::RESERVED_TYPE_KEYWORDS => v.type_line(&e.symbol),
+        et::INVALID_NAME if e.msg.starts_with("relation") => v.relation_line(&e.symbol, None),
+        et::INVALID_NAME => v.type_line(&e.symbol),
+        et::RESERVED_RELATION_KEYWORDS => v.relation_line(&e.symbol, None),
+        et::INVALID_RELATION_TYPE => {
+            let t = type_or_extended(&e.offending_type);
+            v.relation_line(&e.relation, t)
+        }
+        et::INVALID_RELATION_ON_TUPLESET
+        | et::MISSING_DEFINITION
+        | et::INVALID_TYPE
+        | et::CONDITION_NOT_DEFINED
+        | et::TUPLESET_NOT_DIRECT
+        | et::TYPE_WILDCARD_RELATION
+        | et::RELATION_NO_ENTRYPOINT
+        | et::DUPLICATED_ERROR => {
+            let t = type_or_extended(&e.type_name);
+            if e.relation.is_empty() {
+                t
+            } else {
+                v.relation_line(&e.relation, t)
+            }
+        }
+        _ => None,
+    };
+    let Some((i, raw)) = line.and_then(|i| v.line(i).map(|r| (i, r))) else {
+        return false;
+    };
+    let idx = match e.error_type.as_str() {
+        et::INVALID_TYPE => {
+            let mut sp = raw.split(':');
+            let head = sp.next().unwrap_or("").chars().count();
+            let second = sp.next().unwrap_or("");
+            word_search(second, &e.symbol).map_or(0, |k| head + k + 1)
+        }
+        et::TUPLESET_NOT_DIRECT => {
+            let start = char_index_of(raw, "from").map_or(3, |k| k + 4);
+            let rest: String = raw.chars().skip(start).collect();
+            char_index_of(&rest, &e.symbol).map_or(start.saturating_sub(1), |k| start + k)
+        }
+        _ => word_search(raw, &e.symbol).unwrap_or(0),
+    };
+    e.line = Range { start: i, end: i };
+    e.column = Range {
+        start: idx,
+        end: idx + e.symbol.chars().count(),
+    };
+    true
+}
+
+/// `\bsymbol\b` search for sibling modules.
+pub(crate) fn word_search_pub(line: &str, symbol: &str) -> Option<usize> {
+    word_search(line, symbol)
 }
