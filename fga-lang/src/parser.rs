@@ -37,13 +37,14 @@ pub fn parse_dsl_syntax(src: &str) -> Result<ParsedDsl, DslErrors> {
         Ok(()) if p.errors.is_empty() => Ok(p.out),
         Ok(()) => Err(DslErrors(p.errors)),
         Err(e) => {
-            p.errors.push(e);
+            p.errors.push(*e);
             Err(DslErrors(p.errors))
         }
     }
 }
 
-type PResult<T> = Result<T, DslError>;
+/// Boxed: a `DslError` is large and the error path is cold.
+type PResult<T> = Result<T, Box<DslError>>;
 
 /// Where a relation expression stands: whether `[...]` may start it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -163,7 +164,7 @@ impl Parser<'_> {
         if self.peek().is_word(w) {
             Ok(self.bump())
         } else {
-            Err(self.mismatched(&format!("'{w}'")))
+            Err(Box::new(self.mismatched(&format!("'{w}'"))))
         }
     }
 
@@ -171,7 +172,7 @@ impl Parser<'_> {
         if self.peek().kind == kind {
             Ok(self.bump())
         } else {
-            Err(self.mismatched(name))
+            Err(Box::new(self.mismatched(name)))
         }
     }
 
@@ -179,7 +180,7 @@ impl Parser<'_> {
         if self.peek().is_punct(c) {
             Ok(self.bump())
         } else {
-            Err(self.mismatched(&format!("'{c}'")))
+            Err(Box::new(self.mismatched(&format!("'{c}'"))))
         }
     }
 
@@ -205,22 +206,22 @@ impl Parser<'_> {
             if !is_identifier(self.peek())
                 && !matches!(self.peek().text.as_str(), "module" | "model")
             {
-                return Err(self.mismatched(
+                return Err(Box::new(self.mismatched(
                     "{IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation'}",
-                ));
+                )));
             }
             let name = self.bump();
             self.out.module = Some(name.text);
             self.eat(Kind::Ws);
         } else {
-            return Err(self.mismatched("{'#', 'module', 'model'}"));
+            return Err(Box::new(self.mismatched("{'#', 'module', 'model'}")));
         }
         let mut in_conditions = false;
         loop {
             match self.peek().kind {
                 Kind::Eof => return Ok(()),
                 Kind::Nl => {}
-                _ => return Err(self.mismatched("{<EOF>, NEWLINE}")),
+                _ => return Err(Box::new(self.mismatched("{<EOF>, NEWLINE}"))),
             }
             let next = self.peek_at(1);
             if next.kind == Kind::Eof {
@@ -235,7 +236,7 @@ impl Parser<'_> {
                 self.bump();
                 self.type_def()?;
             } else if next.kind == Kind::Word {
-                return Err(self.no_viable_alternative());
+                return Err(Box::new(self.no_viable_alternative()));
             } else {
                 self.bump();
                 let expecting = if in_conditions {
@@ -243,7 +244,7 @@ impl Parser<'_> {
                 } else {
                     "{<EOF>, 'extend', 'type', 'condition'}"
                 };
-                return Err(self.mismatched(expecting));
+                return Err(Box::new(self.mismatched(expecting)));
             }
         }
     }
@@ -259,7 +260,7 @@ impl Parser<'_> {
         self.expect_word("type")?;
         self.expect_kind(Kind::Ws, "WHITESPACE")?;
         if !is_extended_identifier(self.peek()) {
-            return Err(self.mismatched(EXPECT_IDENT));
+            return Err(Box::new(self.mismatched(EXPECT_IDENT)));
         }
         let name = self.bump();
         let modular = self.out.module.is_some();
@@ -280,17 +281,17 @@ impl Parser<'_> {
             }
             if count == 0 {
                 if self.peek().kind == Kind::Nl && self.peek_at(1).kind == Kind::Word {
-                    return Err(self.no_viable_alternative());
+                    return Err(Box::new(self.no_viable_alternative()));
                 }
                 self.bump_nl_if_any();
-                return Err(self.mismatched("'define'"));
+                return Err(Box::new(self.mismatched("'define'")));
             }
             let next = self.peek_at(1);
             if self.peek().kind == Kind::Nl
                 && next.kind == Kind::Word
                 && !matches!(next.text.as_str(), "type" | "extend" | "condition")
             {
-                return Err(self.no_viable_alternative());
+                return Err(Box::new(self.no_viable_alternative()));
             }
         }
         let module = self.out.module.clone().unwrap_or_default();
@@ -386,7 +387,7 @@ impl Parser<'_> {
     ) -> PResult<()> {
         self.expect_kind(Kind::Ws, "WHITESPACE")?;
         if !is_extended_identifier(self.peek()) {
-            return Err(self.mismatched(EXPECT_IDENT));
+            return Err(Box::new(self.mismatched(EXPECT_IDENT)));
         }
         let name = self.bump();
         self.eat(Kind::Ws);
@@ -402,7 +403,7 @@ impl Parser<'_> {
                 &t.text,
             ));
         } else {
-            return Err(self.mismatched("':'"));
+            return Err(Box::new(self.mismatched("':'")));
         }
         self.eat(Kind::Ws);
         let mut direct = Vec::new();
@@ -501,7 +502,7 @@ impl Parser<'_> {
                     &shown,
                 );
                 if verb == "mismatched" {
-                    return Err(e);
+                    return Err(Box::new(e));
                 }
                 self.errors.push(e);
                 self.bump();
@@ -533,15 +534,15 @@ impl Parser<'_> {
                     self.bump();
                     continue;
                 }
-                return Err(self.mismatched("{')', WHITESPACE}"));
+                return Err(Box::new(self.mismatched("{')', WHITESPACE}")));
             }
         }
         if !is_extended_identifier(&t) {
-            return Err(self.mismatched(if d == Direct::Allowed {
+            return Err(Box::new(self.mismatched(if d == Direct::Allowed {
                 EXPECT_OPERAND
             } else {
                 EXPECT_IDENT
-            }));
+            })));
         }
         let computed = self.bump();
         if self.peek().kind == Kind::Ws && self.peek_at(1).is_word("from") {
@@ -549,7 +550,7 @@ impl Parser<'_> {
             self.bump();
             self.expect_kind(Kind::Ws, "WHITESPACE")?;
             if !is_extended_identifier(self.peek()) {
-                return Err(self.mismatched(EXPECT_IDENT));
+                return Err(Box::new(self.mismatched(EXPECT_IDENT)));
             }
             let tupleset = self.bump();
             return Ok(Userset::tuple_to_userset(tupleset.text, computed.text));
@@ -576,17 +577,17 @@ impl Parser<'_> {
                 self.bump();
                 return Ok(());
             }
-            return Err(self.mismatched(if ws {
+            return Err(Box::new(self.mismatched(if ws {
                 "{',', ']'}"
             } else {
                 "{',', WHITESPACE, ']'}"
-            }));
+            })));
         }
     }
 
     fn type_restriction(&mut self) -> PResult<RelationReference> {
         if !is_extended_identifier(self.peek()) {
-            return Err(self.mismatched(EXPECT_IDENT));
+            return Err(Box::new(self.mismatched(EXPECT_IDENT)));
         }
         let ty = self.bump();
         let mut r = RelationReference {
@@ -600,7 +601,7 @@ impl Parser<'_> {
         } else if self.peek().is_punct("#") {
             self.bump();
             if !is_extended_identifier(self.peek()) {
-                return Err(self.mismatched(EXPECT_IDENT));
+                return Err(Box::new(self.mismatched(EXPECT_IDENT)));
             }
             r.relation = self.bump().text;
         }
@@ -612,7 +613,7 @@ impl Parser<'_> {
                 || is_reserved_word(&self.peek().text)
                 || self.peek().text.contains(['.', '/'])
             {
-                return Err(self.mismatched("IDENTIFIER"));
+                return Err(Box::new(self.mismatched("IDENTIFIER")));
             }
             r.condition = self.bump().text;
         }
@@ -623,7 +624,7 @@ impl Parser<'_> {
         self.expect_word("condition")?;
         self.expect_kind(Kind::Ws, "WHITESPACE")?;
         if self.peek().kind != Kind::Word || self.peek().text.contains(['.', '/']) {
-            return Err(self.mismatched("IDENTIFIER"));
+            return Err(Box::new(self.mismatched("IDENTIFIER")));
         }
         let name = self.bump();
         if self.out.model.conditions.contains_key(&name.text) {
@@ -639,7 +640,7 @@ impl Parser<'_> {
         loop {
             self.eat(Kind::Nl);
             if self.peek().kind != Kind::Word || self.peek().text.contains(['.', '/']) {
-                return Err(self.mismatched("IDENTIFIER"));
+                return Err(Box::new(self.mismatched("IDENTIFIER")));
             }
             let pname = self.bump();
             self.eat(Kind::Ws);
@@ -667,7 +668,7 @@ impl Parser<'_> {
                 self.bump();
                 break;
             }
-            return Err(self.mismatched("{',', ')'}"));
+            return Err(Box::new(self.mismatched("{',', ')'}")));
         }
         self.eat(Kind::Ws);
         let open = self.expect_punct("{")?;
@@ -706,7 +707,7 @@ impl Parser<'_> {
             self.expect_punct("<")?;
             let g = self.peek().clone();
             if !(g.kind == Kind::Word && PARAM_TYPES.contains(&g.text.as_str())) {
-                return Err(self.mismatched("CONDITION_PARAM_TYPE"));
+                return Err(Box::new(self.mismatched("CONDITION_PARAM_TYPE")));
             }
             self.bump();
             self.expect_punct(">")?;
@@ -718,7 +719,9 @@ impl Parser<'_> {
                 }],
             });
         }
-        Err(self.mismatched("{CONDITION_PARAM_CONTAINER, CONDITION_PARAM_TYPE}"))
+        Err(Box::new(self.mismatched(
+            "{CONDITION_PARAM_CONTAINER, CONDITION_PARAM_TYPE}",
+        )))
     }
 
     /// The CEL text from `from` (just after `{`) to the first `}` outside a
@@ -758,11 +761,11 @@ impl Parser<'_> {
             line: 0,
             col: 0,
         });
-        Err(DslError::syntax(
+        Err(Box::new(DslError::syntax(
             "mismatched input '<EOF>' expecting '}'",
             eof.line,
             eof.col,
             "<EOF>",
-        ))
+        )))
     }
 }

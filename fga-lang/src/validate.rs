@@ -45,6 +45,9 @@ pub fn validate_model(model: &AuthorizationModel, dsl: Option<&str>) -> Vec<DslE
     v.errors
 }
 
+/// Upstream's `customResolver`: (found index, raw line, symbol) → column.
+type Resolver<'r> = &'r dyn Fn(usize, &str, &str) -> usize;
+
 struct Validator<'a> {
     lines: Option<Vec<&'a str>>,
     errors: Vec<DslError>,
@@ -427,7 +430,7 @@ impl Validator<'_> {
         symbol: &str,
         line: Option<usize>,
         meta: &Meta,
-        resolver: Option<&dyn Fn(usize, &str, &str) -> usize>,
+        resolver: Option<Resolver<'_>>,
     ) {
         let mut e = DslError::semantic(msg, error_type, symbol);
         e.file = meta.file.clone();

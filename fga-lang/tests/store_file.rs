@@ -119,7 +119,7 @@ tuple_files: [t.csv, t.yaml]\ntests:\n  - name: a\n    check:\n      - user: use
     assert_eq!(tuples[2].object, "doc:3");
     let model = store.resolve_model(&base).unwrap();
     assert!(model.conditions.contains_key("in_office"));
-    assert_eq!(store.tests[0].check[0].assertions["viewer"], true);
+    assert!(store.tests[0].check[0].assertions["viewer"]);
     assert_eq!(
         store.tests[0].list_users[0].user_filter[0]
             .relation
