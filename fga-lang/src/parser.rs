@@ -32,6 +32,7 @@ pub fn parse_dsl_syntax(src: &str) -> Result<ParsedDsl, DslErrors> {
         i: 0,
         errors: Vec::new(),
         out: ParsedDsl::default(),
+        depth: 0,
     };
     match p.main() {
         Ok(()) if p.errors.is_empty() => Ok(p.out),
@@ -63,6 +64,8 @@ enum Op {
 const EXPECT_IDENT: &str =
     "{IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation', EXTENDED_IDENTIFIER}";
 const EXPECT_OPERAND: &str = "{'[', '(', IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation', EXTENDED_IDENTIFIER}";
+/// Parentheses nesting a relation definition may use (the parser recurses).
+const MAX_NESTING: usize = 128;
 const PARAM_TYPES: &[&str] = &[
     "bool",
     "string",
@@ -80,6 +83,8 @@ struct Parser<'a> {
     i: usize,
     errors: Vec<DslError>,
     out: ParsedDsl,
+    /// Open parentheses around the current operand.
+    depth: usize,
 }
 
 fn is_identifier(t: &Token) -> bool {
@@ -512,30 +517,18 @@ impl Parser<'_> {
             return Ok(Userset::this());
         }
         if t.is_punct("(") {
-            self.bump();
-            while self.eat(Kind::Ws) {}
-            let inner = self.expr(d, direct)?;
-            loop {
-                while self.eat(Kind::Ws) {}
-                let t1 = self.peek().clone();
-                if t1.is_punct(")") {
-                    self.bump();
-                    return Ok(inner);
-                }
-                let t2 = self.peek_at(1);
-                let shown = t1.display();
-                if t1.kind != Kind::Eof && (t2.is_punct(")") || t2.kind == Kind::Ws) {
-                    self.errors.push(DslError::syntax(
-                        format!("extraneous input '{shown}' expecting {{')', WHITESPACE}}"),
-                        t1.line,
-                        t1.col,
-                        &shown,
-                    ));
-                    self.bump();
-                    continue;
-                }
-                return Err(Box::new(self.mismatched("{')', WHITESPACE}")));
+            if self.depth >= MAX_NESTING {
+                return Err(Box::new(DslError::syntax(
+                    format!("relation definition nested deeper than {MAX_NESTING} parentheses"),
+                    t.line,
+                    t.col,
+                    &t.text,
+                )));
             }
+            self.depth += 1;
+            let r = self.parenthesized(d, direct);
+            self.depth -= 1;
+            return r;
         }
         if !is_extended_identifier(&t) {
             return Err(Box::new(self.mismatched(if d == Direct::Allowed {
@@ -556,6 +549,38 @@ impl Parser<'_> {
             return Ok(Userset::tuple_to_userset(tupleset.text, computed.text));
         }
         Ok(Userset::computed(computed.text))
+    }
+
+    /// `( expr )`, the `(` not yet consumed.
+    fn parenthesized(
+        &mut self,
+        d: Direct,
+        direct: &mut Vec<RelationReference>,
+    ) -> PResult<Userset> {
+        self.bump();
+        while self.eat(Kind::Ws) {}
+        let inner = self.expr(d, direct)?;
+        loop {
+            while self.eat(Kind::Ws) {}
+            let t1 = self.peek().clone();
+            if t1.is_punct(")") {
+                self.bump();
+                return Ok(inner);
+            }
+            let t2 = self.peek_at(1);
+            let shown = t1.display();
+            if t1.kind != Kind::Eof && (t2.is_punct(")") || t2.kind == Kind::Ws) {
+                self.errors.push(DslError::syntax(
+                    format!("extraneous input '{shown}' expecting {{')', WHITESPACE}}"),
+                    t1.line,
+                    t1.col,
+                    &shown,
+                ));
+                self.bump();
+                continue;
+            }
+            return Err(Box::new(self.mismatched("{')', WHITESPACE}")));
+        }
     }
 
     fn direct_assignment(&mut self, direct: &mut Vec<RelationReference>) -> PResult<()> {

@@ -216,6 +216,11 @@ fn relation_meta(td: &TypeDefinition, relation: &str) -> Meta {
 
 type Visited = HashMap<String, BTreeSet<String>>;
 
+/// Bounds of the entry-point search: recursion depth, and steps over the
+/// whole model (see `has_entry_or_loop`).
+const MAX_ENTRY_DEPTH: usize = 128;
+const MAX_ENTRY_STEPS: usize = 1_000_000;
+
 fn has_entry_or_loop(
     types: &HashMap<&str, &TypeDefinition>,
     type_name: &str,
@@ -223,9 +228,14 @@ fn has_entry_or_loop(
     rewrite: &Userset,
     visited_in: &Visited,
     depth: usize,
+    steps: &std::cell::Cell<usize>,
 ) -> (bool, bool) {
-    if depth > 10_000 {
-        return (false, true);
+    // Upstream's search is exponential in the worst case and recursive; on a
+    // pathological model stop early and claim an entry point (report
+    // nothing we could not prove) rather than hang or overflow the stack.
+    steps.set(steps.get() + 1);
+    if depth > MAX_ENTRY_DEPTH || steps.get() > MAX_ENTRY_STEPS {
+        return (true, false);
     }
     let mut visited = visited_in.clone();
     visited
@@ -253,7 +263,7 @@ fn has_entry_or_loop(
                     continue;
                 }
                 let (has, _) =
-                    has_entry_or_loop(types, &d.ty, &dr, assignable, &visited, depth + 1);
+                    has_entry_or_loop(types, &d.ty, &dr, assignable, &visited, depth + 1, steps);
                 if has {
                     return (true, false);
                 }
@@ -271,7 +281,7 @@ fn has_entry_or_loop(
             if visited.get(type_name).is_some_and(|s| s.contains(name)) {
                 return (false, true);
             }
-            has_entry_or_loop(types, type_name, name, computed, &visited, depth + 1)
+            has_entry_or_loop(types, type_name, name, computed, &visited, depth + 1, steps)
         }
         Userset::TupleToUserset(t) => {
             let ts = &t.tupleset.relation;
@@ -289,7 +299,7 @@ fn has_entry_or_loop(
                         continue;
                     }
                     let (has, _) =
-                        has_entry_or_loop(types, ty, cr, assignable, &visited, depth + 1);
+                        has_entry_or_loop(types, ty, cr, assignable, &visited, depth + 1, steps);
                     if has {
                         return (true, false);
                     }
@@ -301,7 +311,7 @@ fn has_entry_or_loop(
             let mut any_loop = false;
             for c in &u.child {
                 let (has, lp) =
-                    has_entry_or_loop(types, type_name, relation, c, &visited, depth + 1);
+                    has_entry_or_loop(types, type_name, relation, c, &visited, depth + 1, steps);
                 if has {
                     return (true, false);
                 }
@@ -312,7 +322,7 @@ fn has_entry_or_loop(
         Userset::Intersection(u) => {
             for c in &u.child {
                 let (has, lp) =
-                    has_entry_or_loop(types, type_name, relation, c, &visited, depth + 1);
+                    has_entry_or_loop(types, type_name, relation, c, &visited, depth + 1, steps);
                 if !has {
                     return (false, lp);
                 }
@@ -321,13 +331,27 @@ fn has_entry_or_loop(
         }
         Userset::Difference(d) => {
             let visited = visited_in.clone();
-            let (has, lp) =
-                has_entry_or_loop(types, type_name, relation, &d.base, &visited, depth + 1);
+            let (has, lp) = has_entry_or_loop(
+                types,
+                type_name,
+                relation,
+                &d.base,
+                &visited,
+                depth + 1,
+                steps,
+            );
             if !has {
                 return (false, lp);
             }
-            let (has, lp) =
-                has_entry_or_loop(types, type_name, relation, &d.subtract, &visited, depth + 1);
+            let (has, lp) = has_entry_or_loop(
+                types,
+                type_name,
+                relation,
+                &d.subtract,
+                &visited,
+                depth + 1,
+                steps,
+            );
             if !has {
                 return (false, lp);
             }
@@ -659,12 +683,20 @@ impl Validator<'_> {
             }
         }
         if self.errors.is_empty() {
+            let steps = std::cell::Cell::new(0);
             for td in &model.type_definitions {
                 for (rel, def) in &td.relations {
                     let meta = relation_meta(td, rel);
                     self.track(&meta);
-                    let (has, lp) =
-                        has_entry_or_loop(&types, &td.type_name, rel, def, &Visited::new(), 0);
+                    let (has, lp) = has_entry_or_loop(
+                        &types,
+                        &td.type_name,
+                        rel,
+                        def,
+                        &Visited::new(),
+                        0,
+                        &steps,
+                    );
                     if !has {
                         let l = self.rel_line(&td.type_name, rel);
                         let why = if lp {
