@@ -586,7 +586,11 @@ impl Parser<'_> {
     fn direct_assignment(&mut self, direct: &mut Vec<RelationReference>) -> PResult<()> {
         self.expect_punct("[")?;
         direct.clear();
-        self.eat(Kind::Ws);
+        let ws_after_open = self.eat(Kind::Ws);
+        if self.peek().is_punct("]") && self.peek_at(1).kind == Kind::Nl {
+            self.empty_brackets(ws_after_open);
+            return Ok(());
+        }
         loop {
             self.eat(Kind::Nl);
             direct.push(self.type_restriction()?);
@@ -607,6 +611,37 @@ impl Parser<'_> {
             } else {
                 "{',', WHITESPACE, ']'}"
             })));
+        }
+    }
+
+    /// `[ ]` at the end of a line: ANTLR deletes the `]`, reads the next
+    /// line as the inside of the brackets and gives up there; its three
+    /// errors are reproduced and the rest of the input is skipped.
+    fn empty_brackets(&mut self, ws_after_open: bool) {
+        let close = self.bump();
+        let set = "IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation', EXTENDED_IDENTIFIER";
+        let expecting = if ws_after_open {
+            format!("{{{set}, NEWLINE}}")
+        } else {
+            format!("{{WHITESPACE, {set}, NEWLINE}}")
+        };
+        self.errors.push(DslError::syntax(
+            format!("extraneous input ']' expecting {expecting}"),
+            close.line,
+            close.col,
+            "]",
+        ));
+        self.eat(Kind::Nl);
+        if !is_extended_identifier(self.peek()) {
+            self.errors.push(self.mismatched(EXPECT_IDENT));
+            self.bump();
+            self.eat(Kind::Ws);
+            if !(self.peek().is_punct(",") || self.peek().is_punct("]")) {
+                self.errors.push(self.mismatched("{',', ']'}"));
+            }
+        }
+        while self.peek().kind != Kind::Eof {
+            self.bump();
         }
     }
 

@@ -158,14 +158,6 @@ const SYNTAX_KNOWN: &[(&str, &str)] = &[
         "ANTLR deletes `type` and `user` one token at a time before failing; we report one mismatch at `type`",
     ),
     (
-        "empty directly assignable relations with spaces should yield error",
-        "ANTLR deletes `]`, then reads the next line inside the brackets (three errors); we stop at `]`",
-    ),
-    (
-        "empty directly assignable relations without spaces should yield error",
-        "ANTLR deletes `]`, then reads the next line inside the brackets (three errors); we stop at `]`",
-    ),
-    (
         "having no parameter name should fail",
         "ANTLR's lexer mode makes `string` a type token where a name is expected and resyncs into the body; we report the missing `:`",
     ),
