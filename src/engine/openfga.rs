@@ -509,8 +509,8 @@ impl Engine {
     }
 
     /// OpenFGA ListObjects: the objects (`type:id`) of `object_type` on
-    /// which `user` has `relation`, each agreeing with Check. Objects whose
-    /// answer depends on missing condition parameters are left out.
+    /// which `user` has `relation`, each agreeing with Check. An object
+    /// whose answer depends on missing condition parameters is error 2000.
     ///
     /// # Errors
     /// 2021 / 2022 for an unknown type / relation, 2000 for an invalid
@@ -547,12 +547,15 @@ impl Engine {
                     limits.max_results,
                 )
                 .map_err(engine_error)?;
-            Ok(page
-                .items
-                .into_iter()
-                .filter(|r| r.outcome.is_allowed())
-                .map(|r| format!("{object_type}:{}", decode_id(&r.id)))
-                .collect())
+            // As OpenFGA: an object whose answer needs missing condition
+            // parameters fails the whole request (2000).
+            let mut objects = Vec::with_capacity(page.items.len());
+            for r in page.items {
+                if two_valued(&r.outcome)? {
+                    objects.push(format!("{object_type}:{}", decode_id(&r.id)));
+                }
+            }
+            Ok(objects)
         })
     }
 
@@ -609,6 +612,9 @@ impl Engine {
                     Timestamp::now(),
                 )
                 .map_err(engine_error)?;
+            for s in &found {
+                two_valued(&s.outcome)?;
+            }
             let mut users: Vec<FgaUser> = found
                 .into_iter()
                 .filter(|s| s.outcome.is_allowed())
@@ -632,5 +638,200 @@ impl Engine {
             }
             Ok(users)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use verdict_storage::{MemStore, Op, RelationStore, Revision, Tenant, WriteBatch};
+
+    use super::*;
+    use crate::engine::{DecisionCache, EngineConfig};
+    use crate::schema::openfga::compile_openfga_model;
+
+    /// user; group member: [user]; doc viewer: [user, user:*, group#member]
+    /// or editor; editor: [user] but not blocked; blocked: [user];
+    /// secret: [user with ok]; loop_a: loop_b; loop_b: loop_a.
+    const MODEL: &str = r#"{"schema_version":"1.1","type_definitions":[
+      {"type":"user"},
+      {"type":"group","relations":{"member":{"this":{}}},
+       "metadata":{"relations":{"member":{"directly_related_user_types":[{"type":"user"}]}}}},
+      {"type":"doc","relations":{
+        "viewer":{"union":{"child":[{"this":{}},{"computedUserset":{"relation":"editor"}}]}},
+        "editor":{"difference":{"base":{"this":{}},"subtract":{"computedUserset":{"relation":"blocked"}}}},
+        "blocked":{"this":{}},
+        "secret":{"this":{}},
+        "loop_a":{"computedUserset":{"relation":"loop_b"}},
+        "loop_b":{"computedUserset":{"relation":"loop_a"}}},
+       "metadata":{"relations":{
+        "viewer":{"directly_related_user_types":[{"type":"user"},{"type":"user","wildcard":{}},{"type":"group","relation":"member"}]},
+        "editor":{"directly_related_user_types":[{"type":"user"}]},
+        "blocked":{"directly_related_user_types":[{"type":"user"}]},
+        "secret":{"directly_related_user_types":[{"type":"user","condition":"ok"}]}}}}],
+      "conditions":{"ok":{"name":"ok","expression":"x < 10",
+        "parameters":{"x":{"type_name":"TYPE_NAME_INT"}}}}}"#;
+
+    fn setup(tuples: &[&str]) -> (Engine, MemStore) {
+        let model = verdict_fga_lang::model::AuthorizationModel::from_json(MODEL).unwrap();
+        let schema = Arc::new(compile_openfga_model(&model).unwrap());
+        let engine = Engine::new(schema, EngineConfig::default())
+            .unwrap()
+            .with_cache(Arc::new(DecisionCache::new(1 << 20)));
+        let store = MemStore::new();
+        let ops = tuples
+            .iter()
+            .map(|t| Op::Touch(Tuple::parse(t).unwrap()))
+            .collect();
+        store
+            .apply(
+                &Tenant::default_tenant(),
+                Revision(1),
+                &WriteBatch {
+                    ops,
+                    preconditions: Vec::new(),
+                },
+            )
+            .unwrap();
+        (engine, store)
+    }
+
+    fn check(e: &Engine, s: &MemStore, user: &str, rel: &str, obj: &str) -> Result<bool, FgaError> {
+        check_with(e, s, user, rel, obj, &[], &Map::new())
+    }
+
+    fn check_with(
+        e: &Engine,
+        s: &MemStore,
+        user: &str,
+        rel: &str,
+        obj: &str,
+        ctx: &[FgaTupleKey],
+        context: &Map<String, Value>,
+    ) -> Result<bool, FgaError> {
+        let r = s.snapshot(&Tenant::default_tenant(), Revision(1)).unwrap();
+        e.fga_check(
+            &r,
+            &FgaTupleKey::new(user, rel, obj),
+            ctx,
+            context,
+            &FgaLimits::default(),
+        )
+    }
+
+    #[test]
+    fn a_define_reads_its_own_tuples_and_its_operands() {
+        let (e, s) = setup(&[
+            "doc:1#viewer@user:anne",
+            "doc:1#editor@user:bob",
+            "doc:1#editor@user:carl",
+            "doc:1#blocked@user:carl",
+            "doc:2#viewer@group:eng#member",
+            "group:eng#member@user:dan",
+        ]);
+        assert_eq!(check(&e, &s, "user:anne", "viewer", "doc:1"), Ok(true));
+        assert_eq!(check(&e, &s, "user:bob", "viewer", "doc:1"), Ok(true));
+        assert_eq!(check(&e, &s, "user:carl", "viewer", "doc:1"), Ok(false));
+        assert_eq!(check(&e, &s, "user:anne", "editor", "doc:1"), Ok(false));
+        assert_eq!(check(&e, &s, "user:dan", "viewer", "doc:2"), Ok(true));
+        assert_eq!(check(&e, &s, "group:eng#member", "viewer", "doc:2"), Ok(true));
+        let r = s.snapshot(&Tenant::default_tenant(), Revision(1)).unwrap();
+        let limits = FgaLimits::default();
+        let mut objects = e
+            .fga_list_objects(&r, "doc", "viewer", "user:bob", &[], &Map::new(), &limits)
+            .unwrap();
+        objects.sort();
+        assert_eq!(objects, vec!["doc:1".to_string()]);
+        let users = e
+            .fga_list_users(&r, "doc:1", "viewer", "user", None, &[], &Map::new(), &limits)
+            .unwrap();
+        let mut users: Vec<String> = users.iter().map(FgaUser::to_string).collect();
+        users.sort();
+        assert_eq!(users, vec!["user:anne".to_string(), "user:bob".to_string()]);
+    }
+
+    #[test]
+    fn stored_tuples_the_model_does_not_allow_are_ignored() {
+        // `editor` allows `user` only; a wildcard and a group userset
+        // stored under it (written under an older model) count for nothing.
+        let (e, s) = setup(&[
+            "doc:1#editor@user:*",
+            "doc:1#editor@group:eng#member",
+            "group:eng#member@user:dan",
+            "doc:1#secret@user:anne",
+        ]);
+        assert_eq!(check(&e, &s, "user:zed", "editor", "doc:1"), Ok(false));
+        assert_eq!(check(&e, &s, "user:dan", "editor", "doc:1"), Ok(false));
+        // `secret` allows only `user with ok`: a tuple without the
+        // condition is ignored.
+        assert_eq!(check(&e, &s, "user:anne", "secret", "doc:1"), Ok(false));
+    }
+
+    #[test]
+    fn missing_condition_parameters_are_error_2000_and_cycles_are_false() {
+        let (e, s) = setup(&["doc:1#secret@user:anne[ok]"]);
+        let err = check(&e, &s, "user:anne", "secret", "doc:1").unwrap_err();
+        assert_eq!(err.code, FgaCode::Validation);
+        let mut context = Map::new();
+        context.insert("x".into(), json!(3));
+        assert_eq!(check_with(&e, &s, "user:anne", "secret", "doc:1", &[], &context), Ok(true));
+        context.insert("x".into(), json!(30));
+        assert_eq!(check_with(&e, &s, "user:anne", "secret", "doc:1", &[], &context), Ok(false));
+        assert_eq!(check(&e, &s, "user:anne", "loop_a", "doc:1"), Ok(false));
+    }
+
+    #[test]
+    fn contextual_tuples_overlay_one_request_and_bypass_the_cache() {
+        let (e, s) = setup(&[]);
+        assert_eq!(check(&e, &s, "user:anne", "viewer", "doc:1"), Ok(false));
+        let ctx = [FgaTupleKey::new("user:anne", "viewer", "doc:1")];
+        assert_eq!(
+            check_with(&e, &s, "user:anne", "viewer", "doc:1", &ctx, &Map::new()),
+            Ok(true)
+        );
+        // Neither the cached DENIED nor the contextual ALLOWED leaked.
+        assert_eq!(check(&e, &s, "user:anne", "viewer", "doc:1"), Ok(false));
+        // Invalid contextual tuples are 2027; too many are refused.
+        let bad = [FgaTupleKey::new("user:anne", "nope", "doc:1")];
+        let err = check_with(&e, &s, "user:anne", "viewer", "doc:1", &bad, &Map::new());
+        assert_eq!(err.unwrap_err().code, FgaCode::InvalidTuple);
+        let many: Vec<FgaTupleKey> = (0..101)
+            .map(|i| FgaTupleKey::new(format!("user:u{i}"), "viewer", "doc:1"))
+            .collect();
+        let err = check_with(&e, &s, "user:anne", "viewer", "doc:1", &many, &Map::new());
+        assert_eq!(err.unwrap_err().code, FgaCode::Validation);
+    }
+
+    #[test]
+    fn error_codes_follow_openfga() {
+        let (e, s) = setup(&[]);
+        let r = s.snapshot(&Tenant::default_tenant(), Revision(1)).unwrap();
+        let limits = FgaLimits::default();
+        let none = Map::new();
+        assert_eq!(
+            check(&e, &s, "user:anne", "nope", "doc:1").unwrap_err().code,
+            FgaCode::Validation
+        );
+        let lo = |t: &str, rel: &str, u: &str| {
+            e.fga_list_objects(&r, t, rel, u, &[], &none, &limits)
+                .unwrap_err()
+                .code
+        };
+        assert_eq!(lo("doc", "nope", "user:anne"), FgaCode::RelationNotFound);
+        assert_eq!(lo("folder", "viewer", "user:anne"), FgaCode::TypeNotFound);
+        assert_eq!(lo("doc", "viewer", "folder:x#member"), FgaCode::Validation);
+    }
+
+    #[test]
+    fn tuples_round_trip_through_storage_names() {
+        let model = verdict_fga_lang::model::AuthorizationModel::from_json(MODEL).unwrap();
+        let schema = compile_openfga_model(&model).unwrap();
+        let key = FgaTupleKey::new("user:Anne Smith", "viewer", "doc:a=b");
+        let t = to_tuple(&schema, &key).unwrap();
+        assert!(t.validate().is_ok(), "{t}");
+        assert_eq!(from_tuple(&t), key);
+        assert_eq!(model_rejects(&schema, &t), None);
     }
 }

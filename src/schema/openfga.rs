@@ -63,6 +63,51 @@ pub fn read_model_file(path: &std::path::Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// The OpenFGA model a file holds, with the name to report it under:
+/// `None` when the file is not OpenFGA's (a `.fga` DSL file, `fga.mod`, a
+/// `*.fga.yaml` store file's `model` / `model_file`, or any other
+/// non-YAML file whose text is an OpenFGA model).
+pub fn load_model(path: &std::path::Path) -> Option<Result<(String, String), String>> {
+    #[derive(serde::Deserialize)]
+    struct StoreModel {
+        #[serde(default)]
+        model: Option<String>,
+        #[serde(default)]
+        model_file: Option<String>,
+    }
+    let file_name = path.file_name()?.to_str()?;
+    let shown = path.display().to_string();
+    if file_name.ends_with(".fga.yaml") || file_name.ends_with(".fga.yml") {
+        let load = || -> Result<(String, String), String> {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let store: StoreModel =
+                serde_yaml::from_str(&text).map_err(|e| format!("{shown}: {e}"))?;
+            match (store.model, store.model_file) {
+                (Some(m), _) => Ok((shown.clone(), m)),
+                (None, Some(f)) => {
+                    let p = path.parent().unwrap_or(std::path::Path::new(".")).join(f);
+                    Ok((p.display().to_string(), read_model_file(&p)?))
+                }
+                (None, None) => Err(format!("{shown}: neither `model` nor `model_file`")),
+            }
+        };
+        return Some(load());
+    }
+    if file_name.ends_with(".yaml") || file_name.ends_with(".yml") {
+        return None;
+    }
+    let named_fga = file_name.ends_with(".fga") || file_name == "fga.mod";
+    match read_model_file(path) {
+        Ok(text) if named_fga || super::detect_language(&text).is_openfga() => {
+            Some(Ok((shown, text)))
+        }
+        Err(e) if named_fga => Some(Err(e)),
+        // Not OpenFGA's: the SpiceDB path reads (and reports) it.
+        _ => None,
+    }
+}
+
 /// Formats OpenFGA model text canonically in its own language.
 ///
 /// # Errors
