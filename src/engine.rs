@@ -112,6 +112,9 @@ pub struct Engine {
     cache: Option<Arc<DecisionCache>>,
     /// The group index, when enabled (see [`group_index`]).
     group_index: Option<group_index::EngineGroupIndex>,
+    /// OpenFGA's ListUsers: a condition missing parameters anywhere on the
+    /// walk is an error, even where another branch already decides.
+    strict_conditions: bool,
 }
 
 /// Source of [`Engine::generation`] values.
@@ -140,6 +143,7 @@ impl Engine {
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
             cache: None,
             group_index: None,
+            strict_conditions: false,
         })
     }
 

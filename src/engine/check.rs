@@ -534,6 +534,36 @@ impl<'e> Walker<'e> {
         let Some(caveat) = &tuple.caveat else {
             return Ok(Outcome::Allowed);
         };
+        if self.schema.is_openfga() {
+            // OpenFGA needs every declared parameter, whether or not the
+            // expression would short-circuit without it.
+            if let Some(id) = self.schema.caveat_id(&caveat.name) {
+                let missing: std::collections::BTreeSet<String> = self
+                    .schema
+                    .caveat(id)
+                    .params
+                    .iter()
+                    .filter(|(p, _)| {
+                        !caveat.context.contains_key(&**p) && !self.context.contains_key(&**p)
+                    })
+                    .map(|(p, _)| p.to_string())
+                    .collect();
+                if !missing.is_empty() {
+                    if self.engine.strict_conditions {
+                        return Err(EngineError::Caveat(
+                            super::caveat_eval::CaveatError::Evaluation {
+                                caveat: caveat.name.clone(),
+                                message: format!(
+                                    "missing context parameters: {}",
+                                    missing.into_iter().collect::<Vec<_>>().join(", ")
+                                ),
+                            },
+                        ));
+                    }
+                    return Ok(Outcome::Conditional { missing });
+                }
+            }
+        }
         match self.schema.caveat_id(&caveat.name) {
             // A caveat the schema no longer has can never be satisfied.
             None => Ok(Outcome::Denied),

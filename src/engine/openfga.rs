@@ -601,6 +601,12 @@ impl Engine {
         };
         let extra = contextual(&schema, contextual_tuples, limits)?;
         self.with_overlay(reader, extra, |engine, reader| {
+            // ListUsers explores every branch: a condition missing
+            // parameters anywhere is error 2000 (Check short-circuits).
+            let engine = Engine {
+                strict_conditions: true,
+                ..engine.clone()
+            };
             let found = engine
                 .lookup_subjects(
                     reader,
@@ -654,7 +660,7 @@ mod tests {
 
     /// user; group member: [user]; doc viewer: [user, user:*, group#member]
     /// or editor; editor: [user] but not blocked; blocked: [user];
-    /// secret: [user with ok]; loop_a: loop_b; loop_b: loop_a.
+    /// secret: [user with is_ok]; loop_a: loop_b; loop_b: loop_a.
     const MODEL: &str = r#"{"schema_version":"1.1","type_definitions":[
       {"type":"user"},
       {"type":"group","relations":{"member":{"this":{}}},
@@ -670,8 +676,8 @@ mod tests {
         "viewer":{"directly_related_user_types":[{"type":"user"},{"type":"user","wildcard":{}},{"type":"group","relation":"member"}]},
         "editor":{"directly_related_user_types":[{"type":"user"}]},
         "blocked":{"directly_related_user_types":[{"type":"user"}]},
-        "secret":{"directly_related_user_types":[{"type":"user","condition":"ok"}]}}}}],
-      "conditions":{"ok":{"name":"ok","expression":"x < 10",
+        "secret":{"directly_related_user_types":[{"type":"user","condition":"is_ok"}]}}}}],
+      "conditions":{"is_ok":{"name":"is_ok","expression":"x < 10",
         "parameters":{"x":{"type_name":"TYPE_NAME_INT"}}}}}"#;
 
     fn setup(tuples: &[&str]) -> (Engine, MemStore) {
@@ -771,7 +777,7 @@ mod tests {
 
     #[test]
     fn missing_condition_parameters_are_error_2000_and_cycles_are_false() {
-        let (e, s) = setup(&["doc:1#secret@user:anne[ok]"]);
+        let (e, s) = setup(&["doc:1#secret@user:anne[is_ok]"]);
         let err = check(&e, &s, "user:anne", "secret", "doc:1").unwrap_err();
         assert_eq!(err.code, FgaCode::Validation);
         let mut context = Map::new();

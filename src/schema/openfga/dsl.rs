@@ -4,18 +4,45 @@ use verdict_fga_lang::model::AuthorizationModel;
 
 use super::super::diagnostic::{Diagnostic, Span};
 
-/// Parses DSL text into the JSON model.
-pub(super) fn parse(_text: &str) -> Result<AuthorizationModel, Vec<Diagnostic>> {
-    Err(vec![Diagnostic::error(
-        "OPENFGA:DslUnavailable",
-        Span::new(0, 0),
-        "the OpenFGA DSL parser is not available in this build; send the model as JSON",
-    )])
+/// The byte offset of 0-based `line`, `column` (characters) in `text`.
+fn offset(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line)
+        .map(str::len)
+        .sum();
+    let rest = text.get(start..).unwrap_or("");
+    start
+        + rest
+            .char_indices()
+            .nth(column)
+            .map_or(rest.find('\n').unwrap_or(rest.len()), |(i, _)| i)
 }
 
-/// The DSL text, formatted.
-pub(super) fn format(text: &str, _model: &AuthorizationModel) -> Result<String, Vec<Diagnostic>> {
-    Ok(text.to_string())
+/// Parses DSL text into the JSON model (syntax and semantic validation as
+/// OpenFGA's language reports them).
+pub(super) fn parse(text: &str) -> Result<AuthorizationModel, Vec<Diagnostic>> {
+    verdict_fga_lang::parse_dsl(text).map_err(|errors| {
+        errors
+            .0
+            .iter()
+            .map(|e| {
+                let start = offset(text, e.line.start, e.column.start);
+                let end = offset(text, e.line.end, e.column.end).max(start);
+                let code = match e.kind {
+                    verdict_fga_lang::ErrorKind::Syntax => "OPENFGA:SyntaxError",
+                    verdict_fga_lang::ErrorKind::Semantic => "OPENFGA:ValidationError",
+                };
+                Diagnostic::error(code, Span::new(start, end), e.msg.clone())
+            })
+            .collect()
+    })
+}
+
+/// The DSL text, formatted canonically (as `fga model transform` writes it).
+pub(super) fn format(_text: &str, model: &AuthorizationModel) -> Result<String, Vec<Diagnostic>> {
+    verdict_fga_lang::to_dsl(model)
+        .map_err(|e| vec![Diagnostic::error("OPENFGA:ToDsl", Span::new(0, 0), e.to_string())])
 }
 
 /// An `fga.mod` modular model as one model text (JSON).
