@@ -89,9 +89,10 @@ pub fn compile_any(text: &str, limits: &SchemaLimits) -> Result<(Schema, Languag
 
 /// Compiles an OpenFGA model, DSL or JSON.
 fn compile_openfga_text(text: &str, language: Language) -> Result<CompiledSchema, SchemaError> {
-    let model = openfga::parse_model(text, language).map_err(|diagnostics| SchemaError { diagnostics })?;
-    let schema =
-        openfga::compile_openfga_model(&model).map_err(|diagnostics| SchemaError { diagnostics })?;
+    let model =
+        openfga::parse_model(text, language).map_err(|diagnostics| SchemaError { diagnostics })?;
+    let schema = openfga::compile_openfga_model(&model)
+        .map_err(|diagnostics| SchemaError { diagnostics })?;
     Ok(CompiledSchema {
         schema,
         ast: ast::SchemaFile::default(),
@@ -182,7 +183,8 @@ pub fn compile_parsed(
 pub fn format(text: &str, limits: &SchemaLimits) -> Result<String, SchemaError> {
     let language = detect_language(text);
     if language.is_openfga() {
-        return openfga::format_model(text, language).map_err(|diagnostics| SchemaError { diagnostics });
+        return openfga::format_model(text, language)
+            .map_err(|diagnostics| SchemaError { diagnostics });
     }
     parse(text, limits).map(|file| format::format_schema(&file))
 }

@@ -11,7 +11,9 @@
 //! request, which then bypasses the decision cache and the group index.
 
 use serde_json::{Map, Value};
-use verdict_storage::{ObjectRef, SubjectRef, Timestamp, Tuple, TupleCaveat, TupleReader, WILDCARD};
+use verdict_storage::{
+    ObjectRef, SubjectRef, Timestamp, Tuple, TupleCaveat, TupleReader, WILDCARD,
+};
 
 use super::check::model_allows;
 use super::error::EngineError;
@@ -340,7 +342,10 @@ pub fn from_tuple(tuple: &Tuple) -> FgaTupleKey {
 pub fn model_rejects(schema: &Schema, tuple: &Tuple) -> Option<String> {
     let key = from_tuple(tuple);
     let Some(def) = schema.definition_named(&tuple.resource.object_type) else {
-        return Some(format!("type '{}' not found", decode_name(&tuple.resource.object_type)));
+        return Some(format!(
+            "type '{}' not found",
+            decode_name(&tuple.resource.object_type)
+        ));
     };
     let Some(relation) = def.stored_relation(&tuple.relation) else {
         return Some(if def.relation_named(&tuple.relation).is_some() {
@@ -349,7 +354,11 @@ pub fn model_rejects(schema: &Schema, tuple: &Tuple) -> Option<String> {
                 key.object, key.relation
             )
         } else {
-            format!("relation '{}#{}' not found", decode_name(&def.name), key.relation)
+            format!(
+                "relation '{}#{}' not found",
+                decode_name(&def.name),
+                key.relation
+            )
         });
     };
     if let Some(c) = &tuple.caveat {
@@ -452,8 +461,8 @@ impl Engine {
     ) -> Result<bool, FgaError> {
         let schema = self.schema.clone();
         let resource = object(&schema, &key.object).map_err(Bad::validation)?;
-        let relation =
-            relation_name(&schema, &resource.object_type, &key.relation).map_err(Bad::validation)?;
+        let relation = relation_name(&schema, &resource.object_type, &key.relation)
+            .map_err(Bad::validation)?;
         let subject = user(&schema, &key.user).map_err(Bad::validation)?;
         let extra = contextual(&schema, contextual_tuples, limits)?;
         let request = CheckRequest {
@@ -479,7 +488,15 @@ impl Engine {
     ) -> Vec<Result<bool, FgaError>> {
         checks
             .iter()
-            .map(|c| self.fga_check(reader, &c.tuple_key, &c.contextual_tuples, &c.context, limits))
+            .map(|c| {
+                self.fga_check(
+                    reader,
+                    &c.tuple_key,
+                    &c.contextual_tuples,
+                    &c.context,
+                    limits,
+                )
+            })
             .collect()
     }
 
@@ -742,7 +759,10 @@ mod tests {
         assert_eq!(check(&e, &s, "user:carl", "viewer", "doc:1"), Ok(false));
         assert_eq!(check(&e, &s, "user:anne", "editor", "doc:1"), Ok(false));
         assert_eq!(check(&e, &s, "user:dan", "viewer", "doc:2"), Ok(true));
-        assert_eq!(check(&e, &s, "group:eng#member", "viewer", "doc:2"), Ok(true));
+        assert_eq!(
+            check(&e, &s, "group:eng#member", "viewer", "doc:2"),
+            Ok(true)
+        );
         let r = s.snapshot(&Tenant::default_tenant(), Revision(1)).unwrap();
         let limits = FgaLimits::default();
         let mut objects = e
@@ -751,7 +771,16 @@ mod tests {
         objects.sort();
         assert_eq!(objects, vec!["doc:1".to_string()]);
         let users = e
-            .fga_list_users(&r, "doc:1", "viewer", "user", None, &[], &Map::new(), &limits)
+            .fga_list_users(
+                &r,
+                "doc:1",
+                "viewer",
+                "user",
+                None,
+                &[],
+                &Map::new(),
+                &limits,
+            )
             .unwrap();
         let mut users: Vec<String> = users.iter().map(FgaUser::to_string).collect();
         users.sort();
@@ -782,9 +811,15 @@ mod tests {
         assert_eq!(err.code, FgaCode::Validation);
         let mut context = Map::new();
         context.insert("x".into(), json!(3));
-        assert_eq!(check_with(&e, &s, "user:anne", "secret", "doc:1", &[], &context), Ok(true));
+        assert_eq!(
+            check_with(&e, &s, "user:anne", "secret", "doc:1", &[], &context),
+            Ok(true)
+        );
         context.insert("x".into(), json!(30));
-        assert_eq!(check_with(&e, &s, "user:anne", "secret", "doc:1", &[], &context), Ok(false));
+        assert_eq!(
+            check_with(&e, &s, "user:anne", "secret", "doc:1", &[], &context),
+            Ok(false)
+        );
         assert_eq!(check(&e, &s, "user:anne", "loop_a", "doc:1"), Ok(false));
     }
 
@@ -817,7 +852,9 @@ mod tests {
         let limits = FgaLimits::default();
         let none = Map::new();
         assert_eq!(
-            check(&e, &s, "user:anne", "nope", "doc:1").unwrap_err().code,
+            check(&e, &s, "user:anne", "nope", "doc:1")
+                .unwrap_err()
+                .code,
             FgaCode::Validation
         );
         let lo = |t: &str, rel: &str, u: &str| {

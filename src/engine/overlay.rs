@@ -7,8 +7,7 @@
 //! decision cache, no group index) whenever there are contextual tuples.
 
 use verdict_storage::{
-    Cursor, ReverseQuery, Revision, ScanPage, StoredSchema, Tenant, Tuple, TupleFilter,
-    TupleReader,
+    Cursor, ReverseQuery, Revision, ScanPage, StoredSchema, Tenant, Tuple, TupleFilter, TupleReader,
 };
 
 /// A snapshot plus extra tuples.
@@ -85,7 +84,10 @@ impl TupleReader for OverlayReader<'_> {
         Ok(out)
     }
 
-    fn resources_for_subjects(&self, query: &ReverseQuery<'_>) -> verdict_storage::Result<Vec<Tuple>> {
+    fn resources_for_subjects(
+        &self,
+        query: &ReverseQuery<'_>,
+    ) -> verdict_storage::Result<Vec<Tuple>> {
         let mut out = self.base.resources_for_subjects(query)?;
         let before = out.len();
         for t in &self.extra {
@@ -171,6 +173,9 @@ mod tests {
         let all = o.scan(&TupleFilter::default(), None, 10).unwrap();
         assert_eq!(all.tuples.len(), 2);
         // The snapshot itself is unchanged.
-        assert_eq!(snap.subjects("doc", &["one"], "viewer").unwrap(), vec![stored]);
+        assert_eq!(
+            snap.subjects("doc", &["one"], "viewer").unwrap(),
+            vec![stored]
+        );
     }
 }

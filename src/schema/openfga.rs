@@ -79,8 +79,8 @@ pub fn load_model(path: &std::path::Path) -> Option<Result<(String, String), Str
     let shown = path.display().to_string();
     if file_name.ends_with(".fga.yaml") || file_name.ends_with(".fga.yml") {
         let load = || -> Result<(String, String), String> {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
             let store: StoreModel =
                 serde_yaml::from_str(&text).map_err(|e| format!("{shown}: {e}"))?;
             match (store.model, store.model_file) {
@@ -236,7 +236,11 @@ pub fn compile_openfga_model(model: &AuthorizationModel) -> Result<Schema, Vec<D
     // so every reference can be resolved in pass 3).
     let mut hidden: Vec<(TypeId, Arc<str>)> = Vec::new();
     for td in &model.type_definitions {
-        let Some(ty) = schema.type_ids.get(&*name(&td.type_name, "a type name", &mut Vec::new())).copied() else {
+        let Some(ty) = schema
+            .type_ids
+            .get(&*name(&td.type_name, "a type name", &mut Vec::new()))
+            .copied()
+        else {
             continue;
         };
         let Some(def) = schema.definitions.get_mut(ty.0 as usize) else {
@@ -433,7 +437,9 @@ impl Ctx<'_> {
             Userset::ComputedUserset(c) => self
                 .relation_id(&c.relation, errors)
                 .map_or(Rewrite::Nil, Rewrite::Computed),
-            Userset::TupleToUserset(t) => self.arrow(&t.tupleset.relation, &t.computed_userset.relation, errors),
+            Userset::TupleToUserset(t) => {
+                self.arrow(&t.tupleset.relation, &t.computed_userset.relation, errors)
+            }
             Userset::Union(c) => {
                 Rewrite::Union(c.child.iter().map(|c| self.rewrite(c, errors)).collect())
             }

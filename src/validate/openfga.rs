@@ -231,7 +231,10 @@ fn tuples_for(
         .map(|e| {
             let key = e.key();
             let t = to_tuple(schema, &key).map_err(|err| {
-                format!("tuple {}#{}@{}: {}", key.object, key.relation, key.user, err.message)
+                format!(
+                    "tuple {}#{}@{}: {}",
+                    key.object, key.relation, key.user, err.message
+                )
             })?;
             match model_rejects(schema, &t) {
                 Some(reason) => Err(format!(

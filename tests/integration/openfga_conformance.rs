@@ -41,7 +41,9 @@ const KNOWN_FAILURES: &[(&str, &str)] = &[];
 fn conformance_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("VERDICT_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/public"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/public")
+        });
     dir.is_dir().then_some(dir)
 }
 
@@ -212,7 +214,10 @@ fn run_test(test: &Test, contextual: bool, tally: &mut Tally) {
             Ok(c) => c,
             Err(e) => {
                 tally.check(&name, false, || {
-                    format!("stage {n}: model does not compile: {}", e.render("model", &stage.model))
+                    format!(
+                        "stage {n}: model does not compile: {}",
+                        e.render("model", &stage.model)
+                    )
                 });
                 continue;
             }
@@ -231,7 +236,9 @@ fn run_test(test: &Test, contextual: bool, tally: &mut Tally) {
                     }
                 };
                 if let Some(why) = model_rejects(&schema, &t) {
-                    tally.check(&name, false, || format!("stage {n}: write {k:?} refused: {why}"));
+                    tally.check(&name, false, || {
+                        format!("stage {n}: write {k:?} refused: {why}")
+                    });
                     continue;
                 }
                 ops.push(Op::Touch(t));
@@ -295,8 +302,9 @@ fn run_test(test: &Test, contextual: bool, tally: &mut Tally) {
             );
             let want: BTreeSet<String> = a.expectation.iter().flatten().cloned().collect();
             let ok = if a.error_code == 0 {
-                got.as_ref()
-                    .is_ok_and(|g| g.iter().cloned().collect::<BTreeSet<_>>() == want && g.len() == want.len())
+                got.as_ref().is_ok_and(|g| {
+                    g.iter().cloned().collect::<BTreeSet<_>>() == want && g.len() == want.len()
+                })
             } else {
                 code(&got) == a.error_code
             };
@@ -328,7 +336,14 @@ fn run_test(test: &Test, contextual: bool, tally: &mut Tally) {
                     None => (f.as_str(), None),
                 };
                 let res = engine.fga_list_users(
-                    &reader, &r.object, &r.relation, t, rel, &ctx, &context, &limits,
+                    &reader,
+                    &r.object,
+                    &r.relation,
+                    t,
+                    rel,
+                    &ctx,
+                    &context,
+                    &limits,
                 );
                 got = match (got, res) {
                     (Ok(mut all), Ok(more)) => {
@@ -355,8 +370,7 @@ fn run_test(test: &Test, contextual: bool, tally: &mut Tally) {
             });
             if let (0, Ok(users)) = (a.error_code, &got) {
                 for u in users {
-                    let key =
-                        FgaTupleKey::new(u.to_string(), r.relation.clone(), r.object.clone());
+                    let key = FgaTupleKey::new(u.to_string(), r.relation.clone(), r.object.clone());
                     let c = engine.fga_check(&reader, &key, &ctx, &context, &limits);
                     tally.check(&name, matches!(c, Ok(true)), || {
                         format!("stage {n} list_users {i}: listed {u} but check says {c:?}")
@@ -449,7 +463,11 @@ fn openfga_sample_stores_pass_verdict_validate() {
     }
     let mut files = Vec::new();
     walk(&stores, &mut files);
-    assert!(!files.is_empty(), "no store files under {}", stores.display());
+    assert!(
+        !files.is_empty(),
+        "no store files under {}",
+        stores.display()
+    );
     let mut failed = Vec::new();
     for f in &files {
         let out = std::process::Command::new(crate::support::cluster::binary())

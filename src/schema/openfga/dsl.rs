@@ -6,11 +6,7 @@ use super::super::diagnostic::{Diagnostic, Span};
 
 /// The byte offset of 0-based `line`, `column` (characters) in `text`.
 fn offset(text: &str, line: usize, column: usize) -> usize {
-    let start: usize = text
-        .split_inclusive('\n')
-        .take(line)
-        .map(str::len)
-        .sum();
+    let start: usize = text.split_inclusive('\n').take(line).map(str::len).sum();
     let rest = text.get(start..).unwrap_or("");
     start
         + rest
@@ -41,8 +37,13 @@ pub(super) fn parse(text: &str) -> Result<AuthorizationModel, Vec<Diagnostic>> {
 
 /// The DSL text, formatted canonically (as `fga model transform` writes it).
 pub(super) fn format(_text: &str, model: &AuthorizationModel) -> Result<String, Vec<Diagnostic>> {
-    verdict_fga_lang::to_dsl(model)
-        .map_err(|e| vec![Diagnostic::error("OPENFGA:ToDsl", Span::new(0, 0), e.to_string())])
+    verdict_fga_lang::to_dsl(model).map_err(|e| {
+        vec![Diagnostic::error(
+            "OPENFGA:ToDsl",
+            Span::new(0, 0),
+            e.to_string(),
+        )]
+    })
 }
 
 /// An `fga.mod` modular model as one model text (JSON).

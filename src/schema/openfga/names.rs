@@ -38,8 +38,7 @@ fn fits_name(s: &str) -> bool {
     let b = s.as_bytes();
     (3..=MAX_NAME).contains(&b.len())
         && b.first().is_some_and(u8::is_ascii_lowercase)
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
         && b.last() != Some(&b'_')
 }
@@ -158,7 +157,15 @@ mod tests {
         for n in ["user", "can_view", "document", "a1b"] {
             assert_eq!(encode_name(n, "a type").unwrap(), n);
         }
-        for n in ["scopeA", "r", "asset-category", "zz_x", "Ünïcode", "x_", "ab"] {
+        for n in [
+            "scopeA",
+            "r",
+            "asset-category",
+            "zz_x",
+            "Ünïcode",
+            "x_",
+            "ab",
+        ] {
             let e = encode_name(n, "a type").unwrap();
             assert!(fits_name(&e), "{e}");
             assert!(e.starts_with(NAME_MARK));
