@@ -3,11 +3,13 @@
 
 use std::fmt;
 
-/// Whether an error came from the grammar or from semantic validation.
+/// Whether an error came from the grammar, semantic validation, or
+/// combining module files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     Syntax,
     Semantic,
+    Transformation,
 }
 
 /// A start/end pair (line or column; 0-based, column end exclusive).
@@ -31,6 +33,12 @@ pub struct DslError {
     pub error_type: String,
     /// The file, for modular models.
     pub file: String,
+    /// Module, type, relation and offending type the error is about
+    /// (upstream's error metadata; empty when not applicable).
+    pub module: String,
+    pub type_name: String,
+    pub relation: String,
+    pub offending_type: String,
 }
 
 impl DslError {
@@ -38,7 +46,10 @@ impl DslError {
         DslError {
             kind: ErrorKind::Syntax,
             msg: msg.into(),
-            line: Range { start: line, end: line },
+            line: Range {
+                start: line,
+                end: line,
+            },
             column: Range {
                 start: col,
                 end: col + symbol.chars().count(),
@@ -46,6 +57,10 @@ impl DslError {
             symbol: symbol.to_string(),
             error_type: String::new(),
             file: String::new(),
+            module: String::new(),
+            type_name: String::new(),
+            relation: String::new(),
+            offending_type: String::new(),
         }
     }
 
@@ -58,7 +73,20 @@ impl DslError {
             symbol: symbol.to_string(),
             error_type: error_type.to_string(),
             file: String::new(),
+            module: String::new(),
+            type_name: String::new(),
+            relation: String::new(),
+            offending_type: String::new(),
         }
+    }
+}
+
+impl DslError {
+    pub(crate) fn transformation(msg: impl Into<String>, file: &str) -> Self {
+        let mut e = DslError::semantic(msg, "", "");
+        e.kind = ErrorKind::Transformation;
+        e.file = file.to_string();
+        e
     }
 }
 
@@ -68,6 +96,11 @@ impl fmt::Display for DslError {
             ErrorKind::Syntax => write!(
                 f,
                 "syntax error at line={}, column={}: {}",
+                self.line.start, self.column.start, self.msg
+            ),
+            ErrorKind::Transformation => write!(
+                f,
+                "transformation error at line={}, column={}: {}",
                 self.line.start, self.column.start, self.msg
             ),
             ErrorKind::Semantic => write!(

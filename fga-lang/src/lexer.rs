@@ -130,13 +130,20 @@ pub(crate) fn tokenize(src: &str) -> Vec<Token> {
             loop {
                 match at(j) {
                     Some(d) if is_word_char(d) => j += 1,
-                    Some('.' | '/') if at(j + 1).is_some_and(|d| d.is_ascii_alphanumeric() || d == '_') => {
+                    Some('.' | '/')
+                        if at(j + 1).is_some_and(|d| d.is_ascii_alphanumeric() || d == '_') =>
+                    {
                         j += 2
                     }
                     _ => break,
                 }
             }
-            let word: String = chars.get(i..j).unwrap_or(&[]).iter().map(|&(_, c)| c).collect();
+            let word: String = chars
+                .get(i..j)
+                .unwrap_or(&[])
+                .iter()
+                .map(|&(_, c)| c)
+                .collect();
             if word == "but"
                 && at(j) == Some(' ')
                 && at(j + 1) == Some('n')

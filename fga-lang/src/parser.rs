@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use crate::error::{DslError, DslErrors};
 use crate::lexer::{clean, tokenize, Kind, Token};
 use crate::model::{
-    AuthorizationModel, Condition, ConditionMetadata, ConditionParamTypeRef, Difference,
-    Metadata, RelationMetadata, RelationReference, TypeDefinition, Userset, Usersets,
+    AuthorizationModel, Condition, ConditionMetadata, ConditionParamTypeRef, Difference, Metadata,
+    RelationMetadata, RelationReference, TypeDefinition, Userset, Usersets,
 };
 
 /// A parsed DSL file: the model plus what modular combination needs.
@@ -37,13 +37,14 @@ pub fn parse_dsl_syntax(src: &str) -> Result<ParsedDsl, DslErrors> {
         Ok(()) if p.errors.is_empty() => Ok(p.out),
         Ok(()) => Err(DslErrors(p.errors)),
         Err(e) => {
-            p.errors.push(e);
+            p.errors.push(*e);
             Err(DslErrors(p.errors))
         }
     }
 }
 
-type PResult<T> = Result<T, DslError>;
+/// Boxed: a `DslError` is large and the error path is cold.
+type PResult<T> = Result<T, Box<DslError>>;
 
 /// Where a relation expression stands: whether `[...]` may start it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,7 +90,17 @@ fn is_identifier(t: &Token) -> bool {
 fn is_reserved_word(w: &str) -> bool {
     matches!(
         w,
-        "and" | "or" | "from" | "condition" | "relations" | "define" | "with" | "in" | "true" | "false" | "null"
+        "and"
+            | "or"
+            | "from"
+            | "condition"
+            | "relations"
+            | "define"
+            | "with"
+            | "in"
+            | "true"
+            | "false"
+            | "null"
     )
 }
 
@@ -136,11 +147,16 @@ impl Parser<'_> {
     fn mismatched(&self, expecting: &str) -> DslError {
         let t = self.peek();
         let shown = t.display();
+        let symbol = if t.kind == Kind::Eof {
+            "<EOF>"
+        } else {
+            t.text.as_str()
+        };
         DslError::syntax(
             format!("mismatched input '{shown}' expecting {expecting}"),
             t.line,
             t.col,
-            &shown,
+            symbol,
         )
     }
 
@@ -148,7 +164,7 @@ impl Parser<'_> {
         if self.peek().is_word(w) {
             Ok(self.bump())
         } else {
-            Err(self.mismatched(&format!("'{w}'")))
+            Err(Box::new(self.mismatched(&format!("'{w}'"))))
         }
     }
 
@@ -156,7 +172,7 @@ impl Parser<'_> {
         if self.peek().kind == kind {
             Ok(self.bump())
         } else {
-            Err(self.mismatched(name))
+            Err(Box::new(self.mismatched(name)))
         }
     }
 
@@ -164,7 +180,7 @@ impl Parser<'_> {
         if self.peek().is_punct(c) {
             Ok(self.bump())
         } else {
-            Err(self.mismatched(&format!("'{c}'")))
+            Err(Box::new(self.mismatched(&format!("'{c}'"))))
         }
     }
 
@@ -187,21 +203,25 @@ impl Parser<'_> {
         } else if self.peek().is_word("module") {
             self.bump();
             self.expect_kind(Kind::Ws, "WHITESPACE")?;
-            if !is_identifier(self.peek()) && !matches!(self.peek().text.as_str(), "module" | "model") {
-                return Err(self.mismatched("{IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation'}"));
+            if !is_identifier(self.peek())
+                && !matches!(self.peek().text.as_str(), "module" | "model")
+            {
+                return Err(Box::new(self.mismatched(
+                    "{IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation'}",
+                )));
             }
             let name = self.bump();
             self.out.module = Some(name.text);
             self.eat(Kind::Ws);
         } else {
-            return Err(self.mismatched("{'#', 'module', 'model'}"));
+            return Err(Box::new(self.mismatched("{'#', 'module', 'model'}")));
         }
         let mut in_conditions = false;
         loop {
             match self.peek().kind {
                 Kind::Eof => return Ok(()),
                 Kind::Nl => {}
-                _ => return Err(self.mismatched("{<EOF>, NEWLINE}")),
+                _ => return Err(Box::new(self.mismatched("{<EOF>, NEWLINE}"))),
             }
             let next = self.peek_at(1);
             if next.kind == Kind::Eof {
@@ -215,6 +235,8 @@ impl Parser<'_> {
             } else if !in_conditions && (next.is_word("type") || next.is_word("extend")) {
                 self.bump();
                 self.type_def()?;
+            } else if next.kind == Kind::Word {
+                return Err(Box::new(self.no_viable_alternative()));
             } else {
                 self.bump();
                 let expecting = if in_conditions {
@@ -222,7 +244,7 @@ impl Parser<'_> {
                 } else {
                     "{<EOF>, 'extend', 'type', 'condition'}"
                 };
-                return Err(self.mismatched(expecting));
+                return Err(Box::new(self.mismatched(expecting)));
             }
         }
     }
@@ -238,7 +260,7 @@ impl Parser<'_> {
         self.expect_word("type")?;
         self.expect_kind(Kind::Ws, "WHITESPACE")?;
         if !is_extended_identifier(self.peek()) {
-            return Err(self.mismatched(EXPECT_IDENT));
+            return Err(Box::new(self.mismatched(EXPECT_IDENT)));
         }
         let name = self.bump();
         let modular = self.out.module.is_some();
@@ -258,8 +280,18 @@ impl Parser<'_> {
                 count += 1;
             }
             if count == 0 {
+                if self.peek().kind == Kind::Nl && self.peek_at(1).kind == Kind::Word {
+                    return Err(Box::new(self.no_viable_alternative()));
+                }
                 self.bump_nl_if_any();
-                return Err(self.mismatched("'define'"));
+                return Err(Box::new(self.mismatched("'define'")));
+            }
+            let next = self.peek_at(1);
+            if self.peek().kind == Kind::Nl
+                && next.kind == Kind::Word
+                && !matches!(next.text.as_str(), "type" | "extend" | "condition")
+            {
+                return Err(Box::new(self.no_viable_alternative()));
             }
         }
         let module = self.out.module.clone().unwrap_or_default();
@@ -287,12 +319,57 @@ impl Parser<'_> {
         });
         if extend && modular {
             if self.out.extended.contains(&name.text) {
-                self.notify(format!("'{}' is already extended in file.", name.text), &name);
+                self.notify(
+                    format!("'{}' is already extended in file.", name.text),
+                    &name,
+                );
             } else {
                 self.out.extended.push(name.text);
             }
         }
         Ok(())
+    }
+
+    /// After a relation definition: anything before the line break is an
+    /// error; ANTLR deletes one extraneous token or skips to the line end.
+    fn end_of_line(&mut self) {
+        let t1 = self.peek().clone();
+        if matches!(t1.kind, Kind::Nl | Kind::Eof) {
+            return;
+        }
+        let shown = t1.display();
+        if matches!(self.peek_at(1).kind, Kind::Nl | Kind::Eof) {
+            self.errors.push(DslError::syntax(
+                format!("extraneous input '{shown}' expecting {{<EOF>, NEWLINE}}"),
+                t1.line,
+                t1.col,
+                &shown,
+            ));
+            self.bump();
+            return;
+        }
+        // ANTLR's resynchronisation here reaches the end of the input, so
+        // nothing after this is reported.
+        self.errors.push(self.mismatched("{<EOF>, NEWLINE}"));
+        while self.peek().kind != Kind::Eof {
+            self.bump();
+        }
+    }
+
+    /// At a NEWLINE followed by a word no rule accepts there.
+    fn no_viable_alternative(&self) -> DslError {
+        let nl = self.peek();
+        let word = self.peek_at(1);
+        DslError::syntax(
+            format!(
+                "no viable alternative at input '{}{}'",
+                nl.display(),
+                word.display()
+            ),
+            word.line,
+            word.col,
+            &word.text,
+        )
     }
 
     fn bump_nl_if_any(&mut self) {
@@ -310,14 +387,28 @@ impl Parser<'_> {
     ) -> PResult<()> {
         self.expect_kind(Kind::Ws, "WHITESPACE")?;
         if !is_extended_identifier(self.peek()) {
-            return Err(self.mismatched(EXPECT_IDENT));
+            return Err(Box::new(self.mismatched(EXPECT_IDENT)));
         }
         let name = self.bump();
         self.eat(Kind::Ws);
-        self.expect_punct(":")?;
+        let t = self.peek().clone();
+        if t.is_punct(":") {
+            self.bump();
+        } else if is_extended_identifier(&t) || t.is_punct("[") || t.is_punct("(") {
+            // ANTLR's single-token insertion.
+            self.errors.push(DslError::syntax(
+                format!("missing ':' at '{}'", t.display()),
+                t.line,
+                t.col,
+                &t.text,
+            ));
+        } else {
+            return Err(Box::new(self.mismatched("':'")));
+        }
         self.eat(Kind::Ws);
         let mut direct = Vec::new();
         let def = self.expr(Direct::Allowed, &mut direct)?;
+        self.end_of_line();
         if relations.contains_key(&name.text) {
             self.notify(
                 format!("'{}' is already defined in '{type_name}'", name.text),
@@ -361,14 +452,9 @@ impl Parser<'_> {
             };
             if let Some(prev) = op {
                 if prev != this_op || prev == Op::ButNot {
-                    self.bump();
-                    let shown = kw.display();
-                    return Err(DslError::syntax(
-                        format!("extraneous input '{shown}' expecting {{')', WHITESPACE}}"),
-                        kw.line,
-                        kw.col,
-                        &shown,
-                    ));
+                    // Left for the caller's recovery, as ANTLR leaves the
+                    // partials loop here.
+                    break;
                 }
             }
             op = Some(this_op);
@@ -398,13 +484,29 @@ impl Parser<'_> {
         let t = self.peek().clone();
         if t.is_punct("[") {
             if d == Direct::Forbidden {
+                // ANTLR's single-token deletion: report and skip the `[`.
                 let shown = t.display();
-                return Err(DslError::syntax(
-                    format!("mismatched input '{shown}' expecting {}", EXPECT_OPERAND.replacen("'[', ", "", 1)),
+                let verb =
+                    if is_extended_identifier(self.peek_at(1)) || self.peek_at(1).is_punct("(") {
+                        "extraneous"
+                    } else {
+                        "mismatched"
+                    };
+                let e = DslError::syntax(
+                    format!(
+                        "{verb} input '{shown}' expecting {}",
+                        EXPECT_OPERAND.replacen("'[', ", "", 1)
+                    ),
                     t.line,
                     t.col,
                     &shown,
-                ));
+                );
+                if verb == "mismatched" {
+                    return Err(Box::new(e));
+                }
+                self.errors.push(e);
+                self.bump();
+                return self.operand(d, direct);
             }
             self.direct_assignment(direct)?;
             return Ok(Userset::this());
@@ -413,16 +515,34 @@ impl Parser<'_> {
             self.bump();
             while self.eat(Kind::Ws) {}
             let inner = self.expr(d, direct)?;
-            while self.eat(Kind::Ws) {}
-            self.expect_punct(")")?;
-            return Ok(inner);
+            loop {
+                while self.eat(Kind::Ws) {}
+                let t1 = self.peek().clone();
+                if t1.is_punct(")") {
+                    self.bump();
+                    return Ok(inner);
+                }
+                let t2 = self.peek_at(1);
+                let shown = t1.display();
+                if t1.kind != Kind::Eof && (t2.is_punct(")") || t2.kind == Kind::Ws) {
+                    self.errors.push(DslError::syntax(
+                        format!("extraneous input '{shown}' expecting {{')', WHITESPACE}}"),
+                        t1.line,
+                        t1.col,
+                        &shown,
+                    ));
+                    self.bump();
+                    continue;
+                }
+                return Err(Box::new(self.mismatched("{')', WHITESPACE}")));
+            }
         }
         if !is_extended_identifier(&t) {
-            return Err(self.mismatched(if d == Direct::Allowed {
+            return Err(Box::new(self.mismatched(if d == Direct::Allowed {
                 EXPECT_OPERAND
             } else {
                 EXPECT_IDENT
-            }));
+            })));
         }
         let computed = self.bump();
         if self.peek().kind == Kind::Ws && self.peek_at(1).is_word("from") {
@@ -430,7 +550,7 @@ impl Parser<'_> {
             self.bump();
             self.expect_kind(Kind::Ws, "WHITESPACE")?;
             if !is_extended_identifier(self.peek()) {
-                return Err(self.mismatched(EXPECT_IDENT));
+                return Err(Box::new(self.mismatched(EXPECT_IDENT)));
             }
             let tupleset = self.bump();
             return Ok(Userset::tuple_to_userset(tupleset.text, computed.text));
@@ -446,7 +566,7 @@ impl Parser<'_> {
             self.eat(Kind::Nl);
             direct.push(self.type_restriction()?);
             self.eat(Kind::Nl);
-            self.eat(Kind::Ws);
+            let ws = self.eat(Kind::Ws);
             let t = self.peek().clone();
             if t.is_punct(",") {
                 self.bump();
@@ -457,13 +577,17 @@ impl Parser<'_> {
                 self.bump();
                 return Ok(());
             }
-            return Err(self.mismatched("{',', ']'}"));
+            return Err(Box::new(self.mismatched(if ws {
+                "{',', ']'}"
+            } else {
+                "{',', WHITESPACE, ']'}"
+            })));
         }
     }
 
     fn type_restriction(&mut self) -> PResult<RelationReference> {
         if !is_extended_identifier(self.peek()) {
-            return Err(self.mismatched(EXPECT_IDENT));
+            return Err(Box::new(self.mismatched(EXPECT_IDENT)));
         }
         let ty = self.bump();
         let mut r = RelationReference {
@@ -477,7 +601,7 @@ impl Parser<'_> {
         } else if self.peek().is_punct("#") {
             self.bump();
             if !is_extended_identifier(self.peek()) {
-                return Err(self.mismatched(EXPECT_IDENT));
+                return Err(Box::new(self.mismatched(EXPECT_IDENT)));
             }
             r.relation = self.bump().text;
         }
@@ -485,8 +609,11 @@ impl Parser<'_> {
             self.bump();
             self.bump();
             self.expect_kind(Kind::Ws, "WHITESPACE")?;
-            if self.peek().kind != Kind::Word || is_reserved_word(&self.peek().text) || self.peek().text.contains(['.', '/']) {
-                return Err(self.mismatched("IDENTIFIER"));
+            if self.peek().kind != Kind::Word
+                || is_reserved_word(&self.peek().text)
+                || self.peek().text.contains(['.', '/'])
+            {
+                return Err(Box::new(self.mismatched("IDENTIFIER")));
             }
             r.condition = self.bump().text;
         }
@@ -497,7 +624,7 @@ impl Parser<'_> {
         self.expect_word("condition")?;
         self.expect_kind(Kind::Ws, "WHITESPACE")?;
         if self.peek().kind != Kind::Word || self.peek().text.contains(['.', '/']) {
-            return Err(self.mismatched("IDENTIFIER"));
+            return Err(Box::new(self.mismatched("IDENTIFIER")));
         }
         let name = self.bump();
         if self.out.model.conditions.contains_key(&name.text) {
@@ -513,7 +640,7 @@ impl Parser<'_> {
         loop {
             self.eat(Kind::Nl);
             if self.peek().kind != Kind::Word || self.peek().text.contains(['.', '/']) {
-                return Err(self.mismatched("IDENTIFIER"));
+                return Err(Box::new(self.mismatched("IDENTIFIER")));
             }
             let pname = self.bump();
             self.eat(Kind::Ws);
@@ -541,7 +668,7 @@ impl Parser<'_> {
                 self.bump();
                 break;
             }
-            return Err(self.mismatched("{',', ')'}"));
+            return Err(Box::new(self.mismatched("{',', ')'}")));
         }
         self.eat(Kind::Ws);
         let open = self.expect_punct("{")?;
@@ -580,7 +707,7 @@ impl Parser<'_> {
             self.expect_punct("<")?;
             let g = self.peek().clone();
             if !(g.kind == Kind::Word && PARAM_TYPES.contains(&g.text.as_str())) {
-                return Err(self.mismatched("CONDITION_PARAM_TYPE"));
+                return Err(Box::new(self.mismatched("CONDITION_PARAM_TYPE")));
             }
             self.bump();
             self.expect_punct(">")?;
@@ -592,7 +719,9 @@ impl Parser<'_> {
                 }],
             });
         }
-        Err(self.mismatched("{CONDITION_PARAM_CONTAINER, CONDITION_PARAM_TYPE}"))
+        Err(Box::new(self.mismatched(
+            "{CONDITION_PARAM_CONTAINER, CONDITION_PARAM_TYPE}",
+        )))
     }
 
     /// The CEL text from `from` (just after `{`) to the first `}` outside a
@@ -632,11 +761,11 @@ impl Parser<'_> {
             line: 0,
             col: 0,
         });
-        Err(DslError::syntax(
+        Err(Box::new(DslError::syntax(
             "mismatched input '<EOF>' expecting '}'",
             eof.line,
             eof.col,
             "<EOF>",
-        ))
+        )))
     }
 }

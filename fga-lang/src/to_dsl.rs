@@ -239,7 +239,13 @@ fn prioritize_direct(children: &[Userset]) -> Vec<&Userset> {
         if let Some(c) = children.get(p) {
             out.push(c);
         }
-        out.extend(children.iter().enumerate().filter(|(i, _)| *i != p).map(|(_, c)| c));
+        out.extend(
+            children
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != p)
+                .map(|(_, c)| c),
+        );
     } else {
         out.extend(children.iter());
     }
@@ -271,7 +277,10 @@ fn sub(u: &Userset, rs: &[RelationReference], count: &mut usize) -> String {
         }
         Userset::ComputedUserset(c) => c.relation.clone(),
         Userset::TupleToUserset(t) => {
-            format!("{} from {}", t.computed_userset.relation, t.tupleset.relation)
+            format!(
+                "{} from {}",
+                t.computed_userset.relation, t.tupleset.relation
+            )
         }
         Userset::Union(x) => format!("({})", join(&x.child, " or ", rs, count)),
         Userset::Intersection(x) => format!("({})", join(&x.child, " and ", rs, count)),
