@@ -28,6 +28,7 @@ pub(super) fn parse(text: &str) -> Result<AuthorizationModel, Vec<Diagnostic>> {
                 let code = match e.kind {
                     verdict_fga_lang::ErrorKind::Syntax => "OPENFGA:SyntaxError",
                     verdict_fga_lang::ErrorKind::Semantic => "OPENFGA:ValidationError",
+                    verdict_fga_lang::ErrorKind::Transformation => "OPENFGA:TransformationError",
                 };
                 Diagnostic::error(code, Span::new(start, end), e.msg.clone())
             })
@@ -46,10 +47,23 @@ pub(super) fn format(_text: &str, model: &AuthorizationModel) -> Result<String, 
     })
 }
 
-/// An `fga.mod` modular model as one model text (JSON).
-pub(super) fn combine_modules(path: &std::path::Path, _text: &str) -> Result<String, String> {
-    Err(format!(
-        "{}: modular models (fga.mod) are not supported in this build",
-        path.display()
-    ))
+/// An `fga.mod` modular model (its module files read from beside it),
+/// combined into one model and returned as its JSON text.
+pub(super) fn combine_modules(path: &std::path::Path, text: &str) -> Result<String, String> {
+    let shown = path.display();
+    let m = verdict_fga_lang::modules::parse_mod_file(text).map_err(|e| format!("{shown}: {e}"))?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut files = Vec::new();
+    for name in &m.contents.value {
+        let p = dir.join(&name.value);
+        let contents = std::fs::read_to_string(&p)
+            .map_err(|e| format!("{shown}: cannot read module {}: {e}", p.display()))?;
+        files.push(verdict_fga_lang::modules::ModuleFile {
+            name: name.value.clone(),
+            contents,
+        });
+    }
+    let model = verdict_fga_lang::modules::combine_modules(&files, &m.schema.value)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    Ok(model.to_json_pretty())
 }
