@@ -331,6 +331,17 @@ fn schema_check(args: &CheckArgs) -> ExitCode {
 /// Checks one file, printing its diagnostics; returns the warning count, or
 /// the error count.
 fn check_one(path: &Path, args: &CheckArgs, limits: &SchemaLimits) -> Result<usize, usize> {
+    // An OpenFGA model (DSL, JSON, fga.mod, or a store file's model).
+    if let Some(loaded) = schema::openfga::load_model(path) {
+        let (name, text) = loaded.map_err(|e| {
+            eprintln!("error: {e}");
+            1usize
+        })?;
+        return schema::compile(&text, limits).map(|_| 0).map_err(|e| {
+            eprint!("{}", e.render(&name, &text));
+            e.error_count().max(1)
+        });
+    }
     // A `.zed` file may import others: resolve them relative to it, unless
     // only its syntax is asked about (`--parse-only` never needs the
     // imported files, as SpiceDB's parser tests expect).

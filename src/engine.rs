@@ -21,7 +21,9 @@ mod error;
 mod expand;
 pub mod group_index;
 mod lookup;
+pub mod openfga;
 pub mod outcome;
+pub mod overlay;
 mod reachability;
 mod trace;
 
@@ -120,7 +122,12 @@ impl Engine {
     ///
     /// # Errors
     /// A caveat expression that does not compile.
-    pub fn new(schema: Arc<Schema>, config: EngineConfig) -> Result<Engine, EngineError> {
+    pub fn new(schema: Arc<Schema>, mut config: EngineConfig) -> Result<Engine, EngineError> {
+        if schema.is_openfga() {
+            // OpenFGA's resolution bound (`resolveNodeLimit`): deeper is
+            // error 2002.
+            config.max_depth = config.max_depth.min(openfga::MAX_DEPTH);
+        }
         let caveats = schema
             .caveats()
             .iter()
@@ -147,6 +154,12 @@ impl Engine {
     /// engine's schema (active since `schema_revision`) must be the one the
     /// tenant's index was built from (otherwise the walker walks).
     pub fn with_group_index(mut self, index: Arc<GroupIndex>, schema_revision: Revision) -> Engine {
+        if self.schema.is_openfga() {
+            // The index reads stored relations as SpiceDB's (every stored
+            // tuple counts); an OpenFGA model ignores the tuples it does
+            // not allow, so its engine always walks.
+            return self;
+        }
         self.group_index = Some(group_index::EngineGroupIndex::new(
             index,
             &self.schema,
@@ -160,6 +173,17 @@ impl Engine {
     pub fn without_cache(&self) -> Engine {
         Engine {
             cache: None,
+            ..self.clone()
+        }
+    }
+
+    /// This engine without the decision cache and the group index: for a
+    /// request whose answer must not be shared (contextual tuples overlay
+    /// the snapshot, so answers are not those of the revision).
+    pub fn isolated(&self) -> Engine {
+        Engine {
+            cache: None,
+            group_index: None,
             ..self.clone()
         }
     }

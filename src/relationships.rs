@@ -62,12 +62,14 @@ pub fn validate_against_schema(schema: &Schema, tuple: &Tuple) -> Result<(), Rel
                 resource_type: resource_type.clone(),
                 relation: tuple.relation.clone(),
             })?;
-    if relation.is_permission() {
+    // An OpenFGA define that also computes stores its tuples in a hidden
+    // relation of the same name (schema::openfga).
+    let Some(relation) = def.stored_relation(&relation.name) else {
         return Err(RelationshipError::WriteToPermission {
             resource_type: resource_type.clone(),
             relation: tuple.relation.clone(),
         });
-    }
+    };
     let subject = &tuple.subject;
     let caveat = tuple.caveat.as_ref().map(|c| c.name.as_str());
     let fits = relation.allowed().iter().any(|a| {

@@ -21,6 +21,7 @@ pub mod ir;
 pub mod lexer;
 mod limits;
 pub mod loader;
+pub mod openfga;
 pub mod parser;
 
 pub use diagnostic::{Diagnostic, Severity, SourceMap, Span};
@@ -36,6 +37,67 @@ pub struct CompiledSchema {
     pub ast: ast::SchemaFile,
     /// Warnings; the schema is accepted regardless.
     pub warnings: Vec<Diagnostic>,
+    /// The language the text was written in (an OpenFGA model has an
+    /// empty `ast`).
+    pub language: Language,
+}
+
+/// The language of a schema text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Language {
+    /// SpiceDB's schema language.
+    #[default]
+    SpiceDb,
+    /// OpenFGA's modeling language (`model` / `schema 1.1` / `type ...`).
+    OpenFgaDsl,
+    /// OpenFGA's JSON authorization model (`{"schema_version": ...}`).
+    OpenFgaJson,
+}
+
+impl Language {
+    /// Whether this is one of OpenFGA's forms.
+    pub fn is_openfga(self) -> bool {
+        !matches!(self, Language::SpiceDb)
+    }
+}
+
+/// The language `text` is written in: OpenFGA JSON when it starts with
+/// `{`, the OpenFGA DSL when its first word (after blank lines and `#`
+/// comments) is `model`, else SpiceDB (whose definitions never start so).
+pub fn detect_language(text: &str) -> Language {
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("//"));
+    match first {
+        Some(l) if l.starts_with('{') => Language::OpenFgaJson,
+        Some(l) if l.split_whitespace().next() == Some("model") => Language::OpenFgaDsl,
+        _ => Language::SpiceDb,
+    }
+}
+
+/// Compiles schema text in whichever language it is written in (see
+/// [`detect_language`]): the one function the node, the APIs and the CLI
+/// use, so an OpenFGA model goes through the same schema write path,
+/// versions and migrations as a SpiceDB schema.
+///
+/// # Errors
+/// The language's syntax or semantic errors.
+pub fn compile_any(text: &str, limits: &SchemaLimits) -> Result<(Schema, Language), SchemaError> {
+    compile(text, limits).map(|c| (c.schema, c.language))
+}
+
+/// Compiles an OpenFGA model, DSL or JSON.
+fn compile_openfga_text(text: &str, language: Language) -> Result<CompiledSchema, SchemaError> {
+    let model = openfga::parse_model(text, language).map_err(|diagnostics| SchemaError { diagnostics })?;
+    let schema =
+        openfga::compile_openfga_model(&model).map_err(|diagnostics| SchemaError { diagnostics })?;
+    Ok(CompiledSchema {
+        schema,
+        ast: ast::SchemaFile::default(),
+        warnings: Vec::new(),
+        language,
+    })
 }
 
 /// A schema that did not compile.
@@ -79,12 +141,17 @@ pub fn parse(text: &str, limits: &SchemaLimits) -> Result<ast::SchemaFile, Schem
     }
 }
 
-/// Parses and compiles schema text.
+/// Parses and compiles schema text: SpiceDB's language, or an OpenFGA
+/// model (see [`detect_language`]).
 ///
 /// # Errors
 /// Every syntax error, or (when the syntax is valid) every semantic error,
 /// each with a span and, where possible, a hint.
 pub fn compile(text: &str, limits: &SchemaLimits) -> Result<CompiledSchema, SchemaError> {
+    let language = detect_language(text);
+    if language.is_openfga() {
+        return compile_openfga_text(text, language);
+    }
     let ast = parse(text, limits)?;
     compile_parsed(ast, limits)
 }
@@ -102,6 +169,7 @@ pub fn compile_parsed(
             schema,
             ast,
             warnings,
+            language: Language::SpiceDb,
         }),
         Err(diagnostics) => Err(SchemaError { diagnostics }),
     }
@@ -112,5 +180,9 @@ pub fn compile_parsed(
 /// # Errors
 /// The syntax errors, when the text does not parse.
 pub fn format(text: &str, limits: &SchemaLimits) -> Result<String, SchemaError> {
+    let language = detect_language(text);
+    if language.is_openfga() {
+        return openfga::format_model(text, language).map_err(|diagnostics| SchemaError { diagnostics });
+    }
     parse(text, limits).map(|file| format::format_schema(&file))
 }

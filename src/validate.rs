@@ -3,6 +3,8 @@
 //! `assertCaveated`) and expected relations (`validation:`) — against a
 //! real store and the engine, and explains every failure.
 
+pub mod openfga;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -38,6 +40,14 @@ impl FileReport {
     }
 }
 
+/// Whether `path` names an OpenFGA store test file (`*.fga.yaml` /
+/// `*.fga.yml`), which `fga model test` runs.
+pub fn is_openfga_store_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".fga.yaml") || n.ends_with(".fga.yml"))
+}
+
 fn fatal(message: String) -> FileReport {
     FileReport {
         fatal: Some(message),
@@ -47,6 +57,9 @@ fn fatal(message: String) -> FileReport {
 
 /// Runs one validation file; `now` is the time expirations are judged at.
 pub fn validate_file(path: &Path, now: Timestamp) -> FileReport {
+    if is_openfga_store_file(path) {
+        return openfga::validate_store_file(path);
+    }
     let loaded = match loader::load(path) {
         Ok(l) => l,
         Err(e) => return fatal(e.to_string()),

@@ -54,7 +54,13 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
                 author,
                 // As SpiceDB: a write that would orphan relationships is refused
                 // (`schema apply --allow-orphan-delete` deletes them instead).
-                orphans: schema_plan::OrphanPolicy::Refuse,
+                // OpenFGA keeps tuples a new model no longer allows and
+                // ignores them when evaluating, so its models never orphan.
+                orphans: if compiled.language.is_openfga() {
+                    schema_plan::OrphanPolicy::Ignore
+                } else {
+                    schema_plan::OrphanPolicy::Refuse
+                },
             },
         )
         .await?;

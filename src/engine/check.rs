@@ -385,12 +385,15 @@ impl<'e> Walker<'e> {
                 }
                 let type_name = &self.schema.definition(ty).name;
                 self.reads += 1;
-                let tuples = if ids.len() <= TARGETED_READ_MAX_IDS {
+                let mut tuples = if ids.len() <= TARGETED_READ_MAX_IDS {
                     self.targeted_subjects(ty, rel, ids)?
                 } else {
                     self.note_read(type_name, ids, &relation.name);
                     self.reader.subjects(type_name, ids, &relation.name)?
                 };
+                if self.schema.is_openfga() {
+                    tuples.retain(|t| model_allows(self.schema, relation.allowed(), t));
+                }
                 self.eval_tuples(&tuples)
             }
             RelationKind::Permission { rewrite } => self.eval_rewrite(ty, rewrite, ids),
@@ -670,7 +673,11 @@ impl<'e> Walker<'e> {
                 let tupleset = &def.relation(arrow.tupleset).name;
                 self.reads += 1;
                 self.note_read(&def.name, ids, tupleset);
-                let tuples = self.reader.subjects(&def.name, ids, tupleset)?;
+                let mut tuples = self.reader.subjects(&def.name, ids, tupleset)?;
+                if self.schema.is_openfga() {
+                    let allowed = def.relation(arrow.tupleset).allowed();
+                    tuples.retain(|t| model_allows(self.schema, allowed, t));
+                }
                 let target = |sty: &str| -> Option<(TypeId, RelationId)> {
                     let t = self.schema.type_id(sty)?;
                     arrow.resolved.iter().find(|(rt, _)| *rt == t).copied()
@@ -764,6 +771,35 @@ impl<'e> Walker<'e> {
         }
         Ok(result)
     }
+}
+
+/// Whether a stored tuple's subject fits one of `allowed` (type, direct /
+/// wildcard / userset, and the same condition). OpenFGA ignores stored
+/// tuples its model (no longer) allows, so an OpenFGA schema's walk drops
+/// them (SpiceDB's writes and schema changes never leave such tuples).
+pub(crate) fn model_allows(
+    schema: &Schema,
+    allowed: &[crate::schema::ir::AllowedSubject],
+    tuple: &Tuple,
+) -> bool {
+    let subject = &tuple.subject;
+    let caveat = tuple.caveat.as_ref().map(|c| c.name.as_str());
+    allowed.iter().any(|a| {
+        let sdef = schema.definition(a.subject_type);
+        if *sdef.name != *subject.object.object_type {
+            return false;
+        }
+        let kind_ok = match a.kind {
+            AllowedKind::Direct => {
+                subject.relation.is_none() && subject.object.object_id != WILDCARD
+            }
+            AllowedKind::Wildcard => {
+                subject.relation.is_none() && subject.object.object_id == WILDCARD
+            }
+            AllowedKind::Userset(r) => subject.relation.as_deref() == Some(&*sdef.relation(r).name),
+        };
+        kind_ok && a.caveat.map(|c| &*schema.caveat(c).name) == caveat
+    })
 }
 
 /// Resolves `type#relation` names to ids.

@@ -170,6 +170,7 @@ impl<'l> Compiler<'l> {
                 doc: def.doc.clone(),
                 relations: Vec::new(),
                 relation_ids: HashMap::new(),
+                stored_ids: HashMap::new(),
             });
             flat.push(self.flatten(def, &partials));
         }

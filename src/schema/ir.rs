@@ -28,6 +28,10 @@ pub struct Schema {
     pub(crate) type_ids: HashMap<Arc<str>, TypeId>,
     pub(crate) caveat_ids: HashMap<Arc<str>, CaveatId>,
     pub(crate) use_flags: BTreeSet<String>,
+    /// Compiled from an OpenFGA model: evaluate with OpenFGA's semantics
+    /// (stored tuples the model does not allow are ignored, a condition
+    /// missing a parameter is an error, depth is bounded at 25).
+    pub(crate) openfga: bool,
 }
 
 impl Schema {
@@ -44,6 +48,19 @@ impl Schema {
     /// The `use` flags the schema enables (`expiration`, `self`, ...).
     pub fn use_flags(&self) -> &BTreeSet<String> {
         &self.use_flags
+    }
+
+    /// Whether this schema was compiled from an OpenFGA model (see
+    /// `schema::openfga`).
+    pub fn is_openfga(&self) -> bool {
+        self.openfga
+    }
+
+    /// The relation holding the tuples written as `type#relation`: the
+    /// relation itself, or for an OpenFGA define that both stores tuples and
+    /// combines them with other operands, its hidden stored relation.
+    pub fn stored_relation(&self, type_name: &str, relation: &str) -> Option<&Relation> {
+        self.definition_named(type_name)?.stored_relation(relation)
     }
 
     /// The id of a definition by name.
@@ -103,6 +120,11 @@ pub struct Definition {
     /// Relations and permissions, indexed by [`RelationId`], in source order.
     pub relations: Vec<Relation>,
     pub(crate) relation_ids: HashMap<Arc<str>, RelationId>,
+    /// OpenFGA only: a define `viewer: [user] or editor` is the permission
+    /// `viewer` (in `relation_ids`) computed from a hidden stored relation
+    /// also named `viewer` (so it reads the tuples written as `viewer`);
+    /// this maps the name to that hidden relation. Empty for SpiceDB.
+    pub(crate) stored_ids: HashMap<Arc<str>, RelationId>,
 }
 
 impl Definition {
@@ -114,6 +136,21 @@ impl Definition {
     /// A relation or permission by name.
     pub fn relation_named(&self, name: &str) -> Option<&Relation> {
         self.relation_id(name).map(|id| self.relation(id))
+    }
+
+    /// The relation holding the tuples written under `name` (see
+    /// [`Schema::stored_relation`]); `None` for a permission.
+    pub fn stored_relation(&self, name: &str) -> Option<&Relation> {
+        if let Some(id) = self.stored_ids.get(name) {
+            return Some(self.relation(*id));
+        }
+        self.relation_named(name).filter(|r| !r.is_permission())
+    }
+
+    /// Whether relation `id` is a hidden stored relation (OpenFGA), not
+    /// addressable by name.
+    pub fn is_hidden(&self, id: RelationId) -> bool {
+        self.stored_ids.values().any(|h| *h == id)
     }
 
     /// A relation or permission by id.
