@@ -4,21 +4,21 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
 use verdict_storage::{
     ChangeKind, Cursor, IdFilter, RelationStore, Revision, SchemaVersionRecord, StoredSchema,
-    SubjectRelationFilter, Tenant, Timestamp, TupleFilter, TupleReader, WriteBatch,
+    SubjectRelationFilter, Tenant, TupleFilter, TupleReader, WriteBatch,
 };
 
 use super::error::{FgaError, FgaResult};
 use super::ids;
-use super::model::{self, Meta, Model};
+use super::model::{self, Meta};
 use super::pb;
 use super::tuples;
-use crate::engine::{CheckRequest, Engine, ExpandKind, ExpandNode, Outcome};
+use crate::engine::openfga::{self as fga, FgaCheck, FgaLimits, FgaUser};
+use crate::engine::{Engine, ExpandKind, ExpandNode};
+use crate::schema::openfga::names::{decode_id, decode_name};
 use crate::server::consistency::Consistency;
 use crate::server::error::NodeError;
 use crate::server::request_context::{self, Principal};
@@ -30,8 +30,8 @@ pub const MAX_TUPLES_PER_WRITE: usize = 100;
 pub const MAX_CHECKS_PER_BATCH: usize = 50;
 /// ListObjects / ListUsers: most results, and the deadline.
 pub const MAX_LIST_RESULTS: usize = 1000;
-/// ListObjects / ListUsers deadline.
-pub const LIST_DEADLINE: Duration = Duration::from_secs(3);
+/// Most contextual tuples one request may carry.
+pub const MAX_CONTEXTUAL_TUPLES: usize = 100;
 
 /// The API over one node.
 #[derive(Debug, Clone)]
@@ -43,7 +43,6 @@ pub struct Fga {
 struct Resolved {
     tenant: Tenant,
     revision: Revision,
-    model: Model,
     engine: Engine,
 }
 
@@ -54,30 +53,6 @@ fn consistency(pref: i32) -> Consistency {
         Ok(pb::ConsistencyPreference::MinimizeLatency) => Consistency::MinimizeLatency,
         _ => Consistency::FullyConsistent,
     }
-}
-
-fn context_map(s: Option<&pbjson_types::Struct>) -> Map<String, Value> {
-    match s.and_then(|s| serde_json::to_value(s).ok()) {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
-    }
-}
-
-/// SEAM (issue 19 part 2, `fga-engine`): contextual tuples need the
-/// engine's overlay; until it lands a request carrying any is refused.
-fn no_contextual(tuples: &[pb::TupleKey]) -> FgaResult<()> {
-    if tuples.is_empty() {
-        Ok(())
-    } else {
-        Err(FgaError::field(
-            "contextual_tuples",
-            "contextual tuples are not supported by Verdict yet",
-        ))
-    }
-}
-
-fn contextual(ct: Option<&pb::ContextualTupleKeys>) -> FgaResult<()> {
-    no_contextual(ct.map_or(&[], |c| c.tuple_keys.as_slice()))
 }
 
 async fn blocking<T, F>(work: F) -> FgaResult<T>
@@ -164,16 +139,15 @@ impl Fga {
                 .store
                 .schema_at(&tenant, revision)
                 .map_err(NodeError::from)?;
-            let Some(pbm) = current.as_ref().and_then(model_of) else {
+            if current.as_ref().and_then(model_of).is_none() {
                 return Err(FgaError::latest_model_not_found(format!(
                     "No authorization models found for store '{store_id}'"
                 )));
-            };
+            }
             let entry = self.state.engine_at(&tenant, revision)?;
             return Ok(Resolved {
                 tenant,
                 revision,
-                model: Model::new(pbm),
                 engine: entry.engine.clone(),
             });
         }
@@ -187,7 +161,7 @@ impl Fga {
             .models(&tenant)?
             .into_iter()
             .find(|(_, m)| m.id == model_id);
-        let Some((stored, pbm)) = found else {
+        let Some((stored, _)) = found else {
             return Err(FgaError::model_not_found(format!(
                 "Authorization Model '{model_id}' not found"
             )));
@@ -196,7 +170,6 @@ impl Fga {
         Ok(Resolved {
             tenant,
             revision,
-            model: Model::new(pbm),
             engine: entry.engine.clone(),
         })
     }
@@ -216,7 +189,8 @@ impl Fga {
 
     fn store(&self, tenant: &Tenant) -> FgaResult<pb::Store> {
         let id = ids::store_of(tenant.as_str());
-        let created = ids::ulid_time(&id);
+        // A tenant made otherwise has no creation time on record: the epoch.
+        let created = Some(ids::ulid_time(&id).unwrap_or_default());
         Ok(pb::Store {
             name: self.store_name(tenant)?,
             created_at: created,
@@ -344,11 +318,8 @@ impl Fga {
             conditions: req.conditions,
         };
         model::validate(&pbm)?;
-        let m = Model::new(pbm);
-        let text = model::to_spicedb(&m)?;
-        crate::schema::compile(&text, &crate::schema::SchemaLimits::default())
-            .map_err(|e| FgaError::invalid_model(e.to_string()))?;
-        let comment = Meta::OpenfgaModel(m.pb).to_comment();
+        let text = model::schema_text(&pbm)?;
+        let comment = Meta::OpenfgaModel(pbm).to_comment();
         let who = author();
         let t = tenant.clone();
         self.state
@@ -457,15 +428,27 @@ impl Fga {
             .await?;
         let mut ops = Vec::with_capacity(total);
         let mut seen = HashSet::new();
-        for (i, k) in writes.iter().enumerate() {
-            let t = tuples::for_write(&r.model, k, &format!("writes.tuple_keys[{i}]"))?;
+        let schema = r.engine.schema().clone();
+        for k in &writes {
+            let invalid = |reason: String| {
+                FgaError::validation(format!(
+                    "Invalid tuple '{}#{}@{}'. Reason: {reason}",
+                    k.object, k.relation, k.user
+                ))
+            };
+            let t = fga::to_tuple(&schema, &tuples::key(k)).map_err(|e| invalid(e.message))?;
+            if let Some(reason) = fga::model_rejects(&schema, &t) {
+                return Err(invalid(reason));
+            }
             ops.push((true, t));
         }
         for d in &deletes {
-            ops.push((false, tuples::for_delete(&r.model, d)?));
+            let key = fga::FgaTupleKey::new(d.user.clone(), d.relation.clone(), d.object.clone());
+            let t = fga::to_tuple(&schema, &key).map_err(tuples::engine_error)?;
+            ops.push((false, t));
         }
         for (_, t) in &ops {
-            let k = tuples::key_of(t);
+            let k = tuples::key_of(t, true);
             if !seen.insert((k.user.clone(), k.relation.clone(), k.object.clone())) {
                 return Err(FgaError::duplicate_tuples(format!(
                     "duplicate tuple in write: user: '{}', relation: '{}', object: '{}'",
@@ -503,7 +486,7 @@ impl Fga {
                         _ => None,
                     };
                     if let Some(why) = failed {
-                        let k = tuples::key_of(tuple);
+                        let k = tuples::key_of(tuple, true);
                         let verb = if *create {
                             "write a tuple which already exists"
                         } else {
@@ -553,24 +536,28 @@ impl Fga {
                     "the 'user' field is required when 'object' is a type only (`type:`)",
                 ));
             }
-            filter.resource_type = Some(ty.to_string());
+            filter.resource_type = Some(tuples::name(ty, "a type name")?);
             if !id.is_empty() {
-                filter.resource_id = Some(IdFilter::Exact(id.to_string()));
+                filter.resource_id = Some(IdFilter::Exact(tuples::id(id)?));
             }
             if !k.relation.is_empty() {
-                let latest = self.resolve(&req.store_id, "", req.consistency).await.ok();
-                let stored = latest
-                    .as_ref()
-                    .and_then(|r| r.model.stored_relation(ty, &k.relation))
-                    .unwrap_or(&k.relation);
-                filter.relation = Some(stored.to_string());
+                filter.relation = Some(tuples::name(&k.relation, "a relation name")?);
             }
             if !k.user.is_empty() {
-                let u = tuples::user(&k.user, "user")?;
-                filter.subject_type = Some(u.object.object_type.clone());
-                filter.subject_id = Some(u.object.object_id.clone());
-                filter.subject_relation = Some(match u.relation {
-                    Some(r) => SubjectRelationFilter::Relation(r),
+                let bad =
+                    || FgaError::validation(format!("invalid 'user' field format: `{}`", k.user));
+                let (ut, rest) = k.user.split_once(':').ok_or_else(bad)?;
+                let (uid, urel) = match rest.split_once('#') {
+                    Some((i, r)) => (i, Some(r)),
+                    None => (rest, None),
+                };
+                if ut.is_empty() || uid.is_empty() || urel.is_some_and(str::is_empty) {
+                    return Err(bad());
+                }
+                filter.subject_type = Some(tuples::name(ut, "a type name")?);
+                filter.subject_id = Some(tuples::id(uid)?);
+                filter.subject_relation = Some(match urel {
+                    Some(r) => SubjectRelationFilter::Relation(tuples::name(r, "a relation name")?),
                     None => SubjectRelationFilter::Direct,
                 });
             }
@@ -596,7 +583,7 @@ impl Fga {
                 .tuples
                 .iter()
                 .map(|t| pb::Tuple {
-                    key: Some(tuples::key_of(t)),
+                    key: Some(tuples::key_of(t, false)),
                     timestamp: Some(now),
                 })
                 .collect(),
@@ -643,6 +630,11 @@ impl Fga {
                 });
             }
         }
+        let type_filter = if req.r#type.is_empty() {
+            String::new()
+        } else {
+            tuples::name(&req.r#type, "a type name")?
+        };
         let now = ids::now();
         let mut changes = Vec::new();
         'pages: loop {
@@ -673,13 +665,16 @@ impl Fga {
                         }
                         break 'pages;
                     }
-                    if req.r#type.is_empty() || c.tuple.resource.object_type == req.r#type {
+                    if req.r#type.is_empty() || c.tuple.resource.object_type == type_filter {
                         let operation = match c.kind {
                             ChangeKind::Delete => pb::TupleOperation::Delete,
                             _ => pb::TupleOperation::Write,
                         };
                         changes.push(pb::TupleChange {
-                            tuple_key: Some(tuples::key_of(&c.tuple)),
+                            tuple_key: Some(tuples::key_of(
+                                &c.tuple,
+                                matches!(c.kind, ChangeKind::Delete),
+                            )),
                             operation: operation as i32,
                             timestamp: Some(now),
                         });
@@ -699,86 +694,41 @@ impl Fga {
 
     // ---- queries ----
 
-    fn check_target(
-        r: &Resolved,
-        object: &str,
-        relation: &str,
-        relation_code: fn(String) -> FgaError,
-    ) -> FgaResult<verdict_storage::ObjectRef> {
-        let obj = tuples::object(object, "object")?;
-        if r.model.type_def(&obj.object_type).is_none() {
-            return Err(FgaError::type_not_found(format!(
-                "type '{}' not found",
-                obj.object_type
-            )));
-        }
-        if !r.model.has_relation(&obj.object_type, relation) {
-            return Err(relation_code(format!(
-                "relation '{}#{relation}' not found",
-                obj.object_type
-            )));
-        }
-        Ok(obj)
-    }
-
-    async fn check_one(
-        &self,
-        r: &Resolved,
-        key: Option<&pb::CheckRequestTupleKey>,
-        context: Option<&pbjson_types::Struct>,
-    ) -> FgaResult<bool> {
-        let Some(k) = key else {
-            return Err(FgaError::field("tuple_key", "value is required"));
-        };
-        let resource = Self::check_target(r, &k.object, &k.relation, FgaError::validation)?;
-        let subject = tuples::user(&k.user, "user")?;
-        if r.model.type_def(&subject.object.object_type).is_none() {
-            return Err(FgaError::validation(format!(
-                "type '{}' not found",
-                subject.object.object_type
-            )));
-        }
-        let check = CheckRequest {
-            resource,
-            permission: k.relation.clone(),
-            subject,
-            context: context_map(context),
-            now: Timestamp::now(),
-            trace: false,
-        };
+    /// Runs `query` with the engine and a snapshot at the resolved revision.
+    async fn evaluate<T, F>(&self, r: Resolved, query: F) -> FgaResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine, &dyn TupleReader) -> Result<T, fga::FgaError> + Send + 'static,
+    {
         let state = self.state.clone();
-        let (tenant, revision, engine) = (r.tenant.clone(), r.revision, r.engine.clone());
-        let response = blocking(move || {
+        blocking(move || {
             let snapshot = state
                 .store
-                .snapshot(&tenant, revision)
+                .snapshot(&r.tenant, r.revision)
                 .map_err(NodeError::from)?;
-            Ok(engine.check(&snapshot, &check).map_err(NodeError::from)?)
+            query(&r.engine, &snapshot).map_err(tuples::engine_error)
         })
-        .await?;
-        match response.outcome {
-            Outcome::Allowed => Ok(true),
-            Outcome::Denied => Ok(false),
-            Outcome::Conditional { missing, .. } => Err(FgaError::validation(format!(
-                "failed to evaluate relationship condition: missing context parameters {missing:?}"
-            ))),
-        }
+        .await
     }
 
     /// Check.
     pub async fn check(&self, req: pb::CheckRequest) -> FgaResult<pb::CheckResponse> {
-        if req.tuple_key.is_none() {
+        let Some(k) = req.tuple_key.as_ref() else {
             return Err(FgaError::field(
                 "CheckRequest.TupleKey",
                 "value is required",
             ));
-        }
-        contextual(req.contextual_tuples.as_ref())?;
+        };
+        let key = tuples::check_key(k);
+        let extra = tuples::keys(req.contextual_tuples.as_ref());
+        let context = tuples::context_map(req.context.as_ref());
         let r = self
             .resolve(&req.store_id, &req.authorization_model_id, req.consistency)
             .await?;
         let allowed = self
-            .check_one(&r, req.tuple_key.as_ref(), req.context.as_ref())
+            .evaluate(r, move |engine, reader| {
+                engine.fga_check(reader, &key, &extra, &context, &limits(0))
+            })
             .await?;
         Ok(pb::CheckResponse {
             allowed,
@@ -804,7 +754,8 @@ impl Fga {
                 req.checks.len()
             )));
         }
-        let mut ids_seen = HashSet::new();
+        let mut seen = HashSet::new();
+        let mut checks = Vec::with_capacity(req.checks.len());
         for c in &req.checks {
             let ok = (1..=36).contains(&c.correlation_id.len())
                 && c.correlation_id
@@ -816,47 +767,64 @@ impl Fga {
                     format!("`{}` does not match ^[\\w\\d-]{{1,36}}$", c.correlation_id),
                 ));
             }
-            if !ids_seen.insert(c.correlation_id.clone()) {
+            if !seen.insert(c.correlation_id.clone()) {
                 return Err(FgaError::validation(format!(
                     "duplicate correlation_id provided: {}",
                     c.correlation_id
                 )));
             }
+            let Some(k) = c.tuple_key.as_ref() else {
+                return Err(FgaError::field(
+                    "BatchCheckItem.TupleKey",
+                    "value is required",
+                ));
+            };
+            checks.push(FgaCheck {
+                tuple_key: tuples::check_key(k),
+                contextual_tuples: tuples::keys(c.contextual_tuples.as_ref()),
+                context: tuples::context_map(c.context.as_ref()),
+            });
         }
         let r = self
             .resolve(&req.store_id, &req.authorization_model_id, req.consistency)
             .await?;
-        let mut result = std::collections::HashMap::new();
-        for c in &req.checks {
-            let answer = match contextual(c.contextual_tuples.as_ref()) {
-                Ok(()) => {
-                    self.check_one(&r, c.tuple_key.as_ref(), c.context.as_ref())
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            let single = match answer {
-                Ok(allowed) => CheckResult::Allowed(allowed),
-                Err(e) => CheckResult::Error(pb::CheckError {
-                    message: e.message.clone(),
-                    code: Some(if (4000..5000).contains(&e.code) {
-                        pb::check_error::Code::InternalError(i32::try_from(e.code).unwrap_or(4000))
-                    } else {
-                        pb::check_error::Code::InputError(i32::try_from(e.code).unwrap_or(2000))
-                    }),
-                }),
-            };
-            result.insert(
-                c.correlation_id.clone(),
-                pb::BatchCheckSingleResult {
-                    check_result: Some(single),
-                },
-            );
-        }
+        let answers = self
+            .evaluate(r, move |engine, reader| {
+                Ok(engine.fga_batch_check(reader, &checks, &limits(0)))
+            })
+            .await?;
+        let result = req
+            .checks
+            .iter()
+            .zip(answers)
+            .map(|(c, answer)| {
+                let single = match answer {
+                    Ok(allowed) => CheckResult::Allowed(allowed),
+                    Err(e) => {
+                        let e = tuples::engine_error(e);
+                        let code = i32::try_from(e.code).unwrap_or(4000);
+                        CheckResult::Error(pb::CheckError {
+                            message: e.message,
+                            code: Some(if (4000..5000).contains(&code) {
+                                pb::check_error::Code::InternalError(code)
+                            } else {
+                                pb::check_error::Code::InputError(code)
+                            }),
+                        })
+                    }
+                };
+                (
+                    c.correlation_id.clone(),
+                    pb::BatchCheckSingleResult {
+                        check_result: Some(single),
+                    },
+                )
+            })
+            .collect();
         Ok(pb::BatchCheckResponse { result })
     }
 
-    /// Expand (Verdict's tree, named in OpenFGA's shape).
+    /// Expand (Verdict's tree, in OpenFGA's shape).
     pub async fn expand(&self, req: pb::ExpandRequest) -> FgaResult<pb::ExpandResponse> {
         let Some(k) = req.tuple_key.as_ref() else {
             return Err(FgaError::field(
@@ -864,24 +832,16 @@ impl Fga {
                 "value is required",
             ));
         };
-        contextual(req.contextual_tuples.as_ref())?;
+        let (object, relation) = (k.object.clone(), k.relation.clone());
+        let extra = tuples::keys(req.contextual_tuples.as_ref());
         let r = self
             .resolve(&req.store_id, &req.authorization_model_id, req.consistency)
             .await?;
-        let resource = Self::check_target(&r, &k.object, &k.relation, FgaError::validation)?;
-        let relation = k.relation.clone();
-        let state = self.state.clone();
-        let (tenant, revision, engine) = (r.tenant.clone(), r.revision, r.engine.clone());
-        let tree = blocking(move || {
-            let snapshot = state
-                .store
-                .snapshot(&tenant, revision)
-                .map_err(NodeError::from)?;
-            Ok(engine
-                .expand(&snapshot, &resource, &relation, Timestamp::now())
-                .map_err(NodeError::from)?)
-        })
-        .await?;
+        let tree = self
+            .evaluate(r, move |engine, reader| {
+                engine.fga_expand(reader, &object, &relation, &extra, &limits(0))
+            })
+            .await?;
         Ok(pb::ExpandResponse {
             tree: Some(pb::UsersetTree {
                 root: Some(tree_node(&tree)),
@@ -901,59 +861,23 @@ impl Fga {
         ty: &str,
         relation: &str,
         user: &str,
+        extra: Vec<fga::FgaTupleKey>,
         context: Option<&pbjson_types::Struct>,
-        cap: Option<usize>,
+        cap: usize,
     ) -> FgaResult<Vec<String>> {
         let r = self.resolve(store_id, model_id, pref).await?;
-        if r.model.type_def(ty).is_none() {
-            return Err(FgaError::type_not_found(format!("type '{ty}' not found")));
-        }
-        if !r.model.has_relation(ty, relation) {
-            return Err(FgaError::relation_not_found(format!(
-                "relation '{ty}#{relation}' not found"
-            )));
-        }
-        let subject = tuples::user(user, "user")?;
-        let ctx = context_map(context);
-        let (state, tenant, revision, engine) =
-            (self.state.clone(), r.tenant, r.revision, r.engine);
-        let (ty, relation) = (ty.to_string(), relation.to_string());
-        blocking(move || {
-            let snapshot = state
-                .store
-                .snapshot(&tenant, revision)
-                .map_err(NodeError::from)?;
-            let started = Instant::now();
-            let now = Timestamp::now();
-            let mut out = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let want = cap.map_or(MAX_LIST_RESULTS, |c| c.saturating_sub(out.len()));
-                let page = engine
-                    .lookup_resources(
-                        &snapshot,
-                        &ty,
-                        &relation,
-                        &subject,
-                        &ctx,
-                        now,
-                        cursor.as_deref(),
-                        want.max(1),
-                    )
-                    .map_err(NodeError::from)?;
-                out.extend(
-                    page.items
-                        .into_iter()
-                        .filter(|i| i.outcome == Outcome::Allowed)
-                        .map(|i| format!("{ty}:{}", i.id)),
-                );
-                cursor = page.cursor;
-                let full = cap.is_some_and(|c| out.len() >= c);
-                if cursor.is_none() || full || started.elapsed() >= LIST_DEADLINE {
-                    break;
-                }
-            }
-            Ok(out)
+        let context = tuples::context_map(context);
+        let (ty, relation, user) = (ty.to_string(), relation.to_string(), user.to_string());
+        self.evaluate(r, move |engine, reader| {
+            engine.fga_list_objects(
+                reader,
+                &ty,
+                &relation,
+                &user,
+                &extra,
+                &context,
+                &limits(cap),
+            )
         })
         .await
     }
@@ -963,7 +887,7 @@ impl Fga {
         &self,
         req: pb::ListObjectsRequest,
     ) -> FgaResult<pb::ListObjectsResponse> {
-        contextual(req.contextual_tuples.as_ref())?;
+        let extra = tuples::keys(req.contextual_tuples.as_ref());
         let objects = self
             .list(
                 &req.store_id,
@@ -972,19 +896,20 @@ impl Fga {
                 &req.r#type,
                 &req.relation,
                 &req.user,
+                extra,
                 req.context.as_ref(),
-                Some(MAX_LIST_RESULTS),
+                MAX_LIST_RESULTS,
             )
             .await?;
         Ok(pb::ListObjectsResponse { objects })
     }
 
-    /// StreamedListObjects: every object found within the deadline.
+    /// StreamedListObjects: every object (no result cap).
     pub async fn streamed_list_objects(
         &self,
         req: pb::StreamedListObjectsRequest,
     ) -> FgaResult<Vec<String>> {
-        contextual(req.contextual_tuples.as_ref())?;
+        let extra = tuples::keys(req.contextual_tuples.as_ref());
         self.list(
             &req.store_id,
             &req.authorization_model_id,
@@ -992,15 +917,15 @@ impl Fga {
             &req.r#type,
             &req.relation,
             &req.user,
+            extra,
             req.context.as_ref(),
-            None,
+            0,
         )
         .await
     }
 
     /// ListUsers (exactly one filter).
     pub async fn list_users(&self, req: pb::ListUsersRequest) -> FgaResult<pb::ListUsersResponse> {
-        no_contextual(&req.contextual_tuples)?;
         let [filter] = req.user_filters.as_slice() else {
             return Err(FgaError::field(
                 "ListUsersRequest.UserFilters",
@@ -1013,67 +938,53 @@ impl Fga {
                 "value is required",
             ));
         };
+        let object = format!("{}:{}", object.r#type, object.id);
+        let extra: Vec<fga::FgaTupleKey> = req.contextual_tuples.iter().map(tuples::key).collect();
+        let context = tuples::context_map(req.context.as_ref());
+        let (relation, fty, frel) = (
+            req.relation.clone(),
+            filter.r#type.clone(),
+            filter.relation.clone(),
+        );
         let r = self
             .resolve(&req.store_id, &req.authorization_model_id, req.consistency)
             .await?;
-        let resource = Self::check_target(
-            &r,
-            &format!("{}:{}", object.r#type, object.id),
-            &req.relation,
-            FgaError::relation_not_found,
-        )?;
-        if r.model.type_def(&filter.r#type).is_none() {
-            return Err(FgaError::type_not_found(format!(
-                "type '{}' not found",
-                filter.r#type
-            )));
-        }
-        let ctx = context_map(req.context.as_ref());
-        let (state, tenant, revision, engine) =
-            (self.state.clone(), r.tenant, r.revision, r.engine);
-        let (relation, fty) = (req.relation.clone(), filter.r#type.clone());
-        let frel = (!filter.relation.is_empty()).then(|| filter.relation.clone());
-        let found = blocking(move || {
-            let snapshot = state
-                .store
-                .snapshot(&tenant, revision)
-                .map_err(NodeError::from)?;
-            Ok(engine
-                .lookup_subjects(
-                    &snapshot,
-                    &resource,
+        let found = self
+            .evaluate(r, move |engine, reader| {
+                engine.fga_list_users(
+                    reader,
+                    &object,
                     &relation,
                     &fty,
-                    frel.as_deref(),
-                    &ctx,
-                    Timestamp::now(),
+                    (!frel.is_empty()).then_some(frel.as_str()),
+                    &extra,
+                    &context,
+                    &limits(MAX_LIST_RESULTS),
                 )
-                .map_err(NodeError::from)?)
-        })
-        .await?;
+            })
+            .await?;
         use pb::user::User as U;
         let users = found
             .into_iter()
-            .filter(|s| s.outcome == Outcome::Allowed)
-            .take(MAX_LIST_RESULTS)
-            .map(|s| {
-                let user = if s.id == verdict_storage::WILDCARD {
-                    U::Wildcard(pb::TypedWildcard {
-                        r#type: filter.r#type.clone(),
-                    })
-                } else if filter.relation.is_empty() {
-                    U::Object(pb::Object {
-                        r#type: filter.r#type.clone(),
-                        id: s.id,
-                    })
-                } else {
-                    U::Userset(pb::UsersetUser {
-                        r#type: filter.r#type.clone(),
-                        id: s.id,
-                        relation: filter.relation.clone(),
-                    })
-                };
-                pb::User { user: Some(user) }
+            .map(|u| pb::User {
+                user: Some(match u {
+                    FgaUser::Object { object_type, id } => U::Object(pb::Object {
+                        r#type: object_type,
+                        id,
+                    }),
+                    FgaUser::Userset {
+                        object_type,
+                        id,
+                        relation,
+                    } => U::Userset(pb::UsersetUser {
+                        r#type: object_type,
+                        id,
+                        relation,
+                    }),
+                    FgaUser::Wildcard { object_type } => U::Wildcard(pb::TypedWildcard {
+                        r#type: object_type,
+                    }),
+                }),
             })
             .collect();
         Ok(pb::ListUsersResponse { users })
@@ -1084,6 +995,14 @@ impl Fga {
         FgaError::unimplemented(format!(
             "openfga.v1.OpenFGAService/{rpc} is not implemented by Verdict yet"
         ))
+    }
+}
+
+/// The engine's limits for one request (`max_results` 0 = all).
+fn limits(max_results: usize) -> FgaLimits {
+    FgaLimits {
+        max_contextual_tuples: MAX_CONTEXTUAL_TUPLES,
+        max_results,
     }
 }
 
@@ -1108,9 +1027,9 @@ fn tree_node(n: &ExpandNode) -> pb::userset_tree::Node {
     use pb::userset_tree::{leaf, node, Difference, Leaf, Node, Nodes, Users};
     let name = format!(
         "{}:{}#{}",
-        n.object.object_type,
-        n.object.object_id,
-        model::public_relation(&n.relation)
+        decode_name(&n.object.object_type),
+        decode_id(&n.object.object_id),
+        decode_name(&n.relation)
     );
     let leaf_of = |users: Vec<String>| {
         node::Value::Leaf(Leaf {

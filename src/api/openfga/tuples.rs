@@ -1,206 +1,138 @@
-//! OpenFGA's `type:id` strings ⇄ Verdict's objects, subjects and tuples,
-//! validated as OpenFGA validates them (the field is named in the error).
+//! `openfga.v1` messages ⇄ the engine's OpenFGA types
+//! (`engine::openfga`), and storage tuples ⇄ OpenFGA's tuple keys (names
+//! and ids mapped losslessly by `schema::openfga::names`).
 
-use verdict_storage::{ObjectRef, SubjectRef, Tuple, WILDCARD};
+use serde_json::{Map, Value};
+use verdict_storage::{SubjectRef, Tuple, WILDCARD};
 
 use super::error::{FgaError, FgaResult};
-use super::model::{public_relation, Model};
 use super::pb;
+use crate::engine::openfga::{self as fga, FgaCondition, FgaTupleKey};
+use crate::schema::openfga::names::{decode_id, decode_name, encode_id, encode_name};
 
-/// Longest object OpenFGA accepts (bytes).
-pub const MAX_OBJECT_BYTES: usize = 256;
-/// Longest user OpenFGA accepts (bytes).
-pub const MAX_USER_BYTES: usize = 512;
-
-/// `type:id` as an object.
-///
-/// # Errors
-/// Not `type:id`, or too long: `validation_error` naming `field`.
-pub fn object(s: &str, field: &str) -> FgaResult<ObjectRef> {
-    if s.len() > MAX_OBJECT_BYTES {
-        return Err(FgaError::field(
-            field,
-            format!("value length must be at most {MAX_OBJECT_BYTES} bytes"),
-        ));
-    }
-    match s.split_once(':') {
-        Some((ty, id))
-            if !ty.is_empty()
-                && !id.is_empty()
-                && !s.contains('#')
-                && !s.contains(char::is_whitespace)
-                && !id.contains(':') =>
-        {
-            Ok(ObjectRef::new(ty, id))
+/// A request's `context` as a JSON object. A `Struct` holds every number
+/// as a double; integral ones become integers again (so `3` reaches an
+/// `int` condition parameter as 3, as OpenFGA reads it).
+pub fn context_map(s: Option<&pbjson_types::Struct>) -> Map<String, Value> {
+    match s.and_then(|s| serde_json::to_value(s).ok()) {
+        Some(Value::Object(mut m)) => {
+            m.values_mut().for_each(integral);
+            m
         }
-        _ => Err(FgaError::validation(format!(
-            "invalid '{field}' field format: `{s}` is not `type:id`"
-        ))),
+        _ => Map::new(),
     }
 }
 
-/// `type:id`, `type:id#relation` or `type:*` as a subject.
-///
-/// # Errors
-/// Another shape, or too long: `validation_error` naming `field`.
-pub fn user(s: &str, field: &str) -> FgaResult<SubjectRef> {
-    if s.len() > MAX_USER_BYTES {
-        return Err(FgaError::field(
-            field,
-            format!("value length must be at most {MAX_USER_BYTES} bytes"),
-        ));
-    }
-    let bad = || {
-        FgaError::validation(format!(
-            "invalid '{field}' field format: `{s}` is not `type:id`, `type:id#relation` or `type:*`"
-        ))
-    };
-    let (obj, relation) = match s.split_once('#') {
-        Some((o, r)) if !r.is_empty() && !r.contains(['#', ':']) => (o, Some(r)),
-        Some(_) => return Err(bad()),
-        None => (s, None),
-    };
-    let (ty, id) = obj.split_once(':').ok_or_else(bad)?;
-    if ty.is_empty() || id.is_empty() || id.contains(':') || s.contains(char::is_whitespace) {
-        return Err(bad());
-    }
-    if id == WILDCARD && relation.is_some() {
-        return Err(bad());
-    }
-    Ok(SubjectRef {
-        object: ObjectRef::new(ty, id),
-        relation: relation.map(str::to_string),
-    })
-}
-
-/// A subject as OpenFGA writes a user.
-pub fn user_text(s: &SubjectRef) -> String {
-    match &s.relation {
-        Some(r) => format!(
-            "{}:{}#{}",
-            s.object.object_type,
-            s.object.object_id,
-            public_relation(r)
-        ),
-        None => format!("{}:{}", s.object.object_type, s.object.object_id),
-    }
-}
-
-/// A stored tuple as OpenFGA's key.
-pub fn key_of(t: &Tuple) -> pb::TupleKey {
-    pb::TupleKey {
-        user: user_text(&t.subject),
-        relation: public_relation(&t.relation).to_string(),
-        object: format!("{}:{}", t.resource.object_type, t.resource.object_id),
-        condition: None,
-    }
-}
-
-fn tuple_text(user: &str, relation: &str, object: &str) -> String {
-    format!("{object}#{relation}@{user}")
-}
-
-fn invalid(user: &str, relation: &str, object: &str, reason: String) -> FgaError {
-    FgaError::validation(format!(
-        "Invalid tuple '{}'. Reason: {reason}",
-        tuple_text(user, relation, object)
-    ))
-}
-
-/// A tuple to write, checked against `model`'s types, relations and type
-/// restrictions, with its relation routed to where direct tuples are kept.
-///
-/// # Errors
-/// `validation_error` ("Invalid tuple … Reason: …").
-pub fn for_write(model: &Model, key: &pb::TupleKey, field: &str) -> FgaResult<Tuple> {
-    if key.condition.as_ref().is_some_and(|c| !c.name.is_empty()) {
-        return Err(FgaError::field(
-            &format!("{field}.condition"),
-            "conditions on tuples are not supported by Verdict yet",
-        ));
-    }
-    let (u, r, o) = (&key.user, &key.relation, &key.object);
-    let resource = object(o, "object")?;
-    let subject = user(u, "user")?;
-    let ty = &resource.object_type;
-    if model.type_def(ty).is_none() {
-        return Err(invalid(u, r, o, format!("type '{ty}' not found")));
-    }
-    if !model.has_relation(ty, r) {
-        return Err(invalid(u, r, o, format!("relation '{ty}#{r}' not found")));
-    }
-    if subject.relation.as_deref() == Some(r.as_str()) && subject.object == resource {
-        return Err(invalid(
-            u,
-            r,
-            o,
-            "cannot write a tuple that is implicit (an object's relation to itself)".into(),
-        ));
-    }
-    let Some(stored) = model.stored_relation(ty, r) else {
-        return Err(invalid(
-            u,
-            r,
-            o,
-            format!("relation '{ty}#{r}' is not directly assignable"),
-        ));
-    };
-    use pb::relation_reference::RelationOrWildcard as R;
-    let ut = &subject.object.object_type;
-    let fits = model.allowed(ty, r).iter().any(|a| {
-        a.r#type == *ut
-            && match (&a.relation_or_wildcard, &subject.relation) {
-                (Some(R::Wildcard(_)), None) => subject.is_wildcard(),
-                (None, None) => !subject.is_wildcard(),
-                (Some(R::Relation(ar)), Some(sr)) => ar == sr,
-                _ => false,
+/// Turns integral doubles (within ±2^53) back into integers, recursively.
+fn integral(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15) {
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "integral and within ±2^53, so exact"
+                )]
+                let i = f as i64;
+                *v = Value::from(i);
             }
-    });
-    if !fits {
-        let what = match (&subject.relation, subject.is_wildcard()) {
-            (Some(sr), _) => format!("{ut}#{sr}"),
-            (None, true) => format!("{ut}:*"),
-            (None, false) => ut.clone(),
-        };
-        return Err(invalid(
-            u,
-            r,
-            o,
-            format!("type '{what}' is not an allowed type restriction for '{ty}#{r}'"),
-        ));
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral),
+        Value::Object(m) => m.values_mut().for_each(integral),
+        _ => {}
     }
-    Ok(Tuple {
-        resource,
-        relation: stored.to_string(),
-        subject,
-        caveat: None,
-        expiration: None,
-    })
 }
 
-/// A tuple to delete: its shape is checked, its relation routed through
-/// `model` when the model still has it (tuples an older model allowed can
-/// still be deleted).
+/// A JSON object as a `Struct`.
+pub fn to_struct(m: &Map<String, Value>) -> Option<pbjson_types::Struct> {
+    serde_json::from_value(Value::Object(m.clone())).ok()
+}
+
+/// A tuple key of a request, for the engine.
+pub fn key(k: &pb::TupleKey) -> FgaTupleKey {
+    FgaTupleKey {
+        user: k.user.clone(),
+        relation: k.relation.clone(),
+        object: k.object.clone(),
+        condition: k
+            .condition
+            .as_ref()
+            .filter(|c| !c.name.is_empty())
+            .map(|c| FgaCondition {
+                name: c.name.clone(),
+                context: context_map(c.context.as_ref()),
+            }),
+    }
+}
+
+/// A check's tuple key, for the engine.
+pub fn check_key(k: &pb::CheckRequestTupleKey) -> FgaTupleKey {
+    FgaTupleKey::new(k.user.clone(), k.relation.clone(), k.object.clone())
+}
+
+/// Contextual tuples, for the engine.
+pub fn keys(ct: Option<&pb::ContextualTupleKeys>) -> Vec<FgaTupleKey> {
+    ct.map(|c| c.tuple_keys.iter().map(key).collect())
+        .unwrap_or_default()
+}
+
+/// A stored tuple as OpenFGA's key (its condition too, unless `bare`).
+pub fn key_of(t: &Tuple, bare: bool) -> pb::TupleKey {
+    let k = fga::from_tuple(t);
+    pb::TupleKey {
+        user: k.user,
+        relation: k.relation,
+        object: k.object,
+        condition: k
+            .condition
+            .filter(|_| !bare)
+            .map(|c| pb::RelationshipCondition {
+                name: c.name,
+                context: to_struct(&c.context),
+            }),
+    }
+}
+
+/// A stored subject as OpenFGA writes a user.
+pub fn user_text(s: &SubjectRef) -> String {
+    let mut out = format!(
+        "{}:{}",
+        decode_name(&s.object.object_type),
+        decode_id(&s.object.object_id)
+    );
+    if let Some(r) = &s.relation {
+        out.push('#');
+        out.push_str(&decode_name(r));
+    }
+    out
+}
+
+/// The storage name of an OpenFGA type or relation.
 ///
 /// # Errors
-/// `validation_error` for a malformed user or object.
-pub fn for_delete(model: &Model, key: &pb::TupleKeyWithoutCondition) -> FgaResult<Tuple> {
-    let resource = object(&key.object, "object")?;
-    let subject = user(&key.user, "user")?;
-    if key.relation.is_empty() {
-        return Err(FgaError::field("relation", "value is required"));
+/// A name OpenFGA does not allow: `validation_error`.
+pub fn name(s: &str, what: &'static str) -> FgaResult<String> {
+    encode_name(s, what).map_err(|e| FgaError::validation(e.to_string()))
+}
+
+/// The storage form of an OpenFGA id (`*` stays the wildcard).
+///
+/// # Errors
+/// An id OpenFGA does not allow: `validation_error`.
+pub fn id(s: &str) -> FgaResult<String> {
+    if s == WILDCARD {
+        return Ok(s.to_string());
     }
-    let relation = model
-        .stored_relation(&resource.object_type, &key.relation)
-        .unwrap_or(&key.relation)
-        .to_string();
-    Ok(Tuple {
-        resource,
-        relation,
-        subject,
-        caveat: None,
-        expiration: None,
-    })
+    encode_id(s).map_err(|e| FgaError::validation(e.to_string()))
+}
+
+/// The engine's error as this front door's.
+pub fn engine_error(e: fga::FgaError) -> FgaError {
+    let code = e.code.number();
+    FgaError {
+        code,
+        name: e.code.name(),
+        message: e.message,
+    }
 }
 
 #[cfg(test)]
@@ -208,23 +140,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn users_and_objects_parse_as_openfga_writes_them() {
+    fn keys_and_contexts_convert_both_ways() {
+        let k: pb::TupleKey = serde_json::from_str(
+            r#"{"user":"user:anne","relation":"viewer","object":"doc:1",
+                "condition":{"name":"ok","context":{"x":3}}}"#,
+        )
+        .unwrap();
+        let fk = key(&k);
         assert_eq!(
-            object("doc:1", "object").unwrap(),
-            ObjectRef::new("doc", "1")
+            fk.condition.as_ref().unwrap().context["x"],
+            3,
+            "an integer again"
         );
-        assert_eq!(object("doc:a/b|c", "object").unwrap().object_id, "a/b|c");
-        for bad in ["doc", "doc:", ":1", "doc:1#x", "doc :1"] {
-            assert_eq!(object(bad, "object").unwrap_err().code, 2000, "{bad}");
-        }
-        let u = user("group:eng#member", "user").unwrap();
-        assert_eq!(u.relation.as_deref(), Some("member"));
-        assert_eq!(user_text(&u), "group:eng#member");
-        assert!(user("user:*", "user").unwrap().is_wildcard());
-        for bad in ["user", "user:", "user:*#member", "group:eng#", "a:b:c"] {
-            assert_eq!(user(bad, "user").unwrap_err().code, 2000, "{bad}");
-        }
-        let long = format!("doc:{}", "x".repeat(300));
-        assert!(object(&long, "object").unwrap_err().message.contains("256"));
+        let half: pbjson_types::Struct = serde_json::from_str(r#"{"y":1.5,"l":[2]}"#).unwrap();
+        let m = context_map(Some(&half));
+        assert_eq!(
+            (m["y"].clone(), m["l"].clone()),
+            (serde_json::json!(1.5), serde_json::json!([2]))
+        );
+        let ctx = context_map(k.condition.as_ref().unwrap().context.as_ref());
+        assert_eq!(to_struct(&ctx).map(|s| context_map(Some(&s))), Some(ctx));
+        let t = Tuple::parse("doc:1#viewer@user:anne").unwrap();
+        let back = key_of(&t, false);
+        assert_eq!(
+            (
+                back.user.as_str(),
+                back.relation.as_str(),
+                back.object.as_str()
+            ),
+            ("user:anne", "viewer", "doc:1")
+        );
+        assert_eq!(user_text(&t.subject), "user:anne");
+        assert_eq!(id("*").unwrap(), "*");
+        assert!(name("has space", "a type name").is_err());
+        let mapped = name("scopeA", "a type name").unwrap();
+        assert_ne!(
+            mapped, "scopeA",
+            "OpenFGA names outside storage's grammar are encoded"
+        );
     }
 }
