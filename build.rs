@@ -1,5 +1,6 @@
-//! Compiles the public API (`proto/verdict/v1/*.proto`) and SpiceDB's
-//! `authzed.api.v1` (vendored unchanged under `proto/vendor/`) with tonic,
+//! Compiles the public API (`proto/verdict/v1/*.proto`), SpiceDB's
+//! `authzed.api.v1` and OpenFGA's `openfga.v1` (both vendored unchanged
+//! under `proto/vendor/`) with tonic,
 //! using the vendored protoc so a fresh machine needs nothing installed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &[std::path::PathBuf::from("proto"), include],
             )?;
         compile_authzed()?;
+        compile_openfga()?;
     }
     Ok(())
 }
@@ -93,5 +95,61 @@ fn compile_authzed() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .compile_fds_with_config(fds, config)?;
+    Ok(())
+}
+
+/// OpenFGA's `openfga.v1` service and messages, with protojson serde
+/// impls from pbjson (the HTTP/JSON API decodes the same messages the
+/// gRPC service does). The well-known types map to `pbjson_types` (their
+/// JSON forms: a Struct is a JSON object, a Timestamp RFC 3339, wrappers
+/// plain values). As for authzed, the option-only imports are parsed but
+/// not generated; the full set is written as `openfga_descriptor.bin` for
+/// gRPC reflection and pbjson.
+#[cfg(feature = "server")]
+fn compile_openfga() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::PathBuf::from("proto/vendor");
+    let protos: Vec<std::path::PathBuf> = [
+        "openfga/v1/authzmodel.proto",
+        "openfga/v1/openfga.proto",
+        "openfga/v1/openfga_service.proto",
+        "openfga/v1/errors_ignore.proto",
+        "openfga/v1/openfga_service_consistency.proto",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect();
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let include = protoc_bin_vendored::include_path()?;
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptor_path = out_dir.join("openfga_descriptor.bin");
+    let status = std::process::Command::new(&protoc)
+        .arg("--include_imports")
+        .arg(format!(
+            "--descriptor_set_out={}",
+            descriptor_path.display()
+        ))
+        .arg(format!("-I{}", root.display()))
+        .arg(format!("-I{}", include.display()))
+        .args(&protos)
+        .status()?;
+    if !status.success() {
+        return Err(format!("protoc failed on the openfga protos: {status}").into());
+    }
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    config.compile_well_known_types();
+    config.extern_path(".google.protobuf", "::pbjson_types");
+    let mut fds = config.load_fds(&protos, &[root, include])?;
+    fds.file
+        .retain(|f| matches!(f.package(), "openfga.v1" | "google.protobuf"));
+    tonic_prost_build::configure()
+        .build_client(true)
+        .compile_fds_with_config(fds, config)?;
+    let descriptors = std::fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .ignore_unknown_fields()
+        .emit_fields()
+        .build(&[".openfga.v1"])?;
     Ok(())
 }

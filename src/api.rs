@@ -7,6 +7,7 @@ pub mod error;
 pub mod guard;
 mod inline_gate;
 mod key_service;
+pub mod openfga;
 pub mod pb;
 mod permission_service;
 pub mod raft_service;
@@ -29,9 +30,9 @@ pub use schema_service::SchemaApi;
 pub use tenant_service::TenantApi;
 pub use watch_service::{WatchApi, WatchTiming};
 
-/// The HTTP routes (health, readiness, metrics).
+/// The HTTP routes (health, readiness, metrics, and OpenFGA's `/stores/...`).
 pub fn http_router(state: Arc<AppState>) -> axum::Router {
-    crate::server::http::router(state)
+    crate::server::http::router(state.clone()).merge(openfga::http_router(state))
 }
 
 /// The gRPC router: every service behind the auth/limits/metrics layer.
@@ -50,6 +51,7 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<GrpcRouter, String> {
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(spicedb::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(openfga::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| e.to_string())?;
     drop(health_reporter);
@@ -89,5 +91,6 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<GrpcRouter, String> {
             ))
             .max_decoding_message_size(max),
         );
-    Ok(spicedb::add_services(router, state))
+    let router = spicedb::add_services(router, state.clone());
+    Ok(openfga::add_services(router, state))
 }

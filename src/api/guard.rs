@@ -93,6 +93,10 @@ impl Guard {
         // `--grpc-preshared-key` enables authentication).
         let preshared_only =
             self.admin_hash.is_none() && !self.state.settings.ops.grpc_preshared_keys.is_empty();
+        if method.starts_with(crate::api::openfga::auth::SERVICE_PREFIX) {
+            return crate::api::openfga::auth::authenticate(&self.state, headers)
+                .map_err(Status::from);
+        }
         if preshared_only || method.starts_with(crate::api::spicedb::auth::SERVICE_PREFIX) {
             return crate::api::spicedb::auth::authenticate(
                 &self.state,
@@ -338,6 +342,9 @@ where
                 .into_http(),
             };
             let mut response = rewrite_decode_errors(response, ops.max_message_bytes);
+            if method.starts_with(crate::api::openfga::auth::SERVICE_PREFIX) {
+                response = crate::api::openfga::rewrite_grpc_status(response);
+            }
             if method == "/verdict.v1.WatchService/Watch" && status_code(response.headers()) == 0 {
                 guard
                     .metrics()

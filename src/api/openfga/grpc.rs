@@ -1,0 +1,130 @@
+//! `openfga.v1.OpenFGAService` over gRPC: each call hands its message to
+//! [`Fga`]; errors become statuses carrying OpenFGA's code (see
+//! [`super::error`]).
+
+use std::pin::Pin;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::pb;
+use super::service::Fga;
+
+type Answer<T> = Result<Response<T>, Status>;
+
+fn answer<T>(r: super::error::FgaResult<T>) -> Answer<T> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl pb::open_fga_service_server::OpenFgaService for Fga {
+    async fn read(&self, r: Request<pb::ReadRequest>) -> Answer<pb::ReadResponse> {
+        answer(Fga::read(self, r.into_inner()).await)
+    }
+    async fn write(&self, r: Request<pb::WriteRequest>) -> Answer<pb::WriteResponse> {
+        answer(Fga::write(self, r.into_inner()).await)
+    }
+    async fn check(&self, r: Request<pb::CheckRequest>) -> Answer<pb::CheckResponse> {
+        answer(Fga::check(self, r.into_inner()).await)
+    }
+    async fn batch_check(
+        &self,
+        r: Request<pb::BatchCheckRequest>,
+    ) -> Answer<pb::BatchCheckResponse> {
+        answer(Fga::batch_check(self, r.into_inner()).await)
+    }
+    async fn expand(&self, r: Request<pb::ExpandRequest>) -> Answer<pb::ExpandResponse> {
+        answer(Fga::expand(self, r.into_inner()).await)
+    }
+    async fn read_authorization_models(
+        &self,
+        r: Request<pb::ReadAuthorizationModelsRequest>,
+    ) -> Answer<pb::ReadAuthorizationModelsResponse> {
+        answer(self.read_models(r.into_inner()).await)
+    }
+    async fn read_authorization_model(
+        &self,
+        r: Request<pb::ReadAuthorizationModelRequest>,
+    ) -> Answer<pb::ReadAuthorizationModelResponse> {
+        answer(self.read_model(r.into_inner()).await)
+    }
+    async fn write_authorization_model(
+        &self,
+        r: Request<pb::WriteAuthorizationModelRequest>,
+    ) -> Answer<pb::WriteAuthorizationModelResponse> {
+        answer(self.write_model(r.into_inner()).await)
+    }
+    async fn write_assertions(
+        &self,
+        _r: Request<pb::WriteAssertionsRequest>,
+    ) -> Answer<pb::WriteAssertionsResponse> {
+        answer(Err(Fga::unimplemented("WriteAssertions")))
+    }
+    async fn read_assertions(
+        &self,
+        _r: Request<pb::ReadAssertionsRequest>,
+    ) -> Answer<pb::ReadAssertionsResponse> {
+        answer(Err(Fga::unimplemented("ReadAssertions")))
+    }
+    async fn read_changes(
+        &self,
+        r: Request<pb::ReadChangesRequest>,
+    ) -> Answer<pb::ReadChangesResponse> {
+        answer(Fga::read_changes(self, r.into_inner()).await)
+    }
+    async fn create_store(
+        &self,
+        r: Request<pb::CreateStoreRequest>,
+    ) -> Answer<pb::CreateStoreResponse> {
+        answer(Fga::create_store(self, r.into_inner()).await)
+    }
+    async fn update_store(
+        &self,
+        _r: Request<pb::UpdateStoreRequest>,
+    ) -> Answer<pb::UpdateStoreResponse> {
+        answer(Err(Fga::unimplemented("UpdateStore")))
+    }
+    async fn delete_store(
+        &self,
+        r: Request<pb::DeleteStoreRequest>,
+    ) -> Answer<pb::DeleteStoreResponse> {
+        answer(Fga::delete_store(self, r.into_inner()).await)
+    }
+    async fn get_store(&self, r: Request<pb::GetStoreRequest>) -> Answer<pb::GetStoreResponse> {
+        answer(Fga::get_store(self, r.into_inner()).await)
+    }
+    async fn list_stores(
+        &self,
+        r: Request<pb::ListStoresRequest>,
+    ) -> Answer<pb::ListStoresResponse> {
+        answer(Fga::list_stores(self, r.into_inner()).await)
+    }
+
+    type StreamedListObjectsStream =
+        Pin<Box<dyn Stream<Item = Result<pb::StreamedListObjectsResponse, Status>> + Send>>;
+
+    async fn streamed_list_objects(
+        &self,
+        r: Request<pb::StreamedListObjectsRequest>,
+    ) -> Answer<Self::StreamedListObjectsStream> {
+        let objects = Fga::streamed_list_objects(self, r.into_inner())
+            .await
+            .map_err(Status::from)?;
+        let stream = tokio_stream::iter(
+            objects
+                .into_iter()
+                .map(|object| Ok(pb::StreamedListObjectsResponse { object })),
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_objects(
+        &self,
+        r: Request<pb::ListObjectsRequest>,
+    ) -> Answer<pb::ListObjectsResponse> {
+        answer(Fga::list_objects(self, r.into_inner()).await)
+    }
+    async fn list_users(&self, r: Request<pb::ListUsersRequest>) -> Answer<pb::ListUsersResponse> {
+        answer(Fga::list_users(self, r.into_inner()).await)
+    }
+}
