@@ -24,6 +24,7 @@ mod group_index;
 mod group_index_cluster;
 mod layers;
 mod migration_e2e;
+mod nemesis;
 mod ops;
 mod ops_overhead;
 mod schema_examples;
