@@ -163,7 +163,10 @@ async fn ask(
     let reply = client.call(Rpc::Admin, data, ASK_TIMEOUT).await.ok()?;
     let answer: Result<serde_json::Value, PeerError> = serde_json::from_slice(&reply).ok()?;
     let granted = match answer {
-        Ok(v) => v["granted"].as_bool().unwrap_or(false),
+        Ok(v) => v
+            .get("granted")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
         Err(e) => {
             e.reason == Reason::InvalidArgument && e.message.starts_with("malformed admin request")
         }

@@ -76,7 +76,11 @@ impl NemesisCluster {
             for to in 1..=n {
                 if from != to {
                     let target = nodes[(to - 1) as usize].raft_addr();
-                    links.insert((from, to), proxy::Link::start(target).await);
+                    let taken: Vec<u16> = nodes
+                        .iter()
+                        .flat_map(|n| [n.grpc, n.http, n.raft])
+                        .collect();
+                    links.insert((from, to), proxy::Link::start(target, &taken).await);
                 }
             }
         }
@@ -160,9 +164,38 @@ impl NemesisCluster {
         None
     }
 
-    /// The leader as some running node sees it.
+    /// The status as the leader itself answers it (a node removed from
+    /// the membership, or cut off, may hold an old view): of the running
+    /// nodes that say they lead, the one with the highest term.
+    pub async fn leader_status(&self) -> Option<serde_json::Value> {
+        let mut best: Option<serde_json::Value> = None;
+        for n in &self.nodes {
+            if n.is_running() && !self.paused.contains(&n.id) {
+                let probe = probe(n);
+                let s = tokio::task::spawn_blocking(move || status(&probe))
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(s) = s {
+                    let leads =
+                        s["leader_id"].as_u64().is_some() && s["leader_id"] == s["queried_node"];
+                    let newer = best
+                        .as_ref()
+                        .is_none_or(|b| s["term"].as_u64() > b["term"].as_u64());
+                    if leads && newer {
+                        best = Some(s);
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// The leader, as the leader itself says.
     pub async fn leader(&self) -> Option<u64> {
-        self.status().await.and_then(|s| s["leader_id"].as_u64())
+        self.leader_status()
+            .await
+            .and_then(|s| s["leader_id"].as_u64())
     }
 
     /// The highest term any running node reports.
@@ -247,7 +280,7 @@ impl NemesisCluster {
         let mut since: Option<(u64, u64, Instant)> = None;
         let n = self.nodes.len();
         while Instant::now() < deadline {
-            let settled = self.status().await.and_then(|s| {
+            let settled = self.leader_status().await.and_then(|s| {
                 let members = s["members"].as_array().cloned().unwrap_or_default();
                 let leaders = members.iter().filter(|m| m["state"] == "Leader").count();
                 let applied: Vec<Option<u64>> = members
@@ -304,7 +337,7 @@ impl NemesisCluster {
 
     /// Voter ids as a running node sees them.
     pub async fn voters(&self) -> Vec<u64> {
-        self.status()
+        self.leader_status()
             .await
             .and_then(|s| {
                 s["members"].as_array().map(|m| {

@@ -14,9 +14,13 @@ pub struct Link {
 }
 
 impl Link {
-    /// Listens on a free loopback port and forwards to `target`.
-    pub async fn start(target: String) -> Link {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
+    /// Listens on a free loopback port (none of `avoid`: ports the nodes
+    /// were given but may not have bound yet) and forwards to `target`.
+    pub async fn start(target: String, avoid: &[u16]) -> Link {
+        let mut listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
+        while avoid.contains(&listener.local_addr().expect("proxy addr").port()) {
+            listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
+        }
         let addr = listener.local_addr().expect("proxy addr").to_string();
         let (cut, watch_cut) = watch::channel(false);
         tokio::spawn(async move {
