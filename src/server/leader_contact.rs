@@ -59,6 +59,11 @@ impl LeaderContact {
         recent.push_back((sent, leader_commit));
     }
 
+    /// The send time of the newest append accepted from a leader.
+    pub fn newest(&self) -> Option<Instant> {
+        self.recent.lock().iter().map(|(sent, _)| *sent).max()
+    }
+
     /// The newest instant before which everything the leader had committed
     /// is applied on a node that applied `applied`: the send time of the
     /// newest contact whose commit index it has applied.

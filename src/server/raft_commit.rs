@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use verdict_raft::openraft::error::{ClientWriteError, RaftError};
-use verdict_raft::openraft::{BasicNode, ChangeMembers, Config, ServerState, SnapshotPolicy};
+use verdict_raft::openraft::{
+    BasicNode, ChangeMembers, Config, LogId, ServerState, SnapshotPolicy,
+};
 use verdict_raft::{
     codec, Command, KeySet, LogStore, NodeId, Raft, Rejection, Request, Response, StateMachine,
     TenantSet,
@@ -50,6 +52,14 @@ pub enum AdminRequest {
     Remove {
         /// Its node id.
         id: NodeId,
+    },
+    /// Would this node vote for `candidate` (pre-vote, answered locally,
+    /// changes nothing)? See `server::pre_vote`.
+    PreVote {
+        /// The asking node.
+        candidate: NodeId,
+        /// Its last log id.
+        last_log: Option<LogId<NodeId>>,
     },
     /// Add as learner, wait until caught up, then promote (`--join`).
     Join {
@@ -154,6 +164,7 @@ impl RaftCommitter {
         let sm = StateMachine::open_with_keys(store, tenants, keys, raft_dir.join("snapshot"))
             .map_err(|e| format!("raft state machine: {e}"))?;
         let keep = cluster.snapshot_logs.min(1000);
+        let pre_vote = super::pre_vote::enabled();
         let config = Config {
             cluster_name: "verdict".into(),
             // openraft bounds every AppendEntries by the heartbeat interval:
@@ -167,6 +178,9 @@ impl RaftCommitter {
             max_in_snapshot_log_to_keep: keep,
             replication_lag_threshold: cluster.snapshot_logs.max(1),
             install_snapshot_timeout: 10_000,
+            // Campaigning is gated by a pre-vote (server::pre_vote), unless
+            // VERDICT_PRE_VOTE=off (openraft's own timer alone, as before).
+            enable_elect: !pre_vote,
             ..Config::default()
         }
         .validate()
@@ -209,12 +223,21 @@ impl RaftCommitter {
             // Alone: no need to wait out an election timeout after a restart.
             let _ = raft.trigger().elect().await;
         }
+        let contact = Arc::new(LeaderContact::default());
+        if pre_vote {
+            super::pre_vote::spawn_gate(
+                raft.clone(),
+                cluster.node_id,
+                cluster.cluster_key.clone(),
+                contact.clone(),
+            );
+        }
         Ok(RaftCommitter {
             raft,
             sm,
             node_id: cluster.node_id,
             key: cluster.cluster_key.clone(),
-            contact: Arc::new(LeaderContact::default()),
+            contact,
             cluster_id,
         })
     }
@@ -612,8 +635,17 @@ impl RaftCommitter {
     /// No leader, the leader unreachable, or Raft refused the change; an
     /// error the leader answered keeps its reason and message.
     pub async fn admin(&self, req: AdminRequest) -> Result<serde_json::Value, NodeError> {
-        if matches!(req, AdminRequest::Status) {
-            return Ok(self.status());
+        match &req {
+            AdminRequest::Status => return Ok(self.status()),
+            AdminRequest::PreVote {
+                candidate,
+                last_log,
+            } => {
+                let granted = super::pre_vote::answer(&self.raft, &self.contact, last_log.as_ref());
+                tracing::debug!(node = self.node_id, candidate, granted, "pre-vote asked");
+                return Ok(serde_json::json!({ "granted": granted }));
+            }
+            _ => {}
         }
         let leader = self.wait_for_leader(LEADER_WAIT).await?;
         if leader != self.node_id {
@@ -631,7 +663,7 @@ impl RaftCommitter {
             NodeError::Raft(Box::new(e))
         };
         match req {
-            AdminRequest::Status => {}
+            AdminRequest::Status | AdminRequest::PreVote { .. } => {}
             AdminRequest::AddLearner { id, addr } => {
                 self.raft
                     .add_learner(id, BasicNode::new(addr), true)

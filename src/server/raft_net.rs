@@ -83,6 +83,7 @@ impl PeerClient {
     /// # Errors
     /// A malformed address or key.
     pub fn new(addr: &str, key: Option<&str>) -> Result<PeerClient, String> {
+        let addr = routed(addr);
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad peer address `{addr}`: {e}"))?
             .connect_timeout(Duration::from_secs(1))
@@ -130,6 +131,35 @@ impl PeerClient {
             .map_err(|_| CallError::TimedOut)??;
         Ok(reply.into_inner().data)
     }
+}
+
+/// The environment variable routing peer addresses elsewhere:
+/// `HOST:PORT=HOST:PORT,...`. The fault-injection tests (the nemesis)
+/// give each node its own routes through a TCP proxy per link, so one
+/// link can be cut while the others stay up; unset in production.
+pub const PEER_ROUTES_ENV: &str = "VERDICT_TEST_PEER_ROUTES";
+
+/// `addr`, or where [`PEER_ROUTES_ENV`] routes it.
+fn routed(addr: &str) -> &str {
+    static ROUTES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        std::env::var(PEER_ROUTES_ENV)
+            .map(|v| parse_routes(&v))
+            .unwrap_or_default()
+    });
+    routes
+        .iter()
+        .find(|(from, _)| from == addr)
+        .map_or(addr, |(_, to)| to.as_str())
+}
+
+/// `a=b,c=d` → `[(a, b), (c, d)]` (malformed pairs are skipped).
+fn parse_routes(value: &str) -> Vec<(String, String)> {
+    value
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(from, to)| (from.trim().to_string(), to.trim().to_string()))
+        .collect()
 }
 
 /// Why a call to a peer failed.
@@ -273,4 +303,21 @@ pub trait InternalHandler: Send + Sync + 'static {
     /// # Errors
     /// The answer could not be encoded.
     async fn admin(&self, data: &[u8]) -> Result<Vec<u8>, NodeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse_as_pairs() {
+        assert_eq!(
+            parse_routes("127.0.0.1:1=127.0.0.1:2, 127.0.0.1:3=127.0.0.1:4,junk"),
+            vec![
+                ("127.0.0.1:1".to_string(), "127.0.0.1:2".to_string()),
+                ("127.0.0.1:3".to_string(), "127.0.0.1:4".to_string()),
+            ]
+        );
+        assert!(parse_routes("").is_empty());
+    }
 }

@@ -24,6 +24,7 @@ mod group_index;
 mod group_index_cluster;
 mod layers;
 mod migration_e2e;
+mod nemesis;
 mod openfga_api;
 mod openfga_cli;
 mod openfga_conformance;

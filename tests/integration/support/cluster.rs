@@ -42,6 +42,8 @@ pub struct Node {
     pub http: u16,
     /// Internal Raft port.
     pub raft: u16,
+    /// Extra environment variables of the process.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -55,6 +57,7 @@ impl Node {
             grpc: free_port(),
             http: free_port(),
             raft: free_port(),
+            env: Vec::new(),
             child: None,
         }
     }
@@ -91,6 +94,7 @@ impl Node {
             .args(args)
             .env_remove("VERDICT_ADMIN_KEY")
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -123,6 +127,11 @@ impl Node {
             .status()
             .expect("kill runs");
         assert!(sent.success(), "kill -{signal} node {}", self.id);
+    }
+
+    /// Whether the process is running (started, not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Kills the process (SIGKILL) and waits for it.
