@@ -75,14 +75,62 @@ pub struct StoreTest {
     pub list_users: Vec<ListUsersTest>,
 }
 
+/// One check block: `user`/`users` × `object`/`objects` × each asserted
+/// relation (the `fga` CLI accepts the plural lists since v0.6).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckTest {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub object: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
     pub assertions: BTreeMap<String, bool>,
+}
+
+impl CheckTest {
+    /// Every user this block asks about: `user`, then `users`.
+    pub fn all_users(&self) -> Vec<&str> {
+        std::iter::once(self.user.as_str())
+            .filter(|u| !u.is_empty())
+            .chain(self.users.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Every object this block asks about: `object`, then `objects`.
+    pub fn all_objects(&self) -> Vec<&str> {
+        std::iter::once(self.object.as_str())
+            .filter(|o| !o.is_empty())
+            .chain(self.objects.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+/// `null` (the CLI writes it for "no objects") reads as empty.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A map whose `null` values read as empty.
+fn null_values_as_default<'de, D, T>(d: D) -> Result<BTreeMap<String, T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    let map: BTreeMap<String, Option<T>> = null_as_default(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, v.unwrap_or_default()))
+        .collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -93,6 +141,7 @@ pub struct ListObjectsTest {
     pub object_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(deserialize_with = "null_values_as_default")]
     pub assertions: BTreeMap<String, Vec<String>>,
 }
 
@@ -117,7 +166,7 @@ pub struct UserFilter {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListUsersAssertion {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub users: Vec<String>,
 }
 
@@ -205,7 +254,9 @@ const TEST: Shape = &[
 ];
 const CHECK: Shape = &[
     ("user", Kind::Str),
+    ("users", Kind::StrList),
     ("object", Kind::Str),
+    ("objects", Kind::StrList),
     ("assertions", Kind::Obj),
     ("context", Kind::Obj),
 ];
@@ -399,6 +450,13 @@ pub fn check_store_yaml(src: &str) -> Result<Vec<StoreError>, StoreFileError> {
 }
 
 impl StoreFile {
+    /// Parses a store file's YAML as the `fga` CLI reads it: unknown keys
+    /// are refused, but no JSON-schema pass runs first (so `users:` lists
+    /// in checks and `null` assertion lists are accepted).
+    pub fn parse(src: &str) -> Result<Self, StoreFileError> {
+        serde_yaml::from_str(src).map_err(|e| StoreFileError::Yaml(e.to_string()))
+    }
+
     /// Parses and structurally checks a store file's YAML.
     pub fn from_yaml(src: &str) -> Result<Self, StoreFileError> {
         let errors = check_store_yaml(src)?;

@@ -147,3 +147,43 @@ fn structural_errors_name_the_field() {
         "{paths:?}"
     );
 }
+
+/// What the `fga` CLI reads and the strict (JSON-schema) pass does not:
+/// `users:`/`objects:` lists in a check and `null` expected lists.
+#[test]
+fn parse_reads_check_lists_and_null_expectations() {
+    let src = r#"
+model_file: m.fga
+tests:
+  - name: lists
+    check:
+      - users: [user:anne, user:bob]
+        objects: [doc:1, doc:2]
+        assertions: {viewer: true}
+      - user: user:carl
+        object: doc:1
+        objects: [doc:3]
+        assertions: {viewer: false}
+    list_objects:
+      - user: user:anne
+        type: doc
+        assertions: {viewer: null, editor: [doc:1]}
+    list_users:
+      - object: doc:1
+        user_filter: [{type: user}]
+        assertions: {viewer: {users: null}}
+"#;
+    let store = StoreFile::parse(src).unwrap();
+    let test = &store.tests[0];
+    assert_eq!(test.check[0].all_users(), ["user:anne", "user:bob"]);
+    assert_eq!(test.check[0].all_objects(), ["doc:1", "doc:2"]);
+    assert_eq!(test.check[1].all_users(), ["user:carl"]);
+    assert_eq!(test.check[1].all_objects(), ["doc:1", "doc:3"]);
+    let lo = &test.list_objects[0].assertions;
+    assert!(lo["viewer"].is_empty());
+    assert_eq!(lo["editor"], ["doc:1"]);
+    assert!(test.list_users[0].assertions["viewer"].users.is_empty());
+    // An unknown key is still refused, naming it.
+    let err = StoreFile::parse("model: x\ntests: [{name: t, chek: []}]\n").unwrap_err();
+    assert!(err.to_string().contains("chek"), "{err}");
+}

@@ -536,3 +536,57 @@ tests:
         "{text}"
     );
 }
+
+/// `users:`/`objects:` lists in a check expand to every pair (as the `fga`
+/// CLI does), and a `null` expected list means "none".
+#[test]
+fn verdict_validate_expands_check_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lists.fga.yaml");
+    std::fs::write(
+        &path,
+        r#"model: |
+  model
+    schema 1.1
+  type user
+  type doc
+    relations
+      define viewer: [user]
+tuples:
+  - {user: user:anne, relation: viewer, object: doc:1}
+  - {user: user:bob, relation: viewer, object: doc:1}
+tests:
+  - name: lists
+    check:
+      - users: [user:anne, user:bob]
+        objects: [doc:1]
+        assertions: {viewer: true}
+      - users: [user:carl]
+        object: doc:1
+        assertions: {viewer: true}
+    list_objects:
+      - user: user:carl
+        type: doc
+        assertions: {viewer: null}
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::support::cluster::binary())
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("assertions: 3 passed, 1 failed"), "{text}");
+    assert!(
+        text.contains(
+            "Check(user=user:carl, relation=viewer, object=doc:1): expected=true, got=false"
+        ),
+        "{text}"
+    );
+}
