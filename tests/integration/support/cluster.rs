@@ -13,12 +13,31 @@ use verdict::api::pb;
 /// The cluster key every node is started with.
 pub const CLUSTER_KEY: &str = "test-cluster-key";
 
-/// A port free on 127.0.0.1 right now.
+/// Ports handed out below Linux's ephemeral range (32768–60999 by
+/// default): a port the kernel picked for `bind(:0)` and that we released
+/// can be taken by any outgoing connection before the node binds it (CI
+/// once lost a three-node cluster that way). Below the range only a
+/// listener asking for that port by number can take it, and the counter
+/// keeps this process from handing one out twice.
+const PORT_BASE: u16 = 20_000;
+const PORT_SPAN: u16 = 12_000;
+
+/// A port free on 127.0.0.1 right now, outside the ephemeral range and
+/// never handed out before by this process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Start where the process id says, so two test processes at once are
+    // unlikely to walk the same ports.
+    let start = (std::process::id() % u32::from(PORT_SPAN)) as u16;
+    for _ in 0..PORT_SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) % PORT_SPAN;
+        let port = PORT_BASE + (start + step) % PORT_SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_BASE}..{}", PORT_BASE + PORT_SPAN)
 }
 
 /// The `verdict` binary nodes run: this build's, or `VERDICT_NODE_BIN`
@@ -112,7 +131,17 @@ impl Node {
             match rx.recv_timeout(left) {
                 Ok(line) if line == "ready" => break,
                 Ok(_) => {}
-                Err(e) => panic!("node {} did not get ready: {e}", self.id),
+                Err(e) => {
+                    let log = std::fs::read_to_string(self.dir.with_extension("log"))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    panic!(
+                        "node {} did not get ready: {e}; its log ends:\n{}",
+                        self.id,
+                        tail.join("\n")
+                    )
+                }
             }
         }
         self.child = Some(child);
