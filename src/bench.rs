@@ -11,5 +11,6 @@
 
 pub mod answers;
 pub mod driver;
+pub mod propagation;
 pub mod report;
 pub mod runner;

@@ -99,6 +99,11 @@ pub struct CheckResponse {
     pub reads: u64,
     /// Sub-problems answered by the shared decision cache (0 = computed).
     pub cache_hits: u64,
+    /// What the answer read (sorted storage keys, see [`verdict_footprint`]),
+    /// when it depends on nothing else: no caveat, expiration, request
+    /// context or cycle assumption, and every part of it is known. `None`
+    /// = the answer must not be cached outside this revision.
+    pub footprint: Option<Arc<[u64]>>,
 }
 
 /// The engine for one compiled schema version.
@@ -250,6 +255,7 @@ impl Engine {
             trace: walker.take_trace(),
             reads: walker.reads(),
             cache_hits: walker.cache_hits(),
+            footprint: walker.answer_footprint(),
         })
     }
 
@@ -285,12 +291,13 @@ impl Engine {
             subject_id: request.subject.object.object_id.clone(),
             subject_relation: request.subject.relation.clone(),
         };
-        let (outcome, _) = cache.get_with_footprint(&key)?;
+        let (outcome, footprint) = cache.get_with_footprint(&key)?;
         Some(CheckResponse {
             outcome,
             trace: None,
             reads: 0,
             cache_hits: 1,
+            footprint,
         })
     }
 
@@ -348,6 +355,7 @@ impl Engine {
                     trace: walker.take_trace(),
                     reads: walker.reads() - reads,
                     cache_hits: walker.cache_hits() - hits,
+                    footprint: walker.answer_footprint(),
                 });
                 if let Some(slot) = results.get_mut(i) {
                     *slot = Some(response);

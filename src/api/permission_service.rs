@@ -155,6 +155,16 @@ fn check_to_pb(
     }
 }
 
+/// The answer's footprint on the wire, when it has one (see
+/// [`engine::CheckResponse::footprint`]); keys derived from `tenant`.
+fn footprint_to_pb(tenant: String, response: &engine::CheckResponse) -> Option<pb::DecisionFootprint> {
+    let keys = response.footprint.as_ref()?;
+    Some(pb::DecisionFootprint {
+        tenant,
+        keys: keys.to_vec(),
+    })
+}
+
 /// A per-item error, as the gRPC status the error maps to.
 fn bulk_error(err: ApiError) -> pb::BulkCheckResult {
     let status: Status = err.into();
@@ -328,6 +338,7 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
             self.resolve(&req.tenant, req.consistency.as_ref()).await?;
         let state = self.state.clone();
         let version = schema.version;
+        let footprint_tenant = req.with_footprint.then(|| tenant.as_str().to_string());
         // A warm answer needs no storage: serve it here rather than on the
         // blocking pool (the thread hand-off costs more than the lookup).
         let cached = (!bypass)
@@ -368,12 +379,14 @@ impl pb::permission_service_server::PermissionService for PermissionApi {
             version,
             micros_since(started),
         );
-        Ok(Response::new(check_to_pb(
+        let mut answer = check_to_pb(
             &response,
             zookie_to_pb(revision, &self.state.zookies),
             version,
             micros,
-        )))
+        );
+        answer.footprint = footprint_tenant.and_then(|tenant| footprint_to_pb(tenant, &response));
+        Ok(Response::new(answer))
     }
 
     /// Per-item `evaluation_micros` is the time of the whole shared

@@ -125,7 +125,7 @@ impl Feed {
     }
 
     /// The response for one change batch, or `None` when the type filter
-    /// leaves nothing of it. Event ids count positions in the whole batch,
+    /// leaves nothing of it (a schema change is always sent). Event ids count positions in the whole batch,
     /// so they do not depend on the filter.
     fn response(&self, batch: &ChangeBatch) -> Option<pb::WatchResponse> {
         use pb::relationship_change::Operation;
@@ -146,10 +146,12 @@ impl Feed {
                 event_id: format!("{}.{position}", batch.revision.0),
             })
             .collect();
-        (!changes.is_empty()).then(|| pb::WatchResponse {
+        let schema_version = batch.schema_version.unwrap_or(0);
+        (!changes.is_empty() || schema_version != 0).then(|| pb::WatchResponse {
             changes,
             changes_through: Some(zookie_to_pb(batch.revision, &self.state.zookies)),
             checkpoint: false,
+            schema_version,
         })
     }
 
@@ -174,7 +176,12 @@ impl Feed {
     /// Streams changes after `after` until the client leaves or a failure.
     async fn run(&self, mut after: Revision) -> Stop {
         let mut applied = self.state.committer.subscribe();
-        let mut last_sent = Instant::now();
+        // Checkpoints prove currency to a consumer's cache: one goes out at
+        // least every interval, also while changes keep flowing, and the
+        // first as soon as the stream has caught up.
+        let mut last_checkpoint = Instant::now()
+            .checked_sub(self.timing.checkpoint_interval)
+            .unwrap_or_else(Instant::now);
         loop {
             // Mark the current revision seen *before* reading, so a commit
             // racing the read still wakes the wait below.
@@ -191,7 +198,6 @@ impl Feed {
                     if let Err(stop) = self.send(response).await {
                         return stop;
                     }
-                    last_sent = Instant::now();
                 }
             }
             if more {
@@ -199,17 +205,18 @@ impl Feed {
             }
             // Everything up to the revision applied before the read is seen.
             after = after.max(applied_before);
-            let deadline = last_sent + self.timing.checkpoint_interval;
+            let deadline = last_checkpoint + self.timing.checkpoint_interval;
             if Instant::now() >= deadline {
                 let checkpoint = pb::WatchResponse {
                     changes: Vec::new(),
                     changes_through: Some(zookie_to_pb(after, &self.state.zookies)),
                     checkpoint: true,
+                    schema_version: 0,
                 };
                 if let Err(stop) = self.send(checkpoint).await {
                     return stop;
                 }
-                last_sent = Instant::now();
+                last_checkpoint = Instant::now();
                 continue;
             }
             tokio::select! {

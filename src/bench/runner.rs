@@ -27,6 +27,10 @@ pub enum Mode {
     /// `warm`: writes go through WriteRelationships, and each task's checks
     /// carry the zookie its last write returned (at_least_as_fresh).
     Mixed,
+    /// N client-library caches under a Zipf read load while a writer
+    /// revokes and grants: propagation time, local hit ratio and latency
+    /// (see [`super::propagation`]; `--concurrency` is the cache count).
+    Propagation,
 }
 
 impl Mode {
@@ -35,6 +39,7 @@ impl Mode {
             Mode::Cold => "cold",
             Mode::Warm => "warm",
             Mode::Mixed => "mixed",
+            Mode::Propagation => "propagation",
         }
     }
 }
@@ -268,6 +273,7 @@ pub async fn run(
                 subject: Some(subject_to_pb(&c.subject)),
                 context: None,
                 with_trace: false,
+                with_footprint: false,
             },
             line: c.to_string(),
         })
@@ -331,6 +337,11 @@ pub async fn run(
                 }
             }
             Mode::Mixed => mixed(&ctx, &workload, &base, concurrency, opts).await,
+            Mode::Propagation => {
+                return Err(CliError::Usage(
+                    "--mode propagation runs through bench::propagation".into(),
+                ))
+            }
         };
         run.fraction_of_ceiling = run.checks.per_s / ceiling.per_s.max(1e-9);
         run.ceiling = ceiling;

@@ -23,6 +23,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use verdict_footprint::{ObjectKey, SubjectKey};
 use verdict_storage::{Op, SubjectRef, Tuple, WriteBatch};
 
 use super::outcome::Outcome;
@@ -39,19 +40,35 @@ const LOG_BATCH_MAX: usize = 1_024;
 /// Logged keys an entry may be validated against before it is recomputed.
 const MAX_SCAN: usize = 2_048;
 /// The log key meaning "any storage key may have changed".
-const ANY_KEY: u64 = 0;
+const ANY_KEY: u64 = verdict_footprint::ANY_KEY;
 
 /// The storage key a read of every subject of `type:id#relation`
 /// (`subjects(type, [id], relation)`) covers, and every write of
-/// `type:id#relation@...` changes, hashed (never 0).
+/// `type:id#relation@...` changes (never 0). Derived by
+/// [`verdict_footprint::storage_key`], stable across processes.
 pub fn storage_key(tenant: &str, object_type: &str, object_id: &str, relation: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    (0u8, tenant, object_type, object_id, relation).hash(&mut h);
-    h.finish() | 1
+    verdict_footprint::storage_key(tenant, object_type, object_id, relation)
+}
+
+fn object_key<'a>(object_type: &'a str, object_id: &'a str, relation: &'a str) -> ObjectKey<'a> {
+    ObjectKey {
+        object_type,
+        object_id,
+        relation,
+    }
+}
+
+fn subject_of(subject: &SubjectRef) -> SubjectKey<'_> {
+    SubjectKey {
+        subject_type: &subject.object.object_type,
+        subject_id: &subject.object.object_id,
+        subject_relation: subject.relation.as_deref(),
+    }
 }
 
 /// The key of one tuple `type:id#relation@subject` (a point lookup reads
-/// it; a write of that tuple changes it), hashed (never 0).
+/// it; a write of that tuple changes it), never 0
+/// ([`verdict_footprint::subject_key`]).
 pub fn subject_key(
     tenant: &str,
     object_type: &str,
@@ -59,24 +76,16 @@ pub fn subject_key(
     relation: &str,
     subject: &SubjectRef,
 ) -> u64 {
-    let mut h = DefaultHasher::new();
-    (
-        1u8,
+    verdict_footprint::subject_key(
         tenant,
-        object_type,
-        object_id,
-        relation,
-        &subject.object.object_type,
-        &subject.object.object_id,
-        &subject.relation,
+        object_key(object_type, object_id, relation),
+        subject_of(subject),
     )
-        .hash(&mut h);
-    h.finish() | 1
 }
 
 /// The key of the usersets of one subject type under `type:id#relation`
 /// (a scan of them reads it; a write of any such userset changes it),
-/// hashed (never 0).
+/// never 0 ([`verdict_footprint::userset_key`]).
 pub fn userset_key(
     tenant: &str,
     object_type: &str,
@@ -84,36 +93,30 @@ pub fn userset_key(
     relation: &str,
     subject_type: &str,
 ) -> u64 {
-    let mut h = DefaultHasher::new();
-    (2u8, tenant, object_type, object_id, relation, subject_type).hash(&mut h);
-    h.finish() | 1
+    verdict_footprint::userset_key(tenant, object_type, object_id, relation, subject_type)
 }
 
-/// Every key a write of `tuple` changes: its relation, the tuple itself
-/// and, for a userset subject, the usersets of its type.
+/// Every key a write of `tuple` changes: its relation, the tuple itself,
+/// for a userset subject the usersets of its type, and the whole relation
+/// ([`verdict_footprint::tuple_keys`], which the client applies to the
+/// watch feed).
 fn written_keys(tenant: &str, t: &Tuple, out: &mut Vec<u64>) {
-    let (ty, id, rel) = (&t.resource.object_type, &t.resource.object_id, &t.relation);
-    out.push(storage_key(tenant, ty, id, rel));
-    out.push(subject_key(tenant, ty, id, rel, &t.subject));
-    if t.subject.relation.is_some() {
-        out.push(userset_key(
-            tenant,
-            ty,
-            id,
-            rel,
-            &t.subject.object.object_type,
-        ));
-    }
+    verdict_footprint::tuple_keys(
+        tenant,
+        object_key(&t.resource.object_type, &t.resource.object_id, &t.relation),
+        subject_of(&t.subject),
+        out,
+    );
 }
 
 /// The id no real object id can be (ids never contain `#`): its storage
 /// key stands for a whole relation.
-pub const RELATION_WIDE_ID: &str = "#relation";
+pub const RELATION_WIDE_ID: &str = verdict_footprint::RELATION_WIDE_ID;
 
 /// The key of a whole relation `type#relation` (what a group index answer
 /// read); every write to the relation is logged under it too.
 pub fn relation_key(tenant: &str, object_type: &str, relation: &str) -> u64 {
-    storage_key(tenant, object_type, RELATION_WIDE_ID, relation)
+    verdict_footprint::relation_key(tenant, object_type, relation)
 }
 
 /// What an evaluation read: sorted, de-duplicated storage keys, or
@@ -337,23 +340,20 @@ impl DecisionCache {
     /// change. Call before the batch is applied, so no reader can see the
     /// revision before the log does.
     pub fn note_batch(&self, tenant: &str, revision: u64, batch: &WriteBatch) {
-        let mut keys = Vec::with_capacity(3 * batch.ops.len());
+        let mut keys = Vec::with_capacity(4 * batch.ops.len());
         let mut any = batch.ops.len() > LOG_BATCH_MAX;
-        let mut wide = Vec::new();
         for op in &batch.ops {
             match op {
                 Op::Create(t) | Op::Touch(t) | Op::Delete(t) if !any => {
                     written_keys(tenant, t, &mut keys);
-                    wide.push(relation_key(tenant, &t.resource.object_type, &t.relation));
                 }
                 Op::Create(_) | Op::Touch(_) | Op::Delete(_) => {}
                 Op::PutSchema(_) => {}
                 _ => any = true,
             }
         }
-        wide.sort_unstable();
-        wide.dedup();
-        keys.extend(wide);
+        keys.sort_unstable();
+        keys.dedup();
         self.note_keys(revision, &keys, any);
     }
 
@@ -368,15 +368,12 @@ impl DecisionCache {
         if tuples.len() > LOG_BATCH_MAX {
             return self.note_keys(revision, &[], true);
         }
-        let mut keys = Vec::with_capacity(3 * tuples.len());
-        let mut wide = Vec::new();
+        let mut keys = Vec::with_capacity(4 * tuples.len());
         for t in tuples {
             written_keys(tenant, t, &mut keys);
-            wide.push(relation_key(tenant, &t.resource.object_type, &t.relation));
         }
-        wide.sort_unstable();
-        wide.dedup();
-        keys.extend(wide);
+        keys.sort_unstable();
+        keys.dedup();
         self.note_keys(revision, &keys, false);
     }
 

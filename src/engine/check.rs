@@ -141,6 +141,23 @@ impl<'e> Walker<'e> {
         self.cache_hits
     }
 
+    /// What the last [`Walker::check_object`] read, when its answer
+    /// depends on nothing else (see [`crate::engine::CheckResponse::footprint`]).
+    /// Footprints are tracked only with a shared cache.
+    pub(crate) fn answer_footprint(&self) -> Footprint {
+        if self.volatile
+            || self.cycle_hit
+            || self.footprint_unknown
+            || self.engine.cache.is_none()
+        {
+            return None;
+        }
+        let mut keys = self.footprint.clone();
+        keys.sort_unstable();
+        keys.dedup();
+        Some(Arc::from(keys))
+    }
+
     /// Resolves `type#relation` names to ids.
     pub(crate) fn resolve(
         &self,

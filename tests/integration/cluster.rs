@@ -389,6 +389,7 @@ async fn check_status(
         subject: Some(verdict::api::convert::subject_to_pb(&t.subject)),
         context: None,
         with_trace: false,
+        with_footprint: false,
     })
     .await?
     .into_inner()
@@ -795,6 +796,7 @@ async fn a_resumed_follower_never_serves_minimize_latency_past_the_staleness_bou
                     subject: Some(verdict::api::convert::subject_to_pb(&t.subject)),
                     context: None,
                     with_trace: false,
+                    with_footprint: false,
                 });
                 // Short, so a reader is asking again right after the node
                 // resumes rather than waiting on a request from the pause.

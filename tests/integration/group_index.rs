@@ -68,6 +68,7 @@ async fn check(
             subject: Some(subj(subject.0, subject.1, subject.2)),
             context: None,
             with_trace: true,
+            with_footprint: false,
         })
         .await
         .expect("check")

@@ -105,6 +105,7 @@ async fn check(
                 subject: Some(verdict::api::convert::subject_to_pb(&t.subject)),
                 context: None,
                 with_trace: true,
+                with_footprint: false,
             })
             .await
             .map(tonic::Response::into_inner)

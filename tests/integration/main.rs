@@ -16,6 +16,7 @@ mod bulk_import;
 mod cache_revisions;
 mod cli;
 mod cli_server;
+mod client_cache;
 mod cluster;
 mod cluster_keys;
 mod conformance;

@@ -317,6 +317,7 @@ async fn rename_under_live_traffic_keeps_answers_and_writes() {
                         }),
                         context: None,
                         with_trace: false,
+                        with_footprint: false,
                     })
                     .await
                     .expect("check")

@@ -171,6 +171,7 @@ async fn check(
         subject: Some(verdict::api::convert::subject_to_pb(&t.subject)),
         context: None,
         with_trace: false,
+        with_footprint: false,
     });
     request.set_timeout(timeout);
     let r = PermissionServiceClient::new(channel)

@@ -114,6 +114,7 @@ async fn check(
             subject: Some(verdict::api::convert::subject_to_pb(&t.subject)),
             context: None,
             with_trace: false,
+            with_footprint: false,
         })
         .await?
         .into_inner()

@@ -124,6 +124,7 @@ impl Clients {
                 subject: Some(subject_to_pb(&t.subject)),
                 context: None,
                 with_trace: false,
+                with_footprint: false,
             })
             .await
             .expect("check succeeds")
@@ -413,6 +414,7 @@ async fn no_request_scoped_to_one_tenant_sees_another() {
                     subject: Some(subject_to_pb(&t.subject)),
                     context: None,
                     with_trace: false,
+                    with_footprint: false,
                 })
                 .await
                 .expect_err("no schema at that revision");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::bench::answers::Answers;
+use crate::bench::propagation;
 use crate::bench::report::{self, RunReport};
 use crate::bench::runner::{self, Mode, RunOptions};
 use crate::cli::client::{run_client, CliError, ClientArgs, Conn};
@@ -96,7 +97,8 @@ pub struct RunArgs {
     pub duration: f64,
     /// cold: bypass the decision cache; warm: run the checks once first;
     /// mixed: warm up likewise, then interleave writes (`--mix`) and read
-    /// at their zookies.
+    /// at their zookies; propagation: `--concurrency` client-library
+    /// caches under a Zipf load while a writer revokes (bench::propagation).
     #[arg(long, value_enum, default_value = "warm")]
     pub mode: Mode,
     /// Mixed mode: READS:WRITES per cycle.
@@ -245,6 +247,9 @@ fn bench_run(args: &RunArgs) -> ExitCode {
         workload_name: file_name(&args.workload),
     };
     let workload = Arc::new(workload);
+    if args.mode == Mode::Propagation {
+        return propagation_run(args, workload);
+    }
     run_client(&args.client.client(), |conn: Conn| async move {
         let report = runner::run(&conn, workload, answers, &options).await?;
         print!("{}", report::markdown(std::slice::from_ref(&report)));
@@ -257,6 +262,29 @@ fn bench_run(args: &RunArgs) -> ExitCode {
                 eprintln!("  {m}");
             }
         }
+        if let Some(out) = &args.json {
+            write_json(out, &report)?;
+        }
+        Ok(())
+    })
+}
+
+/// `--mode propagation`: client caches under load (bench::propagation);
+/// `--concurrency` is the number of caches (the first value).
+fn propagation_run(args: &RunArgs, workload: Arc<Workload>) -> ExitCode {
+    let client = args.client.client();
+    let resolved = match client.resolve() {
+        Ok(r) => r,
+        Err(e) => return e.report(),
+    };
+    let options = propagation::PropagationOptions {
+        caches: args.concurrency.first().copied().unwrap_or(1),
+        duration: Duration::from_secs_f64(args.duration),
+        workload_name: file_name(&args.workload),
+    };
+    run_client(&client, |_conn: Conn| async move {
+        let report = propagation::run(&resolved, workload, &options).await?;
+        print!("{}", propagation::markdown(&report));
         if let Some(out) = &args.json {
             write_json(out, &report)?;
         }

@@ -124,6 +124,7 @@ pub fn check(args: &PermCheckArgs) -> ExitCode {
                 subject: Some(subject),
                 context: args.context.clone(),
                 with_trace: args.explain,
+                with_footprint: false,
             })
             .await?
             .into_inner();
