@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-pub use store::{Lookup, Refused};
 use store::Store;
+pub use store::{Lookup, Refused};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -234,7 +234,10 @@ impl LocalCache {
             bump(&shared.counters.bypassed, 1);
         } else {
             let min_revision = min.map_or(0, crate::Zookie::revision);
-            match shared.store().lookup(&key, bound, min_revision, Instant::now()) {
+            match shared
+                .store()
+                .lookup(&key, bound, min_revision, Instant::now())
+            {
                 Lookup::Hit(permissionship) => {
                     bump(&shared.counters.hits, 1);
                     return Ok(CheckAnswer {

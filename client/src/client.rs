@@ -80,7 +80,11 @@ impl Client {
             .connect_lazy();
         let auth = config
             .bearer_key
-            .map(|k| format!("Bearer {k}").parse().map_err(|_| ClientError::BadKey))
+            .map(|k| {
+                format!("Bearer {k}")
+                    .parse()
+                    .map_err(|_| ClientError::BadKey)
+            })
             .transpose()?;
         Ok(Client {
             channel,
@@ -106,9 +110,7 @@ impl Client {
         pb::permission_service_client::PermissionServiceClient::new(self.channel.clone())
     }
 
-    fn relationships(
-        &self,
-    ) -> pb::relationship_service_client::RelationshipServiceClient<Channel> {
+    fn relationships(&self) -> pb::relationship_service_client::RelationshipServiceClient<Channel> {
         pb::relationship_service_client::RelationshipServiceClient::new(self.channel.clone())
     }
 
@@ -124,7 +126,9 @@ impl Client {
         check: &Check,
         consistency: &Consistency,
     ) -> Result<CheckAnswer, ClientError> {
-        let answer = self.check_on_server(tenant, check, consistency, false).await?;
+        let answer = self
+            .check_on_server(tenant, check, consistency, false)
+            .await?;
         Ok(CheckAnswer {
             permissionship: answer.permissionship,
             checked_at: Some(answer.checked_at),
@@ -159,8 +163,8 @@ impl Client {
         .into_inner();
         let permissionship = Permissionship::from_pb(response.permissionship)
             .ok_or(ClientError::Missing("permissionship"))?;
-        let checked_at =
-            Zookie::from_pb(response.checked_at.as_ref()).ok_or(ClientError::Missing("checked_at"))?;
+        let checked_at = Zookie::from_pb(response.checked_at.as_ref())
+            .ok_or(ClientError::Missing("checked_at"))?;
         Ok(ServerCheck {
             permissionship,
             checked_at,
@@ -184,7 +188,8 @@ impl Client {
             true,
         );
         let response = self.relationships().write_relationships(request).await?;
-        Zookie::from_pb(response.get_ref().written_at.as_ref()).ok_or(ClientError::Missing("written_at"))
+        Zookie::from_pb(response.get_ref().written_at.as_ref())
+            .ok_or(ClientError::Missing("written_at"))
     }
 
     /// Deletes what `filter` matches; the zookie and how many were
@@ -193,7 +198,11 @@ impl Client {
     /// # Errors
     /// The server's error status.
     #[tracing::instrument(skip_all, fields(tenant))]
-    pub async fn delete(&self, tenant: &str, filter: &Filter) -> Result<(Zookie, u64), ClientError> {
+    pub async fn delete(
+        &self,
+        tenant: &str,
+        filter: &Filter,
+    ) -> Result<(Zookie, u64), ClientError> {
         let request = self.request(
             pb::DeleteRelationshipsRequest {
                 tenant: tenant.to_string(),
@@ -204,8 +213,13 @@ impl Client {
             },
             true,
         );
-        let response = self.relationships().delete_relationships(request).await?.into_inner();
-        let zookie = Zookie::from_pb(response.deleted_at.as_ref()).ok_or(ClientError::Missing("deleted_at"))?;
+        let response = self
+            .relationships()
+            .delete_relationships(request)
+            .await?
+            .into_inner();
+        let zookie = Zookie::from_pb(response.deleted_at.as_ref())
+            .ok_or(ClientError::Missing("deleted_at"))?;
         Ok((zookie, response.deleted))
     }
 
@@ -343,7 +357,8 @@ impl Client {
         let response = pb::schema_service_client::SchemaServiceClient::new(self.channel.clone())
             .write_schema(request)
             .await?;
-        Zookie::from_pb(response.get_ref().written_at.as_ref()).ok_or(ClientError::Missing("written_at"))
+        Zookie::from_pb(response.get_ref().written_at.as_ref())
+            .ok_or(ClientError::Missing("written_at"))
     }
 
     /// Creates a tenant (admin key). Not retried.
@@ -351,7 +366,12 @@ impl Client {
     /// # Errors
     /// The server's error status.
     pub async fn create_tenant(&self, name: &str) -> Result<(), ClientError> {
-        let request = self.request(pb::CreateTenantRequest { name: name.to_string() }, true);
+        let request = self.request(
+            pb::CreateTenantRequest {
+                name: name.to_string(),
+            },
+            true,
+        );
         pb::tenant_service_client::TenantServiceClient::new(self.channel.clone())
             .create_tenant(request)
             .await?;
@@ -376,9 +396,11 @@ impl Client {
             },
             false,
         );
-        Ok(pb::watch_service_client::WatchServiceClient::new(self.channel.clone())
-            .watch(request)
-            .await?
-            .into_inner())
+        Ok(
+            pb::watch_service_client::WatchServiceClient::new(self.channel.clone())
+                .watch(request)
+                .await?
+                .into_inner(),
+        )
     }
 }

@@ -40,7 +40,9 @@ impl RetryPolicy {
     /// The ceiling before retry `attempt` (1-based): initial × 2^(attempt-1),
     /// capped at `max_backoff`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.initial_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)
@@ -65,7 +67,10 @@ pub fn retryable(code: Code) -> bool {
 
 /// Runs `call` until it succeeds, fails with a non-retryable status, or
 /// the policy's attempts are spent.
-pub(crate) async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut call: F) -> Result<T, tonic::Status>
+pub(crate) async fn with_retries<T, F, Fut>(
+    policy: RetryPolicy,
+    mut call: F,
+) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,

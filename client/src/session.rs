@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::cache::LocalCache;
 use crate::client::Client;
 use crate::error::ClientError;
-use crate::types::{Check, CheckAnswer, Consistency, Filter, Object, Relationship, Subject, Update};
+use crate::types::{
+    Check, CheckAnswer, Consistency, Filter, Object, Relationship, Subject, Update,
+};
 use crate::zookie::Zookie;
 
 /// A client bound to one tenant that reads its own writes. Cheap to
@@ -93,7 +95,8 @@ impl Session {
         match &self.cache {
             Some(cache) => cache.check_at_least(check, newest.as_ref()).await,
             None => {
-                let consistency = newest.map_or(Consistency::MinimizeLatency, Consistency::AtLeastAsFresh);
+                let consistency =
+                    newest.map_or(Consistency::MinimizeLatency, Consistency::AtLeastAsFresh);
                 self.client.check(&self.tenant, check, &consistency).await
             }
         }
@@ -120,7 +123,13 @@ impl Session {
         subject: &Subject,
     ) -> Result<Vec<String>, ClientError> {
         self.client
-            .lookup_resources(&self.tenant, resource_type, permission, subject, &self.consistency())
+            .lookup_resources(
+                &self.tenant,
+                resource_type,
+                permission,
+                subject,
+                &self.consistency(),
+            )
             .await
     }
 
@@ -135,7 +144,13 @@ impl Session {
         subject_type: &str,
     ) -> Result<Vec<String>, ClientError> {
         self.client
-            .lookup_subjects(&self.tenant, resource, permission, subject_type, &self.consistency())
+            .lookup_subjects(
+                &self.tenant,
+                resource,
+                permission,
+                subject_type,
+                &self.consistency(),
+            )
             .await
     }
 }

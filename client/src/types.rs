@@ -45,7 +45,10 @@ impl FromStr for Object {
     fn from_str(s: &str) -> Result<Self, ClientError> {
         match s.split_once(':') {
             Some((t, id)) if !t.is_empty() && !id.is_empty() => Ok(Object::new(t, id)),
-            _ => Err(ClientError::invalid("object", format!("`{s}` is not type:id"))),
+            _ => Err(ClientError::invalid(
+                "object",
+                format!("`{s}` is not type:id"),
+            )),
         }
     }
 }
@@ -95,7 +98,12 @@ impl FromStr for Subject {
     fn from_str(s: &str) -> Result<Self, ClientError> {
         let (object, relation) = match s.split_once('#') {
             Some((o, r)) if !r.is_empty() => (o, Some(r.to_string())),
-            Some(_) => return Err(ClientError::invalid("subject", format!("`{s}` has an empty relation"))),
+            Some(_) => {
+                return Err(ClientError::invalid(
+                    "subject",
+                    format!("`{s}` has an empty relation"),
+                ))
+            }
             None => (s, None),
         };
         Ok(Subject {
@@ -150,7 +158,12 @@ impl FromStr for Relationship {
     type Err = ClientError;
 
     fn from_str(s: &str) -> Result<Self, ClientError> {
-        let bad = || ClientError::invalid("relationship", format!("`{s}` is not type:id#relation@subject"));
+        let bad = || {
+            ClientError::invalid(
+                "relationship",
+                format!("`{s}` is not type:id#relation@subject"),
+            )
+        };
         let (left, subject) = s.split_once('@').ok_or_else(bad)?;
         let (resource, relation) = left.split_once('#').ok_or_else(bad)?;
         if relation.is_empty() {

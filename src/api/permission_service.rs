@@ -157,7 +157,10 @@ fn check_to_pb(
 
 /// The answer's footprint on the wire, when it has one (see
 /// [`engine::CheckResponse::footprint`]); keys derived from `tenant`.
-fn footprint_to_pb(tenant: String, response: &engine::CheckResponse) -> Option<pb::DecisionFootprint> {
+fn footprint_to_pb(
+    tenant: String,
+    response: &engine::CheckResponse,
+) -> Option<pb::DecisionFootprint> {
     let keys = response.footprint.as_ref()?;
     Some(pb::DecisionFootprint {
         tenant,

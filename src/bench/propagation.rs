@@ -150,7 +150,9 @@ pub async fn run(
         .relationships
         .iter()
         .find(|t| t.subject.relation.is_none() && t.caveat.is_none() && t.expiration.is_none())
-        .ok_or_else(|| CliError::Invalid("the workload has no plain direct relationship to probe with".into()))?;
+        .ok_or_else(|| {
+            CliError::Invalid("the workload has no plain direct relationship to probe with".into())
+        })?;
     if checks.is_empty() {
         return Err(CliError::Invalid("the workload has no checks".into()));
     }
@@ -158,7 +160,13 @@ pub async fn run(
     let bound = policy.default_max_staleness;
     let tenant = resolved.tenant.clone();
     let caches: Vec<Arc<LocalCache>> = (0..opts.caches.max(1))
-        .map(|_| Ok(Arc::new(LocalCache::new(client_for(resolved)?, &tenant, policy.clone()))))
+        .map(|_| {
+            Ok(Arc::new(LocalCache::new(
+                client_for(resolved)?,
+                &tenant,
+                policy.clone(),
+            )))
+        })
         .collect::<Result<_, CliError>>()?;
     let writer = client_for(resolved)?;
 
@@ -173,7 +181,8 @@ pub async fn run(
     let mut readers = Vec::new();
     for cache in &caches {
         let (cache, checks, cdf, stop) = (cache.clone(), checks.clone(), cdf.clone(), stop.clone());
-        let (hits, total, local, errors) = (hits.clone(), total.clone(), local.clone(), errors.clone());
+        let (hits, total, local, errors) =
+            (hits.clone(), total.clone(), local.clone(), errors.clone());
         readers.push(tokio::spawn(async move {
             let mut own = nanos_histogram();
             while !stop.load(Ordering::Relaxed) {
@@ -335,7 +344,10 @@ mod tests {
         for _ in 0..20_000 {
             counts[zipf_pick(&cdf, &mut rng)] += 1;
         }
-        assert!(counts[0] > counts[9] && counts[9] > counts[99], "{counts:?}");
+        assert!(
+            counts[0] > counts[9] && counts[9] > counts[99],
+            "{counts:?}"
+        );
         assert!(zipf_pick(&[], &mut rng) == 0);
     }
 }

@@ -145,10 +145,7 @@ impl<'e> Walker<'e> {
     /// depends on nothing else (see [`crate::engine::CheckResponse::footprint`]).
     /// Footprints are tracked only with a shared cache.
     pub(crate) fn answer_footprint(&self) -> Footprint {
-        if self.volatile
-            || self.cycle_hit
-            || self.footprint_unknown
-            || self.engine.cache.is_none()
+        if self.volatile || self.cycle_hit || self.footprint_unknown || self.engine.cache.is_none()
         {
             return None;
         }

@@ -221,7 +221,11 @@ async fn a_strict_permission_always_goes_to_the_server() {
         assert!(answer.permissionship.is_allowed());
     }
     let stats = cache.stats();
-    assert_eq!((stats.hits, stats.entries, stats.bypassed), (0, 0, 5), "{stats:?}");
+    assert_eq!(
+        (stats.hits, stats.entries, stats.bypassed),
+        (0, 0, 5),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,7 +272,11 @@ async fn a_killed_server_makes_the_cache_fail_closed_until_the_stream_resumes() 
     assert!(stats.watch_connects >= 2, "{stats:?}");
     assert!(stats.stale >= 1, "{stats:?}");
     assert_eq!(
-        cache.check(&view("d1", "alice")).await.unwrap().permissionship,
+        cache
+            .check(&view("d1", "alice"))
+            .await
+            .unwrap()
+            .permissionship,
         Permissionship::Denied
     );
 }
@@ -295,11 +303,7 @@ async fn a_schema_change_drops_every_entry() {
 async fn a_session_reads_its_own_writes_even_through_a_warm_cache() {
     let node = Node::start(tempfile::tempdir().unwrap(), free_port());
     let _writer = seeded(&node).await;
-    let cache = Arc::new(LocalCache::new(
-        client(&node),
-        "",
-        CachePolicy::default(),
-    ));
+    let cache = Arc::new(LocalCache::new(client(&node), "", CachePolicy::default()));
     warm(&cache, &view("d9", "erin"), Permissionship::Denied).await;
     let session = Session::new(client(&node), "").with_cache(cache.clone());
     for round in 0..5 {
@@ -308,7 +312,12 @@ async fn a_session_reads_its_own_writes_even_through_a_warm_cache() {
         session.write(&[grant(&rel)]).await.unwrap();
         // No token passed by hand: the session's newest write is enough.
         assert!(
-            session.check(&view(&doc, "erin")).await.unwrap().permissionship.is_allowed(),
+            session
+                .check(&view(&doc, "erin"))
+                .await
+                .unwrap()
+                .permissionship
+                .is_allowed(),
             "round {round}"
         );
         let read = session
@@ -375,7 +384,9 @@ async fn footprints_on_the_wire_use_the_shared_key_derivation() {
     let plain = perm.check(ask(false)).await.unwrap().into_inner();
     assert!(plain.footprint.is_none());
     let answer = perm.check(ask(true)).await.unwrap().into_inner();
-    let footprint = answer.footprint.expect("a graph-only answer has a footprint");
+    let footprint = answer
+        .footprint
+        .expect("a graph-only answer has a footprint");
     assert_eq!(footprint.tenant, "default");
     let mut sorted = footprint.keys.clone();
     sorted.sort_unstable();

@@ -157,7 +157,12 @@ pub struct SubjectKey<'a> {
 /// changes, appended to `out`: its relation on the object, the tuple
 /// itself, the usersets of its subject type (for a userset subject) and
 /// the whole relation.
-pub fn tuple_keys(tenant: &str, object: ObjectKey<'_>, subject: SubjectKey<'_>, out: &mut Vec<u64>) {
+pub fn tuple_keys(
+    tenant: &str,
+    object: ObjectKey<'_>,
+    subject: SubjectKey<'_>,
+    out: &mut Vec<u64>,
+) {
     out.push(storage_key(
         tenant,
         object.object_type,
@@ -219,10 +224,12 @@ mod tests {
         );
     }
 
-    const PINNED_STORAGE: u64 = 0;
-    const PINNED_SUBJECT: u64 = 0;
-    const PINNED_USERSET: u64 = 0;
-    const PINNED_RELATION: u64 = 0;
+    // Computed independently (a Python transcription of the derivation
+    // in the module docs).
+    const PINNED_STORAGE: u64 = 0xc618_97aa_44e8_b015;
+    const PINNED_SUBJECT: u64 = 0xd82d_7059_6fe9_4e47;
+    const PINNED_USERSET: u64 = 0xa5e6_661f_f15a_3c1f;
+    const PINNED_RELATION: u64 = 0x408b_194d_d984_3faf;
 
     #[test]
     fn fields_are_length_delimited_and_keys_never_any() {

@@ -98,7 +98,10 @@ impl Store {
         let fresh = self
             .current_at
             .is_some_and(|at| now.saturating_duration_since(at) <= bound)
-            && self.position.as_ref().is_some_and(|p| p.revision() >= min_revision);
+            && self
+                .position
+                .as_ref()
+                .is_some_and(|p| p.revision() >= min_revision);
         if fresh {
             Lookup::Hit(entry.answer)
         } else {
@@ -116,7 +119,11 @@ impl Store {
         revision: u64,
         footprint: Vec<u64>,
     ) -> Result<u64, Refused> {
-        let position = self.position.as_ref().ok_or(Refused::NoPosition)?.revision();
+        let position = self
+            .position
+            .as_ref()
+            .ok_or(Refused::NoPosition)?
+            .revision();
         if revision < position {
             if revision < self.log_floor {
                 return Err(Refused::Outdated);
@@ -206,7 +213,10 @@ impl Store {
         }
         doomed.sort_unstable();
         doomed.dedup();
-        doomed.into_iter().map(|id| u64::from(self.remove(id))).sum()
+        doomed
+            .into_iter()
+            .map(|id| u64::from(self.remove(id)))
+            .sum()
     }
 
     /// Moves the position to `zookie` (everything through it applied);
@@ -300,9 +310,14 @@ mod tests {
             Err(Refused::NoPosition)
         );
         ready(&mut s, 5, now);
-        s.insert("a".into(), Permissionship::Allowed, 5, vec![10, 20]).unwrap();
-        s.insert("b".into(), Permissionship::Denied, 5, vec![30]).unwrap();
-        assert_eq!(s.lookup("a", BOUND, 0, now), Lookup::Hit(Permissionship::Allowed));
+        s.insert("a".into(), Permissionship::Allowed, 5, vec![10, 20])
+            .unwrap();
+        s.insert("b".into(), Permissionship::Denied, 5, vec![30])
+            .unwrap();
+        assert_eq!(
+            s.lookup("a", BOUND, 0, now),
+            Lookup::Hit(Permissionship::Allowed)
+        );
         assert_eq!(s.lookup("zz", BOUND, 0, now), Lookup::Miss);
         // Past the bound, or older than the session's write: stale.
         assert_eq!(s.lookup("a", BOUND, 0, now + BOUND * 2), Lookup::Stale);
@@ -310,14 +325,20 @@ mod tests {
         // A change to key 20 drops `a`, not `b`.
         assert_eq!(s.apply_changes(6, &[20, 99]), 1);
         assert_eq!(s.lookup("a", BOUND, 0, now), Lookup::Miss);
-        assert_eq!(s.lookup("b", BOUND, 0, now), Lookup::Hit(Permissionship::Denied));
+        assert_eq!(
+            s.lookup("b", BOUND, 0, now),
+            Lookup::Hit(Permissionship::Denied)
+        );
         // Disconnected: nothing answers until a checkpoint.
         s.disconnected();
         assert_eq!(s.lookup("b", BOUND, 0, now), Lookup::Stale);
         s.advance(z(7), false, now);
         assert_eq!(s.lookup("b", BOUND, 0, now), Lookup::Stale);
         s.advance(z(7), true, now);
-        assert_eq!(s.lookup("b", BOUND, 0, now), Lookup::Hit(Permissionship::Denied));
+        assert_eq!(
+            s.lookup("b", BOUND, 0, now),
+            Lookup::Hit(Permissionship::Denied)
+        );
         // A schema change drops everything.
         assert_eq!(s.apply_changes(8, &[ANY_KEY]), 1);
         assert_eq!(s.size(), (0, 0));
@@ -336,14 +357,16 @@ mod tests {
             Err(Refused::Outdated)
         );
         // Unrelated to the change: kept.
-        s.insert("b".into(), Permissionship::Allowed, 11, vec![8]).unwrap();
+        s.insert("b".into(), Permissionship::Allowed, 11, vec![8])
+            .unwrap();
         // Older than what the log covers (the watch started at 10).
         assert_eq!(
             s.insert("c".into(), Permissionship::Allowed, 9, vec![8]),
             Err(Refused::Outdated)
         );
         // Newer than the position: kept.
-        s.insert("d".into(), Permissionship::Allowed, 15, vec![7]).unwrap();
+        s.insert("d".into(), Permissionship::Allowed, 15, vec![7])
+            .unwrap();
     }
 
     #[test]
@@ -354,13 +377,21 @@ mod tests {
         let mut evicted = 0;
         for i in 0..1_000u64 {
             evicted += s
-                .insert(format!("check-{i}"), Permissionship::Allowed, 1, vec![i + 1, 5_000])
+                .insert(
+                    format!("check-{i}"),
+                    Permissionship::Allowed,
+                    1,
+                    vec![i + 1, 5_000],
+                )
                 .unwrap();
         }
         let (entries, bytes) = s.size();
         assert!(bytes <= 10_000, "{bytes}");
         assert_eq!(entries + evicted, 1_000);
-        assert_eq!(s.lookup("check-999", BOUND, 0, now), Lookup::Hit(Permissionship::Allowed));
+        assert_eq!(
+            s.lookup("check-999", BOUND, 0, now),
+            Lookup::Hit(Permissionship::Allowed)
+        );
         assert_eq!(s.lookup("check-0", BOUND, 0, now), Lookup::Miss);
         // The shared key's index holds only live entries.
         assert_eq!(s.apply_changes(2, &[5_000]), entries);
