@@ -152,6 +152,7 @@ fn check_to_pb(
             .as_ref()
             .map(engine::TraceNode::render)
             .unwrap_or_default(),
+        footprint: None,
     }
 }
 

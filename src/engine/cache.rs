@@ -109,10 +109,6 @@ fn written_keys(tenant: &str, t: &Tuple, out: &mut Vec<u64>) {
     );
 }
 
-/// The id no real object id can be (ids never contain `#`): its storage
-/// key stands for a whole relation.
-pub const RELATION_WIDE_ID: &str = verdict_footprint::RELATION_WIDE_ID;
-
 /// The key of a whole relation `type#relation` (what a group index answer
 /// read); every write to the relation is logged under it too.
 pub fn relation_key(tenant: &str, object_type: &str, relation: &str) -> u64 {
