@@ -233,8 +233,10 @@ async fn a_killed_server_makes_the_cache_fail_closed_until_the_stream_resumes() 
     let port = free_port();
     let node = Node::start(tempfile::tempdir().unwrap(), port);
     let _writer = seeded(&node).await;
-    let mut policy = CachePolicy::default();
-    policy.max_reconnect_backoff = Duration::from_millis(200);
+    let policy = CachePolicy {
+        max_reconnect_backoff: Duration::from_millis(200),
+        ..CachePolicy::default()
+    };
     let cache = LocalCache::new(client(&node), "", policy);
     warm(&cache, &view("d1", "alice"), Permissionship::Allowed).await;
     warm(&cache, &view("d2", "bob"), Permissionship::Allowed).await;
