@@ -42,7 +42,12 @@ impl std::fmt::Display for Request {
             }
             Command::RevokeKey { id } => write!(f, "revoke-key({id})"),
             Command::WriteGroup { tenant, writes } => {
-                write!(f, "write-group({}, {} writes)", tenant.as_str(), writes.len())
+                write!(
+                    f,
+                    "write-group({}, {} writes)",
+                    tenant.as_str(),
+                    writes.len()
+                )
             }
         }
     }

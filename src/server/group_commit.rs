@@ -311,6 +311,8 @@ async fn batcher(
                 None => open = false,
             },
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            // Closed and idle: the loop's top returns.
+            else => {}
         }
     }
 }

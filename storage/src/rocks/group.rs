@@ -18,6 +18,7 @@ use crate::error::{Result, StorageError};
 use crate::keys::{self, SUB_LOG};
 use crate::plan::{self, Overlay};
 use crate::revision::Revision;
+use crate::store::RelationStore;
 use crate::tenant::Tenant;
 use crate::value::{self, RevisionStatus};
 
