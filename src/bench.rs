@@ -13,3 +13,4 @@ pub mod answers;
 pub mod driver;
 pub mod report;
 pub mod runner;
+pub mod write_load;

@@ -96,7 +96,8 @@ pub struct RunArgs {
     pub duration: f64,
     /// cold: bypass the decision cache; warm: run the checks once first;
     /// mixed: warm up likewise, then interleave writes (`--mix`) and read
-    /// at their zookies.
+    /// at their zookies; write: only writes, one new relationship per
+    /// WriteRelationships request (JSON: `writes_per_s`, `p50_us`, `p99_us`).
     #[arg(long, value_enum, default_value = "warm")]
     pub mode: Mode,
     /// Mixed mode: READS:WRITES per cycle.
