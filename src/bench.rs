@@ -14,3 +14,4 @@ pub mod driver;
 pub mod propagation;
 pub mod report;
 pub mod runner;
+pub mod write_load;

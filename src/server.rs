@@ -14,6 +14,7 @@ pub mod config;
 pub mod consistency;
 pub mod decision_log;
 pub mod error;
+pub mod group_commit;
 pub mod group_index_sync;
 pub mod http;
 mod http_metrics;

@@ -41,6 +41,14 @@ impl std::fmt::Display for Request {
                 write!(f, "create-key({}, {})", record.id, record.tenant)
             }
             Command::RevokeKey { id } => write!(f, "revoke-key({id})"),
+            Command::WriteGroup { tenant, writes } => {
+                write!(
+                    f,
+                    "write-group({}, {} writes)",
+                    tenant.as_str(),
+                    writes.len()
+                )
+            }
         }
     }
 }
@@ -93,6 +101,28 @@ pub enum Command {
         /// The key's id.
         id: String,
     },
+    /// Several independent writes of one tenant in one entry (group
+    /// commit): applied in order at the entry's revision, each with its own
+    /// preconditions and outcome, each seeing the ones before it; a refused
+    /// one leaves no trace and does not fail the others. Answered with
+    /// [`Response::Group`]. Nodes that predate it cannot apply it: upgrade
+    /// every node before a leader proposes one.
+    WriteGroup {
+        /// The tenant.
+        tenant: Tenant,
+        /// The writes, in the order they are applied.
+        writes: Vec<GroupedWrite>,
+    },
+}
+
+/// One write of a [`Command::WriteGroup`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupedWrite {
+    /// The batch (no schema version: those go alone in a `Write`).
+    pub batch: WriteBatch,
+    /// Apply only if the tenant's active schema became active at this
+    /// revision (the version the batch was validated against).
+    pub expected_schema_since: Option<Revision>,
 }
 
 /// A deterministic refusal: every replica reaches the same one, and the
@@ -163,13 +193,23 @@ pub enum Response {
         /// Why.
         rejection: Rejection,
     },
+    /// A [`Command::WriteGroup`] was applied: one result per write, in
+    /// order (every write kept shares the entry's revision).
+    Group {
+        /// The entry's revision.
+        revision: Revision,
+        /// Each write's outcome or refusal.
+        results: Vec<Result<ApplyOutcome, Rejection>>,
+    },
 }
 
 impl Response {
     /// The revision (log index) of the entry.
     pub fn revision(&self) -> Revision {
         match self {
-            Response::Done { revision } | Response::Rejected { revision, .. } => *revision,
+            Response::Done { revision }
+            | Response::Rejected { revision, .. }
+            | Response::Group { revision, .. } => *revision,
             Response::Applied(o) => o.revision,
         }
     }

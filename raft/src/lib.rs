@@ -36,7 +36,7 @@ mod state_machine;
 
 use std::io::Cursor;
 
-pub use command::{Command, Rejection, Request, Response};
+pub use command::{Command, GroupedWrite, Rejection, Request, Response};
 pub use keys::{KeyRecord, KeySet, MemKeySet};
 pub use log_store::LogStore;
 pub use state_machine::{ApplyObserver, StateMachine, TenantSet};

@@ -25,7 +25,7 @@ use verdict_storage::{
     Tenant, Tuple, TupleFilter, TupleReader, WriteBatch,
 };
 
-use crate::command::{Command, Rejection, Request, Response};
+use crate::command::{Command, GroupedWrite, Rejection, Request, Response};
 use crate::keys::{self, KeySet, MemKeySet};
 use crate::snapshot::{self, SnapshotError};
 use crate::{io_err, Node, NodeId, StorageError, TypeConfig};
@@ -450,7 +450,81 @@ impl StateMachine {
                 let done = keys::apply_revoke(self.inner.keys.as_ref(), &id);
                 self.key_outcome(revision, done.map_err(msg_err)?)
             }
+            Command::WriteGroup { tenant, writes } => {
+                if !tenants.contains(tenant.as_str()) {
+                    return self
+                        .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
+                }
+                self.apply_group(revision, &tenant, &writes)
+            }
         }
+    }
+
+    /// Applies the writes of a [`Command::WriteGroup`] (the tenant exists):
+    /// those validated against a schema that is no longer active are
+    /// refused here, the rest by the store one by one.
+    fn apply_group(
+        &self,
+        revision: Revision,
+        tenant: &Tenant,
+        writes: &[GroupedWrite],
+    ) -> Result<Response, StorageError> {
+        let store = &self.inner.store;
+        let active = if writes.iter().any(|w| w.expected_schema_since.is_some()) {
+            store
+                .schema_at(tenant, store.applied_revision())
+                .map_err(|e| sm_err(&e))?
+                .map(|s| s.revision)
+        } else {
+            None
+        };
+        let mut results: Vec<Option<Result<ApplyOutcome, Rejection>>> = Vec::new();
+        let mut kept: Vec<&WriteBatch> = Vec::with_capacity(writes.len());
+        for w in writes {
+            match w.expected_schema_since {
+                Some(since) if active != Some(since) => {
+                    results.push(Some(Err(Rejection::FailedPrecondition(
+                        "the tenant's schema changed while this write was being validated; retry the write".into(),
+                    ))));
+                }
+                _ => {
+                    results.push(None);
+                    kept.push(&w.batch);
+                }
+            }
+        }
+        if self.has_observers() {
+            // Every kept write's operations, refused ones included: telling
+            // the cache about a change that did not happen only costs it
+            // an entry.
+            let merged = WriteBatch {
+                ops: kept.iter().flat_map(|b| b.ops.iter().cloned()).collect(),
+                preconditions: Vec::new(),
+            };
+            let heard = answer_changing(store, tenant, &merged);
+            self.each_observer(|o| o.before_write(tenant, revision, &heard));
+        }
+        let group = store
+            .apply_group(tenant, revision, &kept)
+            .map_err(|e| sm_err(&e))?;
+        let mut applied = group.results.into_iter();
+        let results = results
+            .into_iter()
+            .map(|slot| match slot {
+                Some(refused) => refused,
+                None => match applied.next() {
+                    Some(Ok(o)) => Ok(o),
+                    Some(Err(e)) => Err(Rejection::from_storage(&e)),
+                    None => Err(Rejection::InvalidArgument {
+                        field: "updates".into(),
+                        reason: "the store answered fewer results than writes".into(),
+                    }),
+                },
+            })
+            .collect();
+        // The store marks the revision applied even when every write was
+        // refused (and when none was kept, `apply_group` wrote the marker).
+        Ok(Response::Group { revision, results })
     }
 
     fn apply_entry(
@@ -464,6 +538,7 @@ impl StateMachine {
             EntryPayload::Normal(req) => match &req.command {
                 Command::Write { tenant, .. }
                 | Command::Import { tenant, .. }
+                | Command::WriteGroup { tenant, .. }
                 | Command::DeleteTenant { tenant } => Some(tenant.clone()),
                 Command::CreateTenant { .. }
                 | Command::CreateKey { .. }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
+pub(crate) use crate::server::error::storage_reason;
 /// `ApiError` is the API's name for the node's error type: services
 /// validate their fields with it and answer it; [`status`] turns it into a
 /// status.

@@ -65,6 +65,10 @@ pub struct RunReport {
     /// Writes (TOUCH batches; units = tuples written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub writes: Option<Latency>,
+    /// Write mode: writes per second at the highest concurrency (`p50_us`
+    /// and `p99_us` are then the writes' latencies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes_per_s: Option<f64>,
 }
 
 impl RunReport {
@@ -77,6 +81,13 @@ impl RunReport {
             self.p99_us = top.checks.p99_us;
             self.ceiling_per_s = top.ceiling.per_s;
             self.fraction_of_ceiling = top.fraction_of_ceiling;
+        }
+        if self.mode == "write" {
+            if let Some(w) = super::write_load::headline(&self.runs) {
+                self.writes_per_s = Some(w.per_s);
+                self.p50_us = w.p50_us;
+                self.p99_us = w.p99_us;
+            }
         }
     }
 
@@ -123,12 +134,19 @@ pub fn markdown(reports: &[RunReport]) -> String {
     let extras: Vec<_> = reports
         .iter()
         .flat_map(|r| {
+            let per_run = r.runs.iter().filter_map(move |run| {
+                (r.mode == "write")
+                    .then_some(run.writes.as_ref())
+                    .flatten()
+                    .map(|l| (r, format!("writes c{}", run.concurrency), l, "tuples/s"))
+            });
             [
                 ("lookup-resources", &r.lookups, "results/s"),
                 ("writes", &r.writes, "tuples/s"),
             ]
             .into_iter()
-            .filter_map(move |(what, l, unit)| l.as_ref().map(|l| (r, what, l, unit)))
+            .filter_map(move |(what, l, unit)| l.as_ref().map(|l| (r, what.to_string(), l, unit)))
+            .chain(per_run)
         })
         .collect();
     if !extras.is_empty() {

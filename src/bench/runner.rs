@@ -27,6 +27,9 @@ pub enum Mode {
     /// `warm`: writes go through WriteRelationships, and each task's checks
     /// carry the zookie its last write returned (at_least_as_fresh).
     Mixed,
+    /// Writes only: one new relationship per WriteRelationships request
+    /// from each of `--concurrency` writers (`bench::write_load`).
+    Write,
     /// N client-library caches under a Zipf read load while a writer
     /// revokes and grants: propagation time, local hit ratio and latency
     /// (see [`super::propagation`]; `--concurrency` is the cache count).
@@ -39,6 +42,7 @@ impl Mode {
             Mode::Cold => "cold",
             Mode::Warm => "warm",
             Mode::Mixed => "mixed",
+            Mode::Write => "write",
             Mode::Propagation => "propagation",
         }
     }
@@ -316,7 +320,7 @@ pub async fn run(
         let ceiling = ceiling(conn, concurrency, opts.duration).await;
         // Mixed runs start warm too: they measure what writes cost a warm
         // cache, beside the pure-read warm figure.
-        if opts.mode != Mode::Cold {
+        if !matches!(opts.mode, Mode::Cold | Mode::Write) {
             warm_up(&ctx, concurrency, &base, opts.duration * 3).await;
         }
         let mut run = match opts.mode {
@@ -337,6 +341,9 @@ pub async fn run(
                 }
             }
             Mode::Mixed => mixed(&ctx, &workload, &base, concurrency, opts).await,
+            Mode::Write => {
+                super::write_load::run_at(conn, &workload, concurrency, opts.duration).await
+            }
             Mode::Propagation => {
                 return Err(CliError::Usage(
                     "--mode propagation runs through bench::propagation".into(),

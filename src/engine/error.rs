@@ -1,5 +1,7 @@
 //! Engine failures (answers such as DENIED are not errors).
 
+use std::sync::Arc;
+
 use super::caveat_eval::CaveatError;
 
 /// Why the engine could not answer.
@@ -26,9 +28,11 @@ pub enum EngineError {
     /// A caveat could not be evaluated with the given context.
     #[error(transparent)]
     Caveat(#[from] CaveatError),
-    /// The store failed.
+    /// The store failed: its typed error, shared so the engine's errors stay
+    /// `Clone` (one failure can answer several waiting callers). The edge
+    /// maps it exactly as it maps the store's own errors.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(Arc<verdict_storage::StorageError>),
     /// A bug: an invariant did not hold.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -36,6 +40,6 @@ pub enum EngineError {
 
 impl From<verdict_storage::StorageError> for EngineError {
     fn from(e: verdict_storage::StorageError) -> Self {
-        EngineError::Storage(e.to_string())
+        EngineError::Storage(Arc::new(e))
     }
 }

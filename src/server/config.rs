@@ -55,6 +55,20 @@ pub struct ServeArgs {
     /// (`on`/`off`). Default = on
     #[arg(long, env = "VERDICT_GROUP_INDEX", value_parser = parse_on_off)]
     pub group_index: Option<bool>,
+    /// Let concurrent writes share one Raft entry and fsync (`on`/`off`).
+    /// Default = on
+    #[arg(long, env = "VERDICT_GROUP_COMMIT", value_parser = parse_on_off)]
+    pub group_commit: Option<bool>,
+    /// How long a write that finds no entry in flight waits for others
+    /// before it is proposed (e.g. `200us`). Default = 0s
+    #[arg(long, env = "VERDICT_GROUP_COMMIT_LINGER", value_parser = parse_duration)]
+    pub group_commit_linger: Option<Duration>,
+    /// Most writes in one Raft entry. Default = 256
+    #[arg(long, env = "VERDICT_GROUP_COMMIT_MAX_BATCH")]
+    pub group_commit_max_batch: Option<usize>,
+    /// Grouped entries proposed before the first is answered. Default = 2
+    #[arg(long, env = "VERDICT_GROUP_COMMIT_IN_FLIGHT")]
+    pub group_commit_in_flight: Option<usize>,
     #[command(flatten)]
     pub ops: super::ops_config::OpsArgs,
     /// Cluster flags.
@@ -79,6 +93,10 @@ struct FileSettings {
     gc_retention: Option<String>,
     gc_interval: Option<String>,
     group_index: Option<bool>,
+    group_commit: Option<bool>,
+    group_commit_linger: Option<String>,
+    group_commit_max_batch: Option<usize>,
+    group_commit_in_flight: Option<usize>,
     admin_key: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -118,6 +136,8 @@ pub struct ServerSettings {
     pub gc_interval: Duration,
     /// The group index. Default = on
     pub group_index: bool,
+    /// Group commit of concurrent writes. Default = on, no linger
+    pub group_commit: super::group_commit::GroupCommitSettings,
     /// API keys, TLS, limits and the decision log.
     pub ops: super::ops_config::OpsSettings,
     /// Raft cluster settings.
@@ -172,11 +192,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let seconds = match unit {
         "" | "s" => value,
         "ms" => value / 1000.0,
+        "us" | "µs" => value / 1_000_000.0,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         _ => {
             return Err(format!(
-                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+                "`{text}`: unknown unit `{unit}` (use us, ms, s, m or h)"
             ))
         }
     };
@@ -203,6 +224,7 @@ impl ServerSettings {
             gc_retention: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),
             group_index: true,
+            group_commit: super::group_commit::GroupCommitSettings::default(),
             ops: super::ops_config::OpsSettings::default(),
             cluster: super::cluster::ClusterSettings::default(),
         }
@@ -277,6 +299,30 @@ impl ServeArgs {
                 .or(file_duration(&file.gc_interval, "gc-interval")?)
                 .unwrap_or(Duration::from_secs(60)),
             group_index: self.group_index.or(file.group_index).unwrap_or(true),
+            group_commit: {
+                let default = super::group_commit::GroupCommitSettings::default();
+                super::group_commit::GroupCommitSettings {
+                    enabled: self
+                        .group_commit
+                        .or(file.group_commit)
+                        .unwrap_or(default.enabled),
+                    linger: self
+                        .group_commit_linger
+                        .or(file_duration(
+                            &file.group_commit_linger,
+                            "group-commit-linger",
+                        )?)
+                        .unwrap_or(default.linger),
+                    max_batch: self
+                        .group_commit_max_batch
+                        .or(file.group_commit_max_batch)
+                        .unwrap_or(default.max_batch),
+                    max_in_flight: self
+                        .group_commit_in_flight
+                        .or(file.group_commit_in_flight)
+                        .unwrap_or(default.max_in_flight),
+                }
+            },
             ops: self.ops.resolve(
                 super::ops_config::OpsFile {
                     admin_key: file.admin_key,
@@ -305,6 +351,7 @@ mod tests {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("-1s").is_err());
     }

@@ -269,7 +269,7 @@ pub enum NodeError {
     PermissionDenied(String),
     /// The engine could not answer.
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Engine(EngineError),
     /// The store refused or failed.
     #[error("{}", storage_message(.0))]
     Storage(#[from] StorageError),
@@ -395,7 +395,9 @@ fn storage_message(e: &StorageError) -> String {
     }
 }
 
-fn storage_reason(e: &StorageError) -> Reason {
+/// The reason a store error maps to, wherever it surfaced (a node call or
+/// inside the engine).
+pub(crate) fn storage_reason(e: &StorageError) -> Reason {
     use StorageError as S;
     match e {
         S::InvalidTenant { .. }
@@ -415,13 +417,29 @@ fn storage_reason(e: &StorageError) -> Reason {
     }
 }
 
+fn storage_metadata(e: &StorageError) -> Vec<(&'static str, String)> {
+    let mut m = vec![("storage_code", e.code().to_string())];
+    match e {
+        StorageError::RevisionCompacted { requested, floor } => {
+            m.push(("requested_revision", requested.0.to_string()));
+            m.push(("oldest_revision", floor.0.to_string()));
+        }
+        StorageError::ChangelogCompacted { after, floor } => {
+            m.push(("requested_revision", after.0.to_string()));
+            m.push(("oldest_revision", floor.0.to_string()));
+        }
+        _ => {}
+    }
+    m
+}
+
 fn engine_reason(e: &EngineError) -> Reason {
     match e {
         EngineError::UnknownType(_) => Reason::UnknownType,
         EngineError::UnknownRelation { .. } => Reason::UnknownRelation,
         EngineError::Caveat(_) => Reason::CaveatError,
         EngineError::DepthExceeded { .. } => Reason::DepthExceeded,
-        EngineError::Storage(_) => Reason::StorageFailure,
+        EngineError::Storage(e) => storage_reason(e),
         EngineError::Internal(_) => Reason::Internal,
     }
 }
@@ -434,6 +452,22 @@ fn rejection_reason(r: &Rejection) -> Reason {
             Reason::PreconditionFailed
         }
         Rejection::TenantNotFound(_) => Reason::TenantNotFound,
+    }
+}
+
+/// A store failure met inside the engine is the store's own error: it
+/// becomes [`NodeError::Storage`] and so maps to the same reason, code and
+/// metadata as when a handler calls the store (a compacted revision stays
+/// `VERDICT_REVISION_COMPACTED`, not a storage failure).
+impl From<EngineError> for NodeError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Storage(shared) => match std::sync::Arc::try_unwrap(shared) {
+                Ok(e) => NodeError::Storage(e),
+                Err(shared) => NodeError::Engine(EngineError::Storage(shared)),
+            },
+            other => NodeError::Engine(other),
+        }
     }
 }
 
@@ -494,21 +528,8 @@ impl NodeError {
             NodeError::TenantNotFound(tenant) | NodeError::NoSchema(tenant) => {
                 vec![("tenant", tenant.clone())]
             }
-            NodeError::Storage(e) => {
-                let mut m = vec![("storage_code", e.code().to_string())];
-                match e {
-                    StorageError::RevisionCompacted { requested, floor } => {
-                        m.push(("requested_revision", requested.0.to_string()));
-                        m.push(("oldest_revision", floor.0.to_string()));
-                    }
-                    StorageError::ChangelogCompacted { after, floor } => {
-                        m.push(("requested_revision", after.0.to_string()));
-                        m.push(("oldest_revision", floor.0.to_string()));
-                    }
-                    _ => {}
-                }
-                m
-            }
+            NodeError::Storage(e) => storage_metadata(e),
+            NodeError::Engine(EngineError::Storage(e)) => storage_metadata(e),
             NodeError::Rejected(Rejection::InvalidArgument { field, .. }) => {
                 vec![("field", field.clone())]
             }
@@ -587,6 +608,35 @@ pub enum ServerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_error_met_in_the_engine_maps_as_the_store_error_does() {
+        use verdict_storage::Revision;
+        let compacted = || StorageError::RevisionCompacted {
+            requested: Revision(3),
+            floor: Revision(9),
+        };
+        let direct = NodeError::from(compacted());
+        let through_engine = NodeError::from(EngineError::from(compacted()));
+        assert_eq!(through_engine.reason_kind(), Reason::RevisionCompacted);
+        assert_eq!(through_engine.reason_kind(), direct.reason_kind());
+        assert_eq!(through_engine.metadata(), direct.metadata());
+        assert!(through_engine
+            .metadata()
+            .contains(&("oldest_revision", "9".to_string())));
+
+        // Still shared with another waiter: stays an engine error, same
+        // reason and metadata.
+        let shared = EngineError::from(compacted());
+        let _other_waiter = shared.clone();
+        let kept = NodeError::from(shared);
+        assert!(matches!(kept, NodeError::Engine(EngineError::Storage(_))));
+        assert_eq!(kept.reason_kind(), Reason::RevisionCompacted);
+        assert_eq!(kept.metadata(), direct.metadata());
+
+        let corrupt = NodeError::from(EngineError::from(StorageError::Poisoned));
+        assert_eq!(corrupt.reason_kind(), Reason::StorageFailure);
+    }
 
     #[test]
     fn every_reason_round_trips_through_its_code() {

@@ -85,11 +85,31 @@ impl KeyStore {
         })
     }
 
-    fn persist(&self) -> Result<(), NodeError> {
+    /// Applies `edit` to a copy of the keys and, when the copy differs,
+    /// writes it to the key file and only then makes it the keys this node
+    /// authenticates with — all under the write lock. So the file never
+    /// lags what authentication sees (a key refused here is gone from
+    /// `keys.json` too), two changes never reach the file out of order, and
+    /// a failed write changes nothing.
+    fn update<T>(
+        &self,
+        edit: impl FnOnce(&mut BTreeMap<String, KeyRecord>) -> T,
+    ) -> Result<T, NodeError> {
+        let mut keys = self.keys.write();
+        let mut next = keys.clone();
+        let out = edit(&mut next);
+        if next != *keys {
+            self.persist(&next)?;
+            *keys = next;
+        }
+        Ok(out)
+    }
+
+    fn persist(&self, keys: &BTreeMap<String, KeyRecord>) -> Result<(), NodeError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let list: Vec<KeyRecord> = self.keys.read().values().cloned().collect();
+        let list: Vec<&KeyRecord> = keys.values().collect();
         let json =
             serde_json::to_vec_pretty(&list).map_err(|e| NodeError::Internal(e.to_string()))?;
         verdict_storage::durable_file::write_atomic(path, &json)
@@ -117,8 +137,7 @@ impl KeyStore {
     /// A failed write.
     pub fn create(&self, tenant: &str) -> Result<(KeyRecord, String), NodeError> {
         let (record, token) = KeyStore::mint(tenant);
-        self.keys.write().insert(record.id.clone(), record.clone());
-        self.persist()?;
+        self.update(|keys| keys.insert(record.id.clone(), record.clone()))?;
         Ok((record, token))
     }
 
@@ -142,14 +161,8 @@ impl KeyStore {
     /// # Errors
     /// An unknown id (NOT_FOUND-like FAILED_PRECONDITION) or a failed write.
     pub fn revoke(&self, id: &str) -> Result<KeyRecord, NodeError> {
-        let removed = self.keys.write().remove(id);
-        match removed {
-            Some(record) => {
-                self.persist()?;
-                Ok(record)
-            }
-            None => Err(NodeError::invalid("id", format!("no key with id `{id}`"))),
-        }
+        self.update(|keys| keys.remove(id))?
+            .ok_or_else(|| NodeError::invalid("id", format!("no key with id `{id}`")))
     }
 
     /// Revokes every key of `tenant` on this node only (not replicated:
@@ -158,16 +171,11 @@ impl KeyStore {
     /// # Errors
     /// A failed write.
     pub fn revoke_tenant(&self, tenant: &str) -> Result<usize, NodeError> {
-        let removed = {
-            let mut keys = self.keys.write();
+        self.update(|keys| {
             let before = keys.len();
             keys.retain(|_, r| r.tenant != tenant);
             before - keys.len()
-        };
-        if removed > 0 {
-            self.persist()?;
-        }
-        Ok(removed)
+        })
     }
 
     /// The key a `vk_<id>_<secret>` token belongs to, if it is valid.
@@ -193,23 +201,19 @@ impl verdict_raft::KeySet for KeyStore {
     }
 
     fn insert(&self, record: KeyRecord) -> Result<bool, String> {
-        {
-            let mut keys = self.keys.write();
+        self.update(|keys| {
             if keys.contains_key(&record.id) {
-                return Ok(false);
+                return false;
             }
             keys.insert(record.id.clone(), record);
-        }
-        self.persist().map_err(|e| e.to_string())?;
-        Ok(true)
+            true
+        })
+        .map_err(|e| e.to_string())
     }
 
     fn remove(&self, id: &str) -> Result<Option<KeyRecord>, String> {
-        let removed = self.keys.write().remove(id);
-        if removed.is_some() {
-            self.persist().map_err(|e| e.to_string())?;
-        }
-        Ok(removed)
+        self.update(|keys| keys.remove(id))
+            .map_err(|e| e.to_string())
     }
 
     fn remove_tenant(&self, tenant: &str) -> Result<usize, String> {
@@ -221,8 +225,8 @@ impl verdict_raft::KeySet for KeyStore {
     }
 
     fn replace(&self, keys: Vec<KeyRecord>) -> Result<(), String> {
-        *self.keys.write() = keys.into_iter().map(|k| (k.id.clone(), k)).collect();
-        self.persist().map_err(|e| e.to_string())
+        self.update(|current| *current = keys.into_iter().map(|k| (k.id.clone(), k)).collect())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -281,6 +285,18 @@ mod tests {
             verdict_raft::KeySet::remove(&store, &other.id).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn a_failed_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // The file's directory does not exist: every write fails.
+        let store = KeyStore::open(dir.path().join("missing").join("keys.json")).unwrap();
+        assert!(store.create("acme").is_err());
+        assert!(store.list(None).is_empty(), "the key must not be usable");
+        let (record, _) = KeyStore::mint("acme");
+        assert!(verdict_raft::KeySet::insert(&store, record).is_err());
+        assert!(store.list(None).is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The replicated commit path: every write is a Raft log entry and its
-//! revision is the entry's log index. A single node is a one-member cluster
+//! revision is the entry's log index (concurrent writes may share one
+//! entry: `server::group_commit`). A single node is a one-member cluster
 //! (initialized on first start); writes on a follower are forwarded to the
 //! leader over the internal service, transparently.
 
@@ -23,6 +24,7 @@ use verdict_storage::{
 
 use super::cluster::ClusterSettings;
 use super::error::{NodeError, PeerError, Reason};
+use super::group_commit::{GroupCommit, GroupCommitSettings, GroupMetrics};
 use super::leader_contact::LeaderContact;
 use super::raft_net::{InternalHandler, Network, PeerClient, Rpc};
 
@@ -79,6 +81,8 @@ pub struct RaftCommitter {
     key: Option<String>,
     contact: Arc<LeaderContact>,
     cluster_id: u64,
+    /// The group committer `propose*` queue through, when on.
+    group: Option<GroupCommit>,
 }
 
 impl std::fmt::Debug for RaftCommitter {
@@ -108,6 +112,13 @@ fn unavailable(what: impl std::fmt::Display) -> NodeError {
 
 fn outcome(resp: Response) -> Result<ApplyOutcome, NodeError> {
     match resp {
+        Response::Group { mut results, .. } if results.len() == 1 => match results.pop() {
+            Some(result) => result.map_err(NodeError::from),
+            None => Err(NodeError::Internal("a group answered no result".into())),
+        },
+        Response::Group { .. } => Err(NodeError::Internal(
+            "a write answered as a group of several".into(),
+        )),
         Response::Applied(o) => Ok(o),
         Response::Done { revision } => Ok(ApplyOutcome {
             revision,
@@ -239,7 +250,26 @@ impl RaftCommitter {
             key: cluster.cluster_key.clone(),
             contact,
             cluster_id,
+            group: None,
         })
+    }
+
+    /// This committer with `propose` and `propose_validated` grouped per
+    /// `settings` (see `server::group_commit`); unchanged when off.
+    pub fn with_group_commit(mut self, settings: GroupCommitSettings) -> RaftCommitter {
+        if settings.enabled {
+            let direct = RaftCommitter {
+                group: None,
+                ..self.clone()
+            };
+            self.group = Some(GroupCommit::start(direct, settings));
+        }
+        self
+    }
+
+    /// The group committer's metrics, when it is on.
+    pub fn group_metrics(&self) -> Option<&Arc<GroupMetrics>> {
+        self.group.as_ref().map(GroupCommit::metrics)
     }
 
     /// The Raft handle.
@@ -366,10 +396,27 @@ impl RaftCommitter {
         tenant: &Tenant,
         batch: WriteBatch,
     ) -> Result<ApplyOutcome, NodeError> {
+        match &self.group {
+            Some(group) => group.write(tenant, batch, None).await,
+            None => self.propose_alone(tenant, batch, None).await,
+        }
+    }
+
+    /// Commits `batch` in an entry of its own (no group commit), if
+    /// `schema_since` is still the active schema's revision when given.
+    ///
+    /// # Errors
+    /// As [`RaftCommitter::propose_validated`].
+    pub(crate) async fn propose_alone(
+        &self,
+        tenant: &Tenant,
+        batch: WriteBatch,
+        schema_since: Option<Revision>,
+    ) -> Result<ApplyOutcome, NodeError> {
         let cmd = Command::Write {
             tenant: tenant.clone(),
             batch,
-            expected_schema_since: None,
+            expected_schema_since: schema_since,
             unchanged_since: None,
         };
         outcome(self.submit(Request::now(cmd)).await?)
@@ -387,13 +434,10 @@ impl RaftCommitter {
         batch: WriteBatch,
         schema_since: Revision,
     ) -> Result<ApplyOutcome, NodeError> {
-        let cmd = Command::Write {
-            tenant: tenant.clone(),
-            batch,
-            expected_schema_since: Some(schema_since),
-            unchanged_since: None,
-        };
-        outcome(self.submit(Request::now(cmd)).await?)
+        match &self.group {
+            Some(group) => group.write(tenant, batch, Some(schema_since)).await,
+            None => self.propose_alone(tenant, batch, Some(schema_since)).await,
+        }
     }
 
     /// Builds a batch from the state it will apply on (`plan` sees the

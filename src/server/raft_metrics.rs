@@ -55,6 +55,9 @@ pub fn write(state: &AppState, out: &mut String) {
         "Snapshots installed from the leader since start.",
         installed,
     );
+    if let Some(group) = state.committer.group_metrics() {
+        group.render(out);
+    }
     if let Some(replication) = &m.replication {
         let _ = writeln!(
             out,

@@ -100,7 +100,8 @@ impl AppState {
             cluster,
         )
         .await
-        .map_err(err)?;
+        .map_err(err)?
+        .with_group_commit(settings.group_commit);
         let mut state = AppState::new(store, tenants, committer, settings);
         state.keys = keys;
         state.ops = Arc::new(ops);

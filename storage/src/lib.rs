@@ -65,7 +65,9 @@ pub use filter::{IdFilter, SubjectRelationFilter, TupleFilter};
 pub use mem::{MemSnapshot, MemStore};
 pub use revision::{Revision, Timestamp};
 #[cfg(feature = "rocksdb")]
-pub use rocks::{GcWorker, RocksOptions, RocksSnapshot, RocksStore, DEFAULT_EXPIRY_GRACE};
+pub use rocks::{
+    GcWorker, GroupOutcome, RocksOptions, RocksSnapshot, RocksStore, DEFAULT_EXPIRY_GRACE,
+};
 pub use store::{Cursor, RelationStore, ReverseQuery, ScanPage, TupleReader, TupleReaderExt};
 pub use tenant::Tenant;
 pub use tuple::{ObjectRef, SubjectRef, Tuple, TupleCaveat, MAX_OBJECT_ID_LEN, WILDCARD};

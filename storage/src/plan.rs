@@ -80,26 +80,81 @@ pub(crate) fn validate(batch: &WriteBatch) -> Result<()> {
     Ok(())
 }
 
+/// The final state of the tuples earlier batches of a group wrote, keyed
+/// like [`Plan::writes`] (`true` = live).
+pub(crate) type Overlay = BTreeMap<Vec<u8>, (Tuple, bool)>;
+
 /// Plans `batch` against `base` (the state before it). `validate` must have passed.
 pub(crate) fn plan<R: TupleReader + ?Sized>(base: &R, batch: &WriteBatch) -> Result<Plan> {
+    plan_over(base, &Overlay::new(), batch)
+}
+
+/// Whether a live tuple of `base` overlaid with `earlier` matches `f`.
+fn any_match<R: TupleReader + ?Sized>(
+    base: &R,
+    earlier: &Overlay,
+    f: &crate::filter::TupleFilter,
+) -> Result<bool> {
+    if earlier.values().any(|(t, live)| *live && f.matches(t)) {
+        return Ok(true);
+    }
+    if earlier.is_empty() {
+        return Ok(!base.scan(f, None, 1)?.tuples.is_empty());
+    }
+    // Base matches the overlay deleted (or rewrote, already looked at
+    // above) do not count: page on until one it did not touch.
+    let mut cursor = None;
+    loop {
+        let page = base.scan(f, cursor.as_ref(), 256)?;
+        if page
+            .tuples
+            .iter()
+            .any(|t| !earlier.contains_key(&fwd_body(t)))
+        {
+            return Ok(true);
+        }
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(false),
+        }
+    }
+}
+
+/// Plans `batch` against `base` overlaid with `earlier` (what the earlier
+/// batches of the same group left): its preconditions and operations see
+/// them. The plan's `writes` and `changes` are this batch's alone; the
+/// caller merges them into the overlay when it keeps the batch.
+/// `validate` must have passed.
+pub(crate) fn plan_over<R: TupleReader + ?Sized>(
+    base: &R,
+    earlier: &Overlay,
+    batch: &WriteBatch,
+) -> Result<Plan> {
     for (index, p) in batch.preconditions.iter().enumerate() {
         let (f, must, kind) = match p {
             Precondition::MustMatch(f) => (f, true, "must match"),
             Precondition::MustNotMatch(f) => (f, false, "must not match"),
         };
-        let found = !base.scan(f, None, 1)?.tuples.is_empty();
-        if found != must {
+        if any_match(base, earlier, f)? != must {
             return Err(StorageError::PreconditionFailed { index, kind });
         }
     }
 
     let mut plan = Plan::default();
-    // Current view = base overlaid with plan.writes.
+    // The tuple at `key` as the view has it: this batch's writes, then
+    // the earlier batches', then the base.
+    let current = |plan: &Plan, key: &[u8], t: &Tuple| -> Result<Option<Tuple>> {
+        match plan.writes.get(key).or_else(|| earlier.get(key)) {
+            Some((cur, live)) => Ok(live.then(|| cur.clone())),
+            None => base.tuple(t),
+        }
+    };
+    // Current view = base overlaid with earlier, then with plan.writes.
     for (index, op) in batch.ops.iter().enumerate() {
         match op {
             Op::Create(t) | Op::Touch(t) => {
                 let key = fwd_body(t);
-                let exists = match plan.writes.get(&key) {
+                let exists = match plan.writes.get(&key).or_else(|| earlier.get(&key)) {
                     Some((_, live)) => *live,
                     None => base.tuple(t)?.is_some(),
                 };
@@ -122,11 +177,7 @@ pub(crate) fn plan<R: TupleReader + ?Sized>(base: &R, batch: &WriteBatch) -> Res
             }
             Op::Delete(t) => {
                 let key = fwd_body(t);
-                let current = match plan.writes.get(&key) {
-                    Some((cur, live)) => live.then(|| cur.clone()),
-                    None => base.tuple(t)?,
-                };
-                if let Some(cur) = current {
+                if let Some(cur) = current(&plan, &key, t)? {
                     plan.writes.insert(key, (cur.clone(), false));
                     plan.changes.push(Change {
                         kind: ChangeKind::Delete,
@@ -135,9 +186,11 @@ pub(crate) fn plan<R: TupleReader + ?Sized>(base: &R, batch: &WriteBatch) -> Res
                 }
             }
             Op::DeleteByFilter { filter, limit } => {
-                // Base matches may be hidden by earlier deletes in this batch, so
-                // fetch enough to still fill `limit` (+1 to detect truncation).
-                let want = limit.map(|l| l.saturating_add(plan.writes.len()).saturating_add(1));
+                // Base matches may be hidden by earlier deletes (of this
+                // batch or of earlier ones), so fetch enough to still fill
+                // `limit` (+1 to detect truncation).
+                let hidden = plan.writes.len().saturating_add(earlier.len());
+                let want = limit.map(|l| l.saturating_add(hidden).saturating_add(1));
                 let mut candidates: BTreeMap<Vec<u8>, Tuple> = BTreeMap::new();
                 let mut cursor = None;
                 loop {
@@ -151,8 +204,9 @@ pub(crate) fn plan<R: TupleReader + ?Sized>(base: &R, batch: &WriteBatch) -> Res
                         break;
                     }
                 }
-                // Apply the overlay: hide deleted, update payloads, add created.
-                for (key, (t, live)) in &plan.writes {
+                // Apply the overlays (earlier batches', then this one's):
+                // hide deleted, update payloads, add created.
+                for (key, (t, live)) in earlier.iter().chain(plan.writes.iter()) {
                     if *live && filter.matches(t) {
                         candidates.insert(key.clone(), t.clone());
                     } else {
@@ -160,8 +214,8 @@ pub(crate) fn plan<R: TupleReader + ?Sized>(base: &R, batch: &WriteBatch) -> Res
                     }
                 }
                 // INVARIANT (limited-delete): when the base scan stopped early it
-                // returned at least `limit + writes + 1` tuples up to some key H; the
-                // overlay hides at most `writes` of them, so the first `limit + 1`
+                // returned at least `limit + hidden + 1` tuples up to some key H; the
+                // overlays hide at most `hidden` of them, so the first `limit + 1`
                 // candidates are all at or below H, where the view is fully known.
                 let max = limit.unwrap_or(usize::MAX);
                 if candidates.len() > max {

@@ -36,6 +36,9 @@ use crate::tenant::Tenant;
 use crate::tuple::Tuple;
 use crate::value::{self, RevisionStatus};
 
+mod group;
+pub use group::GroupOutcome;
+
 /// Meta key names (under [`keys::META`]).
 mod meta {
     /// Format version of the on-disk layout (be64).

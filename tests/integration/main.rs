@@ -21,6 +21,7 @@ mod cluster;
 mod cluster_keys;
 mod conformance;
 mod engine_reference;
+mod group_commit;
 mod group_index;
 mod group_index_cluster;
 mod layers;

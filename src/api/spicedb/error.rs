@@ -213,7 +213,10 @@ impl From<EngineError> for SpiceError {
                 &[("maximum_depth_allowed", &max_depth.to_string())],
             ),
             EngineError::Caveat(c) => c.into(),
-            EngineError::Storage(m) => SpiceError::plain(Code::Internal, m),
+            EngineError::Storage(e) => SpiceError::plain(
+                crate::api::error::code(crate::api::error::storage_reason(&e)),
+                e.to_string(),
+            ),
             EngineError::Internal(m) => SpiceError::plain(Code::Internal, m),
         }
     }

@@ -97,8 +97,10 @@ pub struct RunArgs {
     pub duration: f64,
     /// cold: bypass the decision cache; warm: run the checks once first;
     /// mixed: warm up likewise, then interleave writes (`--mix`) and read
-    /// at their zookies; propagation: `--concurrency` client-library
-    /// caches under a Zipf load while a writer revokes (bench::propagation).
+    /// at their zookies; write: only writes, one new relationship per
+    /// WriteRelationships request (JSON: `writes_per_s`, `p50_us`, `p99_us`);
+    /// propagation: `--concurrency` client-library caches under a Zipf
+    /// load while a writer revokes (bench::propagation).
     #[arg(long, value_enum, default_value = "warm")]
     pub mode: Mode,
     /// Mixed mode: READS:WRITES per cycle.
