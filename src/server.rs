@@ -23,6 +23,7 @@ pub mod leader_contact;
 pub mod metrics;
 pub mod ops;
 pub mod ops_config;
+pub mod openfga_config;
 pub mod pre_vote;
 pub mod raft_commit;
 pub mod raft_metrics;

@@ -57,6 +57,9 @@ pub struct ServeArgs {
     pub group_index: Option<bool>,
     #[command(flatten)]
     pub ops: super::ops_config::OpsArgs,
+    /// OpenFGA front door flags.
+    #[command(flatten)]
+    pub openfga: super::openfga_config::OpenfgaArgs,
     /// Cluster flags.
     #[command(flatten)]
     pub cluster: super::cluster::ClusterArgs,
@@ -120,6 +123,8 @@ pub struct ServerSettings {
     pub group_index: bool,
     /// API keys, TLS, limits and the decision log.
     pub ops: super::ops_config::OpsSettings,
+    /// The OpenFGA front door's limits.
+    pub openfga: super::openfga_config::OpenfgaSettings,
     /// Raft cluster settings.
     pub cluster: super::cluster::ClusterSettings,
 }
@@ -204,6 +209,7 @@ impl ServerSettings {
             gc_interval: Duration::from_secs(60),
             group_index: true,
             ops: super::ops_config::OpsSettings::default(),
+            openfga: super::openfga_config::OpenfgaSettings::default(),
             cluster: super::cluster::ClusterSettings::default(),
         }
     }
@@ -290,6 +296,7 @@ impl ServeArgs {
                 },
                 self.config.as_deref(),
             )?,
+            openfga: self.openfga.resolve(),
             cluster: self.cluster.resolve().map_err(ConfigError::Cluster)?,
         })
     }

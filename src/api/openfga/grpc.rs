@@ -56,15 +56,15 @@ impl pb::open_fga_service_server::OpenFgaService for Fga {
     }
     async fn write_assertions(
         &self,
-        _r: Request<pb::WriteAssertionsRequest>,
+        r: Request<pb::WriteAssertionsRequest>,
     ) -> Answer<pb::WriteAssertionsResponse> {
-        answer(Err(Fga::unimplemented("WriteAssertions")))
+        answer(Fga::write_assertions(self, r.into_inner()).await)
     }
     async fn read_assertions(
         &self,
-        _r: Request<pb::ReadAssertionsRequest>,
+        r: Request<pb::ReadAssertionsRequest>,
     ) -> Answer<pb::ReadAssertionsResponse> {
-        answer(Err(Fga::unimplemented("ReadAssertions")))
+        answer(Fga::read_assertions(self, r.into_inner()).await)
     }
     async fn read_changes(
         &self,
@@ -80,9 +80,9 @@ impl pb::open_fga_service_server::OpenFgaService for Fga {
     }
     async fn update_store(
         &self,
-        _r: Request<pb::UpdateStoreRequest>,
+        r: Request<pb::UpdateStoreRequest>,
     ) -> Answer<pb::UpdateStoreResponse> {
-        answer(Err(Fga::unimplemented("UpdateStore")))
+        answer(Fga::update_store(self, r.into_inner()).await)
     }
     async fn delete_store(
         &self,
@@ -110,11 +110,10 @@ impl pb::open_fga_service_server::OpenFgaService for Fga {
         let objects = Fga::streamed_list_objects(self, r.into_inner())
             .await
             .map_err(Status::from)?;
-        let stream = tokio_stream::iter(
-            objects
-                .into_iter()
-                .map(|object| Ok(pb::StreamedListObjectsResponse { object })),
-        );
+        let stream = tokio_stream::StreamExt::map(objects.into_stream(), |item| {
+            item.map(|object| pb::StreamedListObjectsResponse { object })
+                .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 

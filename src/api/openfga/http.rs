@@ -63,7 +63,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/stores/{store_id}/list-users", post(list_users))
         .route(
             "/stores/{store_id}/assertions/{model_id}",
-            get(assertions).put(assertions),
+            get(read_assertions).put(write_assertions),
         )
         .with_state(http)
 }
@@ -219,8 +219,18 @@ async fn delete_store(
     serve(&h, &headers, StatusCode::NO_CONTENT, work).await
 }
 
-async fn update_store(State(h): State<Http>, headers: HeaderMap) -> Response {
-    let work = async { Err::<(), _>(Fga::unimplemented("UpdateStore")) };
+async fn update_store(
+    State(h): State<Http>,
+    Path(store_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        let req = with_store(&body, |r: &mut pb::UpdateStoreRequest| {
+            r.store_id = store_id
+        })?;
+        h.fga.update_store(req).await
+    };
     serve(&h, &headers, StatusCode::OK, work).await
 }
 
@@ -316,16 +326,20 @@ async fn streamed_list_objects(
     let context = Arc::new(RequestContext::new(request_id(&headers), principal));
     match request_context::scope(context, work).await {
         Ok(objects) => {
-            let mut out = String::new();
-            for object in objects {
-                let line = serde_json::json!({ "result": { "object": object } });
-                out.push_str(&line.to_string());
-                out.push('\n');
-            }
+            // One line per object as it is found; an error after the
+            // first object ends the stream with grpc-gateway's error line.
+            let lines = tokio_stream::StreamExt::map(objects.into_stream(), |item| {
+                let line = match item {
+                    Ok(object) => serde_json::json!({ "result": { "object": object } }),
+                    Err(e) => serde_json::json!({ "error": {
+                        "code": e.code, "message": e.message, "details": [] } }),
+                };
+                Ok::<_, std::convert::Infallible>(Bytes::from(format!("{line}\n")))
+            });
             (
                 StatusCode::OK,
                 [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
-                out,
+                axum::body::Body::from_stream(lines),
             )
                 .into_response()
         }
@@ -333,8 +347,31 @@ async fn streamed_list_objects(
     }
 }
 
-async fn assertions(State(h): State<Http>, headers: HeaderMap) -> Response {
-    let work = async { Err::<(), _>(Fga::unimplemented("WriteAssertions/ReadAssertions")) };
+async fn write_assertions(
+    State(h): State<Http>,
+    Path((store_id, model_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        let req = with_store(&body, |r: &mut pb::WriteAssertionsRequest| {
+            r.store_id = store_id;
+            r.authorization_model_id = model_id;
+        })?;
+        h.fga.write_assertions(req).await
+    };
+    serve(&h, &headers, StatusCode::NO_CONTENT, work).await
+}
+
+async fn read_assertions(
+    State(h): State<Http>,
+    Path((store_id, authorization_model_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let work = h.fga.read_assertions(pb::ReadAssertionsRequest {
+        store_id,
+        authorization_model_id,
+    });
     serve(&h, &headers, StatusCode::OK, work).await
 }
 
