@@ -30,6 +30,7 @@ mod openfga_assertions;
 mod openfga_cli;
 mod openfga_conformance;
 mod openfga_conformance_api;
+mod openfga_consistency_token;
 mod openfga_differential;
 mod openfga_list_limits;
 mod openfga_sdk;

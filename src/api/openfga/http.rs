@@ -20,6 +20,7 @@ use super::auth;
 use super::error::{FgaError, FgaResult};
 use super::pb;
 use super::service::Fga;
+use super::token;
 use crate::server::request_context::{self, RequestContext};
 use crate::server::state::AppState;
 
@@ -107,6 +108,33 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
 }
 
+/// Authenticates and runs `work` as the caller, with the consistency
+/// token the request sent (if any) in force; an error is already the
+/// response.
+async fn run<T, F>(h: &Http, headers: &HeaderMap, work: F) -> Result<T, Response>
+where
+    F: Future<Output = FgaResult<T>>,
+{
+    let principal = auth::authenticate(&h.state, headers).map_err(IntoResponse::into_response)?;
+    let context = Arc::new(RequestContext::new(request_id(headers), principal));
+    let token = headers.get(token::HEADER).and_then(|v| v.to_str().ok());
+    let work = token::scoped(&h.state.zookies, token, work).map_err(IntoResponse::into_response)?;
+    request_context::scope(context, work)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+/// The JSON response `ok` (or an empty body for 204).
+fn reply<T: serde::Serialize>(ok: StatusCode, v: &T) -> Response {
+    if ok == StatusCode::NO_CONTENT {
+        return ok.into_response();
+    }
+    match serde_json::to_value(v) {
+        Ok(json) => (ok, axum::Json(json)).into_response(),
+        Err(e) => FgaError::internal(format!("cannot encode the response: {e}")).into_response(),
+    }
+}
+
 /// Authenticates, runs `work` as the caller, answers JSON with `ok` (or
 /// an empty body for 204).
 async fn serve<T, F>(h: &Http, headers: &HeaderMap, ok: StatusCode, work: F) -> Response
@@ -114,20 +142,9 @@ where
     T: serde::Serialize,
     F: Future<Output = FgaResult<T>>,
 {
-    let principal = match auth::authenticate(&h.state, headers) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let context = Arc::new(RequestContext::new(request_id(headers), principal));
-    match request_context::scope(context, work).await {
-        Ok(_) if ok == StatusCode::NO_CONTENT => ok.into_response(),
-        Ok(v) => match serde_json::to_value(&v) {
-            Ok(json) => (ok, axum::Json(json)).into_response(),
-            Err(e) => {
-                FgaError::internal(format!("cannot encode the response: {e}")).into_response()
-            }
-        },
-        Err(e) => e.into_response(),
+    match run(h, headers, work).await {
+        Ok(v) => reply(ok, &v),
+        Err(response) => response,
     }
 }
 
@@ -169,13 +186,36 @@ macro_rules! body_route {
     };
 }
 
-body_route!(write, pb::WriteRequest, write);
 body_route!(read, pb::ReadRequest, read);
 body_route!(check, pb::CheckRequest, check);
 body_route!(batch_check, pb::BatchCheckRequest, batch_check);
 body_route!(expand, pb::ExpandRequest, expand);
 body_route!(list_objects, pb::ListObjectsRequest, list_objects);
 body_route!(list_users, pb::ListUsersRequest, list_users);
+
+/// Write; the response carries the write's consistency token (opt-in
+/// read-your-writes, see [`token`]).
+async fn write(
+    State(h): State<Http>,
+    Path(store_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        let req = with_store(&body, |r: &mut pb::WriteRequest| r.store_id = store_id)?;
+        h.fga.write_with_token(req).await
+    };
+    match run(&h, &headers, work).await {
+        Ok((answer, zookie)) => {
+            let mut response = reply(StatusCode::OK, &answer);
+            if let Ok(value) = axum::http::HeaderValue::from_str(&zookie) {
+                response.headers_mut().insert(token::HEADER, value);
+            }
+            response
+        }
+        Err(response) => response,
+    }
+}
 
 async fn create_store(State(h): State<Http>, headers: HeaderMap, body: Bytes) -> Response {
     let work = async {
@@ -319,12 +359,7 @@ async fn streamed_list_objects(
         })?;
         h.fga.streamed_list_objects(req).await
     };
-    let principal = match auth::authenticate(&h.state, &headers) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let context = Arc::new(RequestContext::new(request_id(&headers), principal));
-    match request_context::scope(context, work).await {
+    match run(&h, &headers, work).await {
         Ok(objects) => {
             // One line per object as it is found; an error after the
             // first object ends the stream with grpc-gateway's error line.
@@ -343,7 +378,7 @@ async fn streamed_list_objects(
             )
                 .into_response()
         }
-        Err(e) => e.into_response(),
+        Err(response) => response,
     }
 }
 

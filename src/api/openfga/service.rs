@@ -97,10 +97,11 @@ struct Resolved {
 fn consistency(pref: i32) -> Consistency {
     // OpenFGA reads its database directly: the default must see the
     // caller's own writes, so only an explicit MINIMIZE_LATENCY may lag.
-    match pb::ConsistencyPreference::try_from(pref) {
+    // A consistency token sent with the request (opt-in) bounds it too.
+    super::token::consistency(match pb::ConsistencyPreference::try_from(pref) {
         Ok(pb::ConsistencyPreference::MinimizeLatency) => Consistency::MinimizeLatency,
         _ => Consistency::FullyConsistent,
-    }
+    })
 }
 
 async fn blocking<T, F>(work: F) -> FgaResult<T>
@@ -144,6 +145,11 @@ impl Fga {
     /// The API over `state`.
     pub fn new(state: Arc<AppState>) -> Fga {
         Fga { state }
+    }
+
+    /// The node's zookie codec (consistency tokens).
+    pub fn zookies(&self) -> &crate::zookie::ZookieCodec {
+        &self.state.zookies
     }
 
     /// The tenant of `store_id`, if the caller may use it.
@@ -613,6 +619,16 @@ impl Fga {
 
     /// Write: atomic, at most [`MAX_TUPLES_PER_WRITE`] tuples.
     pub async fn write(&self, req: pb::WriteRequest) -> FgaResult<pb::WriteResponse> {
+        self.write_with_token(req).await.map(|(r, _)| r)
+    }
+
+    /// Write, with the consistency token (zookie) of the revision it
+    /// committed at, for clients that opt in to read-your-writes
+    /// ([`super::token`]).
+    pub async fn write_with_token(
+        &self,
+        req: pb::WriteRequest,
+    ) -> FgaResult<(pb::WriteResponse, String)> {
         let (writes, on_duplicate) = req
             .writes
             .map(|w| (w.tuple_keys, w.on_duplicate))
@@ -714,7 +730,7 @@ impl Fga {
             })
             .await;
         match planned {
-            Ok(_) => Ok(pb::WriteResponse {}),
+            Ok((outcome, ())) => Ok((pb::WriteResponse {}, self.state.zookie(outcome.revision))),
             Err(e) => Err(refused.lock().take().unwrap_or_else(|| e.into())),
         }
     }
