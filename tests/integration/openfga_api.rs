@@ -49,6 +49,7 @@ pub(crate) fn call(
     stream.read_to_string(&mut text).unwrap();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap();
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let rest = &dechunk(head, rest);
     let body = if rest.trim().is_empty() {
         Value::Null
     } else if head.to_ascii_lowercase().contains("application/x-ndjson") {
@@ -61,6 +62,27 @@ pub(crate) fn call(
         serde_json::from_str(rest).unwrap_or_else(|e| panic!("{e}: {rest}"))
     };
     (status, body)
+}
+
+/// The body of a response, its chunked transfer encoding removed.
+pub(crate) fn dechunk(head: &str, body: &str) -> String {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
 }
 
 pub(crate) fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {

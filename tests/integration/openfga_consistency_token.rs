@@ -22,7 +22,7 @@ use crate::support::Server;
 
 const HEADER: &str = "openfga-consistency-token";
 
-/// One POST with extra headers: status, lower-cased response head, body.
+/// One POST with extra headers: status, response head, body.
 fn post_with(server: &Server, path: &str, body: &Value, extra: &str) -> (u16, String, Value) {
     let mut stream = std::net::TcpStream::connect(&server.http).unwrap();
     stream
@@ -40,13 +40,14 @@ fn post_with(server: &Server, path: &str, body: &Value, extra: &str) -> (u16, St
     let (head, rest) = text.split_once("\r\n\r\n").unwrap();
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     let body = serde_json::from_str(rest).unwrap_or(Value::Null);
-    (status, head.to_ascii_lowercase(), body)
+    (status, head.to_string(), body)
 }
 
 fn header_value(head: &str, name: &str) -> Option<String> {
-    head.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .map(|v| v.trim().to_string())
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(": ")?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
 }
 
 #[test]

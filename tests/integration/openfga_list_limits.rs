@@ -69,6 +69,7 @@ fn streamed(server: &Server, store: &str) -> (String, Vec<String>) {
     stream.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let body = crate::openfga_api::dechunk(head, body);
     let mut objects: Vec<String> = body
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())

@@ -132,8 +132,8 @@ impl Node {
                 Ok(line) if line == "ready" => break,
                 Ok(_) => {}
                 Err(e) => {
-                    let log = std::fs::read_to_string(self.dir.with_extension("log"))
-                        .unwrap_or_default();
+                    let log =
+                        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default();
                     let tail: Vec<&str> = log.lines().rev().take(20).collect();
                     let tail: Vec<&str> = tail.into_iter().rev().collect();
                     panic!(
