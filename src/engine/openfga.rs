@@ -369,6 +369,13 @@ pub fn from_tuple(tuple: &Tuple) -> FgaTupleKey {
 /// condition its type restrictions do not list.
 pub fn model_rejects(schema: &Schema, tuple: &Tuple) -> Option<String> {
     let key = from_tuple(tuple);
+    // `group:1#member@group:1#member` holds by definition: OpenFGA refuses
+    // to store it (found by tests/integration/openfga_differential.rs).
+    if tuple.subject.object == tuple.resource
+        && tuple.subject.relation.as_deref() == Some(tuple.relation.as_str())
+    {
+        return Some("cannot write a tuple that is implicit".to_string());
+    }
     let Some(def) = schema.definition_named(&tuple.resource.object_type) else {
         return Some(format!(
             "type '{}' not found",
