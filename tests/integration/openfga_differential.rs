@@ -329,7 +329,11 @@ fn generate(seed: u64) -> Case {
                 )
             }
         };
-        if !seen.insert((user.clone(), relation.clone(), object.clone())) {
+        // An implicit tuple (`group:g1#member@group:g1#member`) is refused
+        // by both; the generator does not write one.
+        if user == format!("{object}#{relation}")
+            || !seen.insert((user.clone(), relation.clone(), object.clone()))
+        {
             continue;
         }
         let mut tuple = json!({"user": user, "relation": relation, "object": object});
