@@ -22,6 +22,7 @@ pub mod key_commit;
 pub mod keys;
 pub mod leader_contact;
 pub mod metrics;
+pub mod openfga_config;
 pub mod ops;
 pub mod ops_config;
 pub mod pre_vote;

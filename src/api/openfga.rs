@@ -15,8 +15,8 @@
 //!
 //! Stores are tenants; authorization models are schema versions. It uses
 //! only the node layer (`crate::server`), never another front door.
-//! What is not implemented yet answers 5004 `unimplemented` (see README
-//! "Coming from OpenFGA").
+//! Assertions and store names are meta-only schema versions (model.rs);
+//! an opt-in consistency token gives read-your-writes (token.rs).
 
 pub mod auth;
 pub mod error;
@@ -26,6 +26,7 @@ pub mod ids;
 pub mod model;
 pub mod pb;
 mod service;
+pub mod token;
 pub mod tuples;
 
 use std::sync::Arc;

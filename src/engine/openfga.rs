@@ -205,6 +205,34 @@ pub struct FgaCheck {
     pub context: Map<String, Value>,
 }
 
+/// A ListObjects question.
+#[derive(Debug, Clone, Copy)]
+pub struct FgaListObjects<'a> {
+    /// The object type listed.
+    pub object_type: &'a str,
+    /// The relation.
+    pub relation: &'a str,
+    /// The user (`type:id`, `type:id#relation` or `type:*`).
+    pub user: &'a str,
+    /// Contextual tuples.
+    pub contextual_tuples: &'a [FgaTupleKey],
+    /// CEL context.
+    pub context: &'a Map<String, Value>,
+}
+
+/// Why a ListObjects stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListEnd {
+    /// Every object was listed.
+    Complete,
+    /// The result cap was reached (more may exist).
+    MaxResults,
+    /// The deadline passed (more may exist).
+    Deadline,
+    /// The receiver stopped it.
+    Stopped,
+}
+
 /// What a name failed on.
 enum Bad {
     Syntax(String),
@@ -341,6 +369,13 @@ pub fn from_tuple(tuple: &Tuple) -> FgaTupleKey {
 /// condition its type restrictions do not list.
 pub fn model_rejects(schema: &Schema, tuple: &Tuple) -> Option<String> {
     let key = from_tuple(tuple);
+    // `group:1#member@group:1#member` holds by definition: OpenFGA refuses
+    // to store it (found by tests/integration/openfga_differential.rs).
+    if tuple.subject.object == tuple.resource
+        && tuple.subject.relation.as_deref() == Some(tuple.relation.as_str())
+    {
+        return Some("cannot write a tuple that is implicit".to_string());
+    }
     let Some(def) = schema.definition_named(&tuple.resource.object_type) else {
         return Some(format!(
             "type '{}' not found",
@@ -376,6 +411,25 @@ pub fn model_rejects(schema: &Schema, tuple: &Tuple) -> Option<String> {
             key.relation
         ))
     }
+}
+
+/// Validates a question (and its contextual tuples) as OpenFGA validates a
+/// Check's input, without evaluating it: what WriteAssertions checks
+/// before it stores an assertion.
+///
+/// # Errors
+/// 2000 for a malformed or unknown object, relation or user; 2027 for an
+/// invalid contextual tuple or too many of them.
+pub fn validate_question(
+    schema: &Schema,
+    key: &FgaTupleKey,
+    contextual_tuples: &[FgaTupleKey],
+    limits: &FgaLimits,
+) -> Result<(), FgaError> {
+    let resource = object(schema, &key.object).map_err(Bad::validation)?;
+    relation_name(schema, &resource.object_type, &key.relation).map_err(Bad::validation)?;
+    user(schema, &key.user).map_err(Bad::validation)?;
+    contextual(schema, contextual_tuples, limits).map(|_| ())
 }
 
 /// The validated contextual tuples, as storage tuples.
@@ -546,33 +600,92 @@ impl Engine {
         context: &Map<String, Value>,
         limits: &FgaLimits,
     ) -> Result<Vec<String>, FgaError> {
+        let mut objects = Vec::new();
+        let query = FgaListObjects {
+            object_type,
+            relation,
+            user: user_text,
+            contextual_tuples,
+            context,
+        };
+        self.fga_list_objects_each(reader, &query, limits, None, &mut |o| {
+            objects.push(o);
+            true
+        })?;
+        Ok(objects)
+    }
+
+    /// OpenFGA ListObjects as it finds them: each object is handed to
+    /// `emit` as soon as it is decided (StreamedListObjects sends it then),
+    /// until `emit` answers false, `limits.max_results` objects were
+    /// emitted (0 = no cap) or `deadline` passes (OpenFGA's
+    /// `listObjectsDeadline`: the answer so far stands, partial). Says why
+    /// it stopped.
+    ///
+    /// # Errors
+    /// As [`Engine::fga_list_objects`]; objects emitted before an error
+    /// stay emitted.
+    pub fn fga_list_objects_each(
+        &self,
+        reader: &dyn TupleReader,
+        query: &FgaListObjects<'_>,
+        limits: &FgaLimits,
+        deadline: Option<std::time::Instant>,
+        emit: &mut dyn FnMut(String) -> bool,
+    ) -> Result<ListEnd, FgaError> {
         let schema = self.schema.clone();
-        let ty = type_name(&schema, object_type).map_err(Bad::target)?;
-        let rel = relation_name(&schema, &ty, relation).map_err(Bad::target)?;
-        let subject = user(&schema, user_text).map_err(Bad::validation)?;
-        let extra = contextual(&schema, contextual_tuples, limits)?;
+        let ty = type_name(&schema, query.object_type).map_err(Bad::target)?;
+        let rel = relation_name(&schema, &ty, query.relation).map_err(Bad::target)?;
+        let subject = user(&schema, query.user).map_err(Bad::validation)?;
+        let extra = contextual(&schema, query.contextual_tuples, limits)?;
+        let cap = if limits.max_results == 0 {
+            usize::MAX
+        } else {
+            limits.max_results
+        };
         self.with_overlay(reader, extra, |engine, reader| {
-            let page = engine
-                .lookup_resources(
-                    reader,
-                    &ty,
-                    &rel,
-                    &subject,
-                    context,
-                    Timestamp::now(),
-                    None,
-                    limits.max_results,
-                )
-                .map_err(engine_error)?;
-            // As OpenFGA: an object whose answer needs missing condition
-            // parameters fails the whole request (2000).
-            let mut objects = Vec::with_capacity(page.items.len());
-            for r in page.items {
-                if two_valued(&r.outcome)? {
-                    objects.push(format!("{object_type}:{}", decode_id(&r.id)));
+            let (ty_id, rel_id) =
+                super::check::resolve(&engine.schema, &ty, &rel).map_err(engine_error)?;
+            // Candidates by a reverse walk from the user (a superset),
+            // each then decided by the check walker: as lookups do, so
+            // ListObjects agrees with Check.
+            let candidates = super::reachability::candidate_resources(
+                &engine.schema,
+                reader,
+                &subject,
+                ty_id,
+                rel_id,
+            )
+            .map_err(engine_error)?;
+            let mut walker = super::check::Walker::new(
+                engine,
+                reader,
+                &subject,
+                query.context,
+                Timestamp::now(),
+            )
+            .map_err(engine_error)?;
+            let mut emitted = 0usize;
+            for id in &candidates {
+                if emitted >= cap {
+                    return Ok(ListEnd::MaxResults);
+                }
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    return Ok(ListEnd::Deadline);
+                }
+                let outcome = walker
+                    .check_ids(ty_id, rel_id, &[id.as_str()])
+                    .map_err(engine_error)?;
+                // As OpenFGA: an object whose answer needs missing
+                // condition parameters fails the request (2000).
+                if two_valued(&outcome)? {
+                    emitted += 1;
+                    if !emit(format!("{}:{}", query.object_type, decode_id(id))) {
+                        return Ok(ListEnd::Stopped);
+                    }
                 }
             }
-            Ok(objects)
+            Ok(ListEnd::Complete)
         })
     }
 

@@ -71,6 +71,9 @@ pub struct ServeArgs {
     pub group_commit_in_flight: Option<usize>,
     #[command(flatten)]
     pub ops: super::ops_config::OpsArgs,
+    /// OpenFGA front door flags.
+    #[command(flatten)]
+    pub openfga: super::openfga_config::OpenfgaArgs,
     /// Cluster flags.
     #[command(flatten)]
     pub cluster: super::cluster::ClusterArgs,
@@ -140,6 +143,8 @@ pub struct ServerSettings {
     pub group_commit: super::group_commit::GroupCommitSettings,
     /// API keys, TLS, limits and the decision log.
     pub ops: super::ops_config::OpsSettings,
+    /// The OpenFGA front door's limits.
+    pub openfga: super::openfga_config::OpenfgaSettings,
     /// Raft cluster settings.
     pub cluster: super::cluster::ClusterSettings,
 }
@@ -226,6 +231,7 @@ impl ServerSettings {
             group_index: true,
             group_commit: super::group_commit::GroupCommitSettings::default(),
             ops: super::ops_config::OpsSettings::default(),
+            openfga: super::openfga_config::OpenfgaSettings::default(),
             cluster: super::cluster::ClusterSettings::default(),
         }
     }
@@ -336,6 +342,7 @@ impl ServeArgs {
                 },
                 self.config.as_deref(),
             )?,
+            openfga: self.openfga.resolve(),
             cluster: self.cluster.resolve().map_err(ConfigError::Cluster)?,
         })
     }

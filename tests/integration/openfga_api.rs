@@ -24,7 +24,7 @@ use support::Server;
 const ADMIN: &str = "openfga-admin-key-0123456789";
 
 /// One HTTP/1.1 request; the status and the JSON body (`null` if empty).
-fn call(
+pub(crate) fn call(
     server: &Server,
     method: &str,
     path: &str,
@@ -49,6 +49,7 @@ fn call(
     stream.read_to_string(&mut text).unwrap();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap();
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let rest = &dechunk(head, rest);
     let body = if rest.trim().is_empty() {
         Value::Null
     } else if head.to_ascii_lowercase().contains("application/x-ndjson") {
@@ -63,23 +64,44 @@ fn call(
     (status, body)
 }
 
-fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
+/// The body of a response, its chunked transfer encoding removed.
+pub(crate) fn dechunk(head: &str, body: &str) -> String {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+pub(crate) fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
     call(server, "POST", path, Some(&body), None)
 }
 
-fn get(server: &Server, path: &str) -> (u16, Value) {
+pub(crate) fn get(server: &Server, path: &str) -> (u16, Value) {
     call(server, "GET", path, None, None)
 }
 
 /// Asserts an OpenFGA error: HTTP status, `code` name, and a word of the message.
-fn assert_error(got: (u16, Value), status: u16, code: &str, words: &str) {
+pub(crate) fn assert_error(got: (u16, Value), status: u16, code: &str, words: &str) {
     assert_eq!(got.0, status, "{:?}", got.1);
     assert_eq!(got.1["code"], code, "{:?}", got.1);
     let message = got.1["message"].as_str().unwrap();
     assert!(message.contains(words), "`{message}` should say `{words}`");
 }
 
-fn model() -> Value {
+pub(crate) fn model() -> Value {
     json!({
         "schema_version": "1.1",
         "type_definitions": [
@@ -98,7 +120,7 @@ fn model() -> Value {
     })
 }
 
-fn create_store(server: &Server, name: &str) -> String {
+pub(crate) fn create_store(server: &Server, name: &str) -> String {
     let (status, body) = post(server, "/stores", json!({"name": name}));
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["name"], name);
@@ -107,7 +129,7 @@ fn create_store(server: &Server, name: &str) -> String {
     id
 }
 
-fn write_model(server: &Server, store: &str, model: Value) -> String {
+pub(crate) fn write_model(server: &Server, store: &str, model: Value) -> String {
     let (status, body) = post(
         server,
         &format!("/stores/{store}/authorization-models"),
@@ -117,11 +139,17 @@ fn write_model(server: &Server, store: &str, model: Value) -> String {
     body["authorization_model_id"].as_str().unwrap().to_string()
 }
 
-fn tk(user: &str, relation: &str, object: &str) -> Value {
+pub(crate) fn tk(user: &str, relation: &str, object: &str) -> Value {
     json!({"user": user, "relation": relation, "object": object})
 }
 
-fn check(server: &Server, store: &str, user: &str, relation: &str, object: &str) -> bool {
+pub(crate) fn check(
+    server: &Server,
+    store: &str,
+    user: &str,
+    relation: &str,
+    object: &str,
+) -> bool {
     // What the fga CLI sends: null lists and an empty context.
     let (status, body) = post(
         server,
@@ -792,8 +820,8 @@ fn stores_models_tuples_and_queries_over_http() {
             None,
         ),
         404,
-        "unimplemented",
-        "Assertions",
+        "store_id_not_found",
+        &store,
     );
 }
 

@@ -38,7 +38,7 @@ use verdict_storage::{Op, RelationStore, Revision, RocksOptions, RocksStore, Ten
 /// fix must remove its entry.
 const KNOWN_FAILURES: &[(&str, &str)] = &[];
 
-fn conformance_dir() -> Option<PathBuf> {
+pub(crate) fn conformance_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("VERDICT_CONFORMANCE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -48,23 +48,23 @@ fn conformance_dir() -> Option<PathBuf> {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct Key {
-    user: String,
-    relation: String,
-    object: String,
+pub(crate) struct Key {
+    pub(crate) user: String,
+    pub(crate) relation: String,
+    pub(crate) object: String,
     #[serde(default)]
-    condition: Option<Cond>,
+    pub(crate) condition: Option<Cond>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct Cond {
-    name: String,
+pub(crate) struct Cond {
+    pub(crate) name: String,
     #[serde(default)]
-    context: Option<Map<String, Value>>,
+    pub(crate) context: Option<Map<String, Value>>,
 }
 
 impl Key {
-    fn fga(&self) -> FgaTupleKey {
+    pub(crate) fn fga(&self) -> FgaTupleKey {
         FgaTupleKey {
             user: self.user.clone(),
             relation: self.relation.clone(),
@@ -78,95 +78,95 @@ impl Key {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct CheckAssertion {
-    tuple: Key,
+pub(crate) struct CheckAssertion {
+    pub(crate) tuple: Key,
     #[serde(default, rename = "contextualTuples")]
-    contextual_tuples: Option<Vec<Key>>,
+    pub(crate) contextual_tuples: Option<Vec<Key>>,
     #[serde(default)]
-    context: Option<Map<String, Value>>,
+    pub(crate) context: Option<Map<String, Value>>,
     #[serde(default)]
-    expectation: bool,
+    pub(crate) expectation: bool,
     #[serde(default, rename = "errorCode")]
-    error_code: u32,
+    pub(crate) error_code: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct ListObjectsRequest {
-    user: String,
+pub(crate) struct ListObjectsRequest {
+    pub(crate) user: String,
     #[serde(rename = "type")]
-    object_type: String,
-    relation: String,
+    pub(crate) object_type: String,
+    pub(crate) relation: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct ListObjectsAssertion {
-    request: ListObjectsRequest,
+pub(crate) struct ListObjectsAssertion {
+    pub(crate) request: ListObjectsRequest,
     #[serde(default, rename = "contextualTuples")]
-    contextual_tuples: Option<Vec<Key>>,
+    pub(crate) contextual_tuples: Option<Vec<Key>>,
     #[serde(default)]
-    context: Option<Map<String, Value>>,
+    pub(crate) context: Option<Map<String, Value>>,
     #[serde(default)]
-    expectation: Option<Vec<String>>,
+    pub(crate) expectation: Option<Vec<String>>,
     #[serde(default, rename = "errorCode")]
-    error_code: u32,
+    pub(crate) error_code: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct ListUsersRequest {
-    object: String,
-    relation: String,
+pub(crate) struct ListUsersRequest {
+    pub(crate) object: String,
+    pub(crate) relation: String,
     #[serde(default)]
-    filters: Vec<String>,
+    pub(crate) filters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct ListUsersAssertion {
-    request: ListUsersRequest,
+pub(crate) struct ListUsersAssertion {
+    pub(crate) request: ListUsersRequest,
     #[serde(default, rename = "contextualTuples")]
-    contextual_tuples: Option<Vec<Key>>,
+    pub(crate) contextual_tuples: Option<Vec<Key>>,
     #[serde(default)]
-    context: Option<Map<String, Value>>,
+    pub(crate) context: Option<Map<String, Value>>,
     #[serde(default)]
-    expectation: Option<Vec<String>>,
+    pub(crate) expectation: Option<Vec<String>>,
     #[serde(default, rename = "errorCode")]
-    error_code: u32,
+    pub(crate) error_code: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct Stage {
-    model: String,
+pub(crate) struct Stage {
+    pub(crate) model: String,
     #[serde(default)]
-    tuples: Option<Vec<Key>>,
+    pub(crate) tuples: Option<Vec<Key>>,
     #[serde(default, rename = "checkAssertions")]
-    check: Option<Vec<CheckAssertion>>,
+    pub(crate) check: Option<Vec<CheckAssertion>>,
     #[serde(default, rename = "listObjectsAssertions")]
-    list_objects: Option<Vec<ListObjectsAssertion>>,
+    pub(crate) list_objects: Option<Vec<ListObjectsAssertion>>,
     #[serde(default, rename = "listUsersAssertions")]
-    list_users: Option<Vec<ListUsersAssertion>>,
+    pub(crate) list_users: Option<Vec<ListUsersAssertion>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct Test {
-    name: String,
-    stages: Vec<Stage>,
+pub(crate) struct Test {
+    pub(crate) name: String,
+    pub(crate) stages: Vec<Stage>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct Suite {
-    tests: Vec<Test>,
+pub(crate) struct Suite {
+    pub(crate) tests: Vec<Test>,
 }
 
 /// Counts of one run.
 #[derive(Debug, Default)]
-struct Tally {
-    passed: usize,
-    failed: usize,
+pub(crate) struct Tally {
+    pub(crate) passed: usize,
+    pub(crate) failed: usize,
     /// Failing test name → first failures.
-    failing: BTreeMap<String, Vec<String>>,
+    pub(crate) failing: BTreeMap<String, Vec<String>>,
 }
 
 impl Tally {
-    fn check(&mut self, test: &str, ok: bool, what: impl FnOnce() -> String) {
+    pub(crate) fn check(&mut self, test: &str, ok: bool, what: impl FnOnce() -> String) {
         if ok {
             self.passed += 1;
         } else {

@@ -1,10 +1,11 @@
-//! OpenFGA's Python SDK (`openfga-sdk`, pinned in tests/sdk/openfga.sh and
-//! installed from PyPI by it) against the real `verdict serve`: runs
-//! tests/sdk/openfga_python_test.py, which drives stores, models, tuples,
-//! every query, changes and errors through the SDK's client.
+//! OpenFGA's Python SDK (`openfga-sdk`) and JS SDK (`@openfga/sdk`), pinned
+//! in tests/sdk/openfga.sh and installed from PyPI / npm by it, against the
+//! real `verdict serve`: tests/sdk/openfga_python_test.py and
+//! tests/sdk/openfga_js_test.mjs drive stores, models, tuples, every query,
+//! changes, assertions and errors through each SDK's client.
 //!
-//! Skips (saying so) only when python3/venv is missing or PyPI is
-//! unreachable (the script exits 77).
+//! Skips (saying so) only when python3/venv or node/npm is missing or the
+//! registry is unreachable (the script exits 77).
 
 #![allow(
     clippy::unwrap_used,
@@ -22,11 +23,20 @@ use support::Server;
 
 #[test]
 fn the_python_sdk_works_unchanged() {
+    run_sdk_test("sdk-test");
+}
+
+#[test]
+fn the_js_sdk_works_unchanged() {
+    run_sdk_test("js-sdk-test");
+}
+
+fn run_sdk_test(which: &str) {
     let server = Server::start(&["--insecure-no-auth"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openfga.sh");
     let out = Command::new("bash")
         .arg(script)
-        .arg("sdk-test")
+        .arg(which)
         .env("VERDICT_HTTP", &server.http)
         .output()
         .expect("bash runs");

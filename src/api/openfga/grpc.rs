@@ -7,34 +7,66 @@ use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::error::FgaResult;
 use super::pb;
 use super::service::Fga;
+use super::token;
 
 type Answer<T> = Result<Response<T>, Status>;
 
-fn answer<T>(r: super::error::FgaResult<T>) -> Answer<T> {
+fn answer<T>(r: FgaResult<T>) -> Answer<T> {
     r.map(Response::new).map_err(Status::from)
+}
+
+/// The consistency token a request sent in its metadata (opt-in).
+fn token_of<T>(r: &Request<T>) -> Option<String> {
+    r.metadata()
+        .get(token::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+impl Fga {
+    /// Runs a query with the request's consistency token in force.
+    async fn scoped<T>(
+        &self,
+        token: Option<String>,
+        work: impl std::future::Future<Output = FgaResult<T>>,
+    ) -> FgaResult<T> {
+        token::scoped(self.zookies(), token.as_deref(), work)?.await
+    }
 }
 
 #[tonic::async_trait]
 impl pb::open_fga_service_server::OpenFgaService for Fga {
     async fn read(&self, r: Request<pb::ReadRequest>) -> Answer<pb::ReadResponse> {
-        answer(Fga::read(self, r.into_inner()).await)
+        let t = token_of(&r);
+        answer(self.scoped(t, Fga::read(self, r.into_inner())).await)
     }
     async fn write(&self, r: Request<pb::WriteRequest>) -> Answer<pb::WriteResponse> {
-        answer(Fga::write(self, r.into_inner()).await)
+        let (answer, zookie) = Fga::write_with_token(self, r.into_inner())
+            .await
+            .map_err(Status::from)?;
+        let mut response = Response::new(answer);
+        if let Ok(v) = tonic::metadata::MetadataValue::try_from(zookie) {
+            response.metadata_mut().insert(token::HEADER, v);
+        }
+        Ok(response)
     }
     async fn check(&self, r: Request<pb::CheckRequest>) -> Answer<pb::CheckResponse> {
-        answer(Fga::check(self, r.into_inner()).await)
+        let t = token_of(&r);
+        answer(self.scoped(t, Fga::check(self, r.into_inner())).await)
     }
     async fn batch_check(
         &self,
         r: Request<pb::BatchCheckRequest>,
     ) -> Answer<pb::BatchCheckResponse> {
-        answer(Fga::batch_check(self, r.into_inner()).await)
+        let t = token_of(&r);
+        answer(self.scoped(t, Fga::batch_check(self, r.into_inner())).await)
     }
     async fn expand(&self, r: Request<pb::ExpandRequest>) -> Answer<pb::ExpandResponse> {
-        answer(Fga::expand(self, r.into_inner()).await)
+        let t = token_of(&r);
+        answer(self.scoped(t, Fga::expand(self, r.into_inner())).await)
     }
     async fn read_authorization_models(
         &self,
@@ -56,15 +88,15 @@ impl pb::open_fga_service_server::OpenFgaService for Fga {
     }
     async fn write_assertions(
         &self,
-        _r: Request<pb::WriteAssertionsRequest>,
+        r: Request<pb::WriteAssertionsRequest>,
     ) -> Answer<pb::WriteAssertionsResponse> {
-        answer(Err(Fga::unimplemented("WriteAssertions")))
+        answer(Fga::write_assertions(self, r.into_inner()).await)
     }
     async fn read_assertions(
         &self,
-        _r: Request<pb::ReadAssertionsRequest>,
+        r: Request<pb::ReadAssertionsRequest>,
     ) -> Answer<pb::ReadAssertionsResponse> {
-        answer(Err(Fga::unimplemented("ReadAssertions")))
+        answer(Fga::read_assertions(self, r.into_inner()).await)
     }
     async fn read_changes(
         &self,
@@ -80,9 +112,9 @@ impl pb::open_fga_service_server::OpenFgaService for Fga {
     }
     async fn update_store(
         &self,
-        _r: Request<pb::UpdateStoreRequest>,
+        r: Request<pb::UpdateStoreRequest>,
     ) -> Answer<pb::UpdateStoreResponse> {
-        answer(Err(Fga::unimplemented("UpdateStore")))
+        answer(Fga::update_store(self, r.into_inner()).await)
     }
     async fn delete_store(
         &self,
@@ -107,14 +139,15 @@ impl pb::open_fga_service_server::OpenFgaService for Fga {
         &self,
         r: Request<pb::StreamedListObjectsRequest>,
     ) -> Answer<Self::StreamedListObjectsStream> {
-        let objects = Fga::streamed_list_objects(self, r.into_inner())
+        let t = token_of(&r);
+        let objects = self
+            .scoped(t, Fga::streamed_list_objects(self, r.into_inner()))
             .await
             .map_err(Status::from)?;
-        let stream = tokio_stream::iter(
-            objects
-                .into_iter()
-                .map(|object| Ok(pb::StreamedListObjectsResponse { object })),
-        );
+        let stream = tokio_stream::StreamExt::map(objects.into_stream(), |item| {
+            item.map(|object| pb::StreamedListObjectsResponse { object })
+                .map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -122,9 +155,14 @@ impl pb::open_fga_service_server::OpenFgaService for Fga {
         &self,
         r: Request<pb::ListObjectsRequest>,
     ) -> Answer<pb::ListObjectsResponse> {
-        answer(Fga::list_objects(self, r.into_inner()).await)
+        let t = token_of(&r);
+        answer(
+            self.scoped(t, Fga::list_objects(self, r.into_inner()))
+                .await,
+        )
     }
     async fn list_users(&self, r: Request<pb::ListUsersRequest>) -> Answer<pb::ListUsersResponse> {
-        answer(Fga::list_users(self, r.into_inner()).await)
+        let t = token_of(&r);
+        answer(self.scoped(t, Fga::list_users(self, r.into_inner())).await)
     }
 }

@@ -20,6 +20,7 @@ use super::auth;
 use super::error::{FgaError, FgaResult};
 use super::pb;
 use super::service::Fga;
+use super::token;
 use crate::server::request_context::{self, RequestContext};
 use crate::server::state::AppState;
 
@@ -63,7 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/stores/{store_id}/list-users", post(list_users))
         .route(
             "/stores/{store_id}/assertions/{model_id}",
-            get(assertions).put(assertions),
+            get(read_assertions).put(write_assertions),
         )
         .with_state(http)
 }
@@ -107,6 +108,33 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
 }
 
+/// Authenticates and runs `work` as the caller, with the consistency
+/// token the request sent (if any) in force; an error is already the
+/// response.
+async fn run<T, F>(h: &Http, headers: &HeaderMap, work: F) -> Result<T, Response>
+where
+    F: Future<Output = FgaResult<T>>,
+{
+    let principal = auth::authenticate(&h.state, headers).map_err(IntoResponse::into_response)?;
+    let context = Arc::new(RequestContext::new(request_id(headers), principal));
+    let token = headers.get(token::HEADER).and_then(|v| v.to_str().ok());
+    let work = token::scoped(&h.state.zookies, token, work).map_err(IntoResponse::into_response)?;
+    request_context::scope(context, work)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+/// The JSON response `ok` (or an empty body for 204).
+fn reply<T: serde::Serialize>(ok: StatusCode, v: &T) -> Response {
+    if ok == StatusCode::NO_CONTENT {
+        return ok.into_response();
+    }
+    match serde_json::to_value(v) {
+        Ok(json) => (ok, axum::Json(json)).into_response(),
+        Err(e) => FgaError::internal(format!("cannot encode the response: {e}")).into_response(),
+    }
+}
+
 /// Authenticates, runs `work` as the caller, answers JSON with `ok` (or
 /// an empty body for 204).
 async fn serve<T, F>(h: &Http, headers: &HeaderMap, ok: StatusCode, work: F) -> Response
@@ -114,20 +142,9 @@ where
     T: serde::Serialize,
     F: Future<Output = FgaResult<T>>,
 {
-    let principal = match auth::authenticate(&h.state, headers) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let context = Arc::new(RequestContext::new(request_id(headers), principal));
-    match request_context::scope(context, work).await {
-        Ok(_) if ok == StatusCode::NO_CONTENT => ok.into_response(),
-        Ok(v) => match serde_json::to_value(&v) {
-            Ok(json) => (ok, axum::Json(json)).into_response(),
-            Err(e) => {
-                FgaError::internal(format!("cannot encode the response: {e}")).into_response()
-            }
-        },
-        Err(e) => e.into_response(),
+    match run(h, headers, work).await {
+        Ok(v) => reply(ok, &v),
+        Err(response) => response,
     }
 }
 
@@ -169,13 +186,36 @@ macro_rules! body_route {
     };
 }
 
-body_route!(write, pb::WriteRequest, write);
 body_route!(read, pb::ReadRequest, read);
 body_route!(check, pb::CheckRequest, check);
 body_route!(batch_check, pb::BatchCheckRequest, batch_check);
 body_route!(expand, pb::ExpandRequest, expand);
 body_route!(list_objects, pb::ListObjectsRequest, list_objects);
 body_route!(list_users, pb::ListUsersRequest, list_users);
+
+/// Write; the response carries the write's consistency token (opt-in
+/// read-your-writes, see [`token`]).
+async fn write(
+    State(h): State<Http>,
+    Path(store_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        let req = with_store(&body, |r: &mut pb::WriteRequest| r.store_id = store_id)?;
+        h.fga.write_with_token(req).await
+    };
+    match run(&h, &headers, work).await {
+        Ok((answer, zookie)) => {
+            let mut response = reply(StatusCode::OK, &answer);
+            if let Ok(value) = axum::http::HeaderValue::from_str(&zookie) {
+                response.headers_mut().insert(token::HEADER, value);
+            }
+            response
+        }
+        Err(response) => response,
+    }
+}
 
 async fn create_store(State(h): State<Http>, headers: HeaderMap, body: Bytes) -> Response {
     let work = async {
@@ -219,8 +259,18 @@ async fn delete_store(
     serve(&h, &headers, StatusCode::NO_CONTENT, work).await
 }
 
-async fn update_store(State(h): State<Http>, headers: HeaderMap) -> Response {
-    let work = async { Err::<(), _>(Fga::unimplemented("UpdateStore")) };
+async fn update_store(
+    State(h): State<Http>,
+    Path(store_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        let req = with_store(&body, |r: &mut pb::UpdateStoreRequest| {
+            r.store_id = store_id
+        })?;
+        h.fga.update_store(req).await
+    };
     serve(&h, &headers, StatusCode::OK, work).await
 }
 
@@ -309,32 +359,54 @@ async fn streamed_list_objects(
         })?;
         h.fga.streamed_list_objects(req).await
     };
-    let principal = match auth::authenticate(&h.state, &headers) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let context = Arc::new(RequestContext::new(request_id(&headers), principal));
-    match request_context::scope(context, work).await {
+    match run(&h, &headers, work).await {
         Ok(objects) => {
-            let mut out = String::new();
-            for object in objects {
-                let line = serde_json::json!({ "result": { "object": object } });
-                out.push_str(&line.to_string());
-                out.push('\n');
-            }
+            // One line per object as it is found; an error after the
+            // first object ends the stream with grpc-gateway's error line.
+            let lines = tokio_stream::StreamExt::map(objects.into_stream(), |item| {
+                let line = match item {
+                    Ok(object) => serde_json::json!({ "result": { "object": object } }),
+                    Err(e) => serde_json::json!({ "error": {
+                        "code": e.code, "message": e.message, "details": [] } }),
+                };
+                Ok::<_, std::convert::Infallible>(Bytes::from(format!("{line}\n")))
+            });
             (
                 StatusCode::OK,
                 [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
-                out,
+                axum::body::Body::from_stream(lines),
             )
                 .into_response()
         }
-        Err(e) => e.into_response(),
+        Err(response) => response,
     }
 }
 
-async fn assertions(State(h): State<Http>, headers: HeaderMap) -> Response {
-    let work = async { Err::<(), _>(Fga::unimplemented("WriteAssertions/ReadAssertions")) };
+async fn write_assertions(
+    State(h): State<Http>,
+    Path((store_id, model_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let work = async {
+        let req = with_store(&body, |r: &mut pb::WriteAssertionsRequest| {
+            r.store_id = store_id;
+            r.authorization_model_id = model_id;
+        })?;
+        h.fga.write_assertions(req).await
+    };
+    serve(&h, &headers, StatusCode::NO_CONTENT, work).await
+}
+
+async fn read_assertions(
+    State(h): State<Http>,
+    Path((store_id, authorization_model_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let work = h.fga.read_assertions(pb::ReadAssertionsRequest {
+        store_id,
+        authorization_model_id,
+    });
     serve(&h, &headers, StatusCode::OK, work).await
 }
 

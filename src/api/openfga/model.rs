@@ -6,7 +6,10 @@
 //! (`schema::compile` detects the language). The ULID and the model as
 //! written are also recorded in the version's comment ([`Meta`]), so model
 //! id ⇄ schema version is lossless and models are immutable. A store's
-//! name rides on the model-less version its creation writes.
+//! name rides on the model-less version its creation writes; a rename
+//! (UpdateStore) and each WriteAssertions are further versions that keep
+//! the active text unchanged and only carry their meta, so they are
+//! replicated and durable exactly as models are.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +36,27 @@ pub enum Meta {
     },
     /// A model (its `id` set).
     OpenfgaModel(pb::AuthorizationModel),
+    /// The assertions of one model (WriteAssertions replaces the set); the
+    /// version's text is the text that was active, unchanged.
+    OpenfgaAssertions {
+        /// The model they belong to.
+        model_id: String,
+        /// The set, as written.
+        assertions: Vec<pb::Assertion>,
+    },
+}
+
+/// Whether a version's text is a model the API evaluates under: a model's
+/// own version, or a meta-only version (rename, assertions) written while a
+/// model was active.
+pub fn carries_model(s: &verdict_storage::StoredSchema) -> bool {
+    match Meta::from_comment(&s.record.comment) {
+        Some(Meta::OpenfgaModel(_)) => true,
+        Some(Meta::OpenfgaAssertions { .. } | Meta::OpenfgaStore { .. }) => {
+            !s.record.is_tombstone() && s.record.text != STORE_TEXT
+        }
+        None => false,
+    }
 }
 
 impl Meta {
@@ -175,5 +199,49 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Meta::from_comment("authzed.api.v1 WriteSchema").is_none());
+        let a: pb::Assertion = serde_json::from_str(
+            r#"{"tuple_key":{"user":"user:anne","relation":"viewer","object":"doc:1"},"expectation":true}"#,
+        )
+        .unwrap();
+        let comment = Meta::OpenfgaAssertions {
+            model_id: m.id.clone(),
+            assertions: vec![a.clone()],
+        }
+        .to_comment();
+        match Meta::from_comment(&comment) {
+            Some(Meta::OpenfgaAssertions {
+                model_id,
+                assertions,
+            }) => {
+                assert_eq!((model_id, assertions), (m.id, vec![a]));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn meta_only_versions_carry_the_model_that_was_active() {
+        let version = |text: &str, meta: Meta| verdict_storage::StoredSchema {
+            revision: verdict_storage::Revision(3),
+            record: verdict_storage::SchemaVersionRecord {
+                version: 2,
+                text: text.into(),
+                comment: meta.to_comment(),
+                author: String::new(),
+            },
+        };
+        let renamed = |text: &str| {
+            version(
+                text,
+                Meta::OpenfgaStore {
+                    name: "renamed".into(),
+                },
+            )
+        };
+        assert!(!carries_model(&renamed(STORE_TEXT)), "no model yet");
+        assert!(carries_model(&renamed("{\"schema_version\":\"1.1\"}")));
+        let mut native = renamed("definition user {}");
+        native.record.comment = "a SpiceDB schema".into();
+        assert!(!carries_model(&native));
     }
 }

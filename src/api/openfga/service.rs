@@ -28,15 +28,63 @@ use crate::server::state::AppState;
 pub const MAX_TUPLES_PER_WRITE: usize = 100;
 /// Most checks in one BatchCheck.
 pub const MAX_CHECKS_PER_BATCH: usize = 50;
-/// ListObjects / ListUsers: most results, and the deadline.
+/// ListUsers: most results (ListObjects' cap is a `serve` flag).
 pub const MAX_LIST_RESULTS: usize = 1000;
 /// Most contextual tuples one request may carry.
 pub const MAX_CONTEXTUAL_TUPLES: usize = 100;
+/// Most assertions one WriteAssertions may carry.
+pub const MAX_ASSERTIONS: usize = 100;
+/// Most contextual tuples one assertion may carry.
+pub const MAX_ASSERTION_CONTEXTUAL_TUPLES: usize = 20;
+/// Largest assertion set (OpenFGA's `maxAssertionSizeInBytes`).
+pub const MAX_ASSERTIONS_BYTES: usize = 64 * 1024;
 
 /// The API over one node.
 #[derive(Debug, Clone)]
 pub struct Fga {
     state: Arc<AppState>,
+}
+
+/// How many found objects may wait for a slow ListObjects receiver before
+/// the evaluation pauses.
+const LIST_CHANNEL_DEPTH: usize = 64;
+
+/// The fields of a ListObjects / StreamedListObjects request.
+struct ListQuery {
+    store_id: String,
+    model_id: String,
+    pref: i32,
+    ty: String,
+    relation: String,
+    user: String,
+    extra: Vec<fga::FgaTupleKey>,
+    context: Option<pbjson_types::Struct>,
+}
+
+/// The objects of a ListObjects as they are found; an error ends it.
+#[derive(Debug)]
+pub struct ObjectStream {
+    first: Option<FgaResult<String>>,
+    rest: tokio::sync::mpsc::Receiver<FgaResult<String>>,
+}
+
+impl ObjectStream {
+    /// The next object, an error (then the end), or `None` at the end.
+    pub async fn next(&mut self) -> Option<FgaResult<String>> {
+        match self.first.take() {
+            Some(item) => Some(item),
+            None => self.rest.recv().await,
+        }
+    }
+
+    /// As a `Stream` (for the gRPC and HTTP streaming responses).
+    pub fn into_stream(self) -> impl tokio_stream::Stream<Item = FgaResult<String>> + Send {
+        let first = tokio_stream::iter(self.first);
+        tokio_stream::StreamExt::chain(
+            first,
+            tokio_stream::wrappers::ReceiverStream::new(self.rest),
+        )
+    }
 }
 
 /// What a query evaluates against.
@@ -49,10 +97,11 @@ struct Resolved {
 fn consistency(pref: i32) -> Consistency {
     // OpenFGA reads its database directly: the default must see the
     // caller's own writes, so only an explicit MINIMIZE_LATENCY may lag.
-    match pb::ConsistencyPreference::try_from(pref) {
+    // A consistency token sent with the request (opt-in) bounds it too.
+    super::token::consistency(match pb::ConsistencyPreference::try_from(pref) {
         Ok(pb::ConsistencyPreference::MinimizeLatency) => Consistency::MinimizeLatency,
         _ => Consistency::FullyConsistent,
-    }
+    })
 }
 
 async fn blocking<T, F>(work: F) -> FgaResult<T>
@@ -98,6 +147,11 @@ impl Fga {
         Fga { state }
     }
 
+    /// The node's zookie codec (consistency tokens).
+    pub fn zookies(&self) -> &crate::zookie::ZookieCodec {
+        &self.state.zookies
+    }
+
     /// The tenant of `store_id`, if the caller may use it.
     fn tenant(&self, store_id: &str) -> FgaResult<Tenant> {
         let name = ids::tenant_of(store_id)?;
@@ -139,7 +193,7 @@ impl Fga {
                 .store
                 .schema_at(&tenant, revision)
                 .map_err(NodeError::from)?;
-            if current.as_ref().and_then(model_of).is_none() {
+            if !current.as_ref().is_some_and(model::carries_model) {
                 return Err(FgaError::latest_model_not_found(format!(
                     "No authorization models found for store '{store_id}'"
                 )));
@@ -176,10 +230,12 @@ impl Fga {
 
     // ---- stores ----
 
+    /// The store's name: the latest one on record (CreateStore, UpdateStore).
     fn store_name(&self, tenant: &Tenant) -> FgaResult<String> {
         Ok(self
             .history(tenant)?
             .iter()
+            .rev()
             .find_map(|s| match Meta::from_comment(&s.record.comment) {
                 Some(Meta::OpenfgaStore { name }) => Some(name),
                 _ => None,
@@ -291,6 +347,61 @@ impl Fga {
         })
     }
 
+    /// Records `meta` as a new schema version of `tenant` whose text is the
+    /// one active when it commits (so evaluation is unchanged), through the
+    /// replicated write path.
+    async fn put_meta(&self, tenant: &Tenant, meta: Meta) -> FgaResult<()> {
+        let comment = meta.to_comment();
+        let who = author();
+        let t = tenant.clone();
+        self.state
+            .committer
+            .propose_planned(tenant, move |store, applied| {
+                let current = store.schema_at(&t, applied)?;
+                let (version, text) = current.map_or_else(
+                    || (0, model::STORE_TEXT.to_string()),
+                    |s| (s.record.version, s.record.text),
+                );
+                let batch = WriteBatch::new().put_schema(SchemaVersionRecord {
+                    version: version + 1,
+                    text,
+                    comment: comment.clone(),
+                    author: who.clone(),
+                });
+                Ok((batch, ()))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// UpdateStore: renames the store.
+    pub async fn update_store(
+        &self,
+        req: pb::UpdateStoreRequest,
+    ) -> FgaResult<pb::UpdateStoreResponse> {
+        if !valid_store_name(&req.name) {
+            return Err(FgaError::field(
+                "UpdateStoreRequest.Name",
+                "value does not match regex pattern \"^[a-zA-Z0-9\\\\s.\\\\-/^_&@]{3,64}$\"",
+            ));
+        }
+        let tenant = self.tenant(&req.store_id)?;
+        self.put_meta(
+            &tenant,
+            Meta::OpenfgaStore {
+                name: req.name.clone(),
+            },
+        )
+        .await?;
+        let s = self.store(&tenant)?;
+        Ok(pb::UpdateStoreResponse {
+            id: s.id,
+            name: req.name,
+            created_at: s.created_at,
+            updated_at: Some(ids::now()),
+        })
+    }
+
     /// DeleteStore: removes the tenant and its data (OpenFGA keeps them).
     pub async fn delete_store(
         &self,
@@ -398,10 +509,126 @@ impl Fga {
         }
     }
 
+    /// The stored version of model `model_id` (validated as a ULID).
+    fn model_version(&self, tenant: &Tenant, model_id: &str) -> FgaResult<StoredSchema> {
+        if !ids::is_ulid(model_id) {
+            return Err(FgaError::field(
+                "authorization_model_id",
+                "value does not match regex pattern \"^[ABCDEFGHJKMNPQRSTVWXYZ0-9]{26}$\"",
+            ));
+        }
+        self.models(tenant)?
+            .into_iter()
+            .find(|(_, m)| m.id == model_id)
+            .map(|(s, _)| s)
+            .ok_or_else(|| {
+                FgaError::model_not_found(format!("Authorization Model '{model_id}' not found"))
+            })
+    }
+
+    // ---- assertions ----
+
+    /// WriteAssertions: replaces the assertions of one model, each
+    /// validated as a Check's input against that model.
+    pub async fn write_assertions(
+        &self,
+        req: pb::WriteAssertionsRequest,
+    ) -> FgaResult<pb::WriteAssertionsResponse> {
+        if req.assertions.len() > MAX_ASSERTIONS {
+            return Err(FgaError::field(
+                "WriteAssertionsRequest.Assertions",
+                format!("value must contain no more than {MAX_ASSERTIONS} item(s)"),
+            ));
+        }
+        for a in &req.assertions {
+            if a.tuple_key.is_none() {
+                return Err(FgaError::field("Assertion.TupleKey", "value is required"));
+            }
+            if a.contextual_tuples.len() > MAX_ASSERTION_CONTEXTUAL_TUPLES {
+                return Err(FgaError::field(
+                    "Assertion.ContextualTuples",
+                    format!(
+                        "value must contain no more than {MAX_ASSERTION_CONTEXTUAL_TUPLES} item(s)"
+                    ),
+                ));
+            }
+        }
+        let tenant = self.tenant(&req.store_id)?;
+        let stored = self.model_version(&tenant, &req.authorization_model_id)?;
+        let entry = self.state.engine_at(&tenant, stored.revision)?;
+        let schema = entry.engine.schema().clone();
+        let limits = FgaLimits {
+            max_contextual_tuples: MAX_ASSERTION_CONTEXTUAL_TUPLES,
+            max_results: 0,
+        };
+        for a in &req.assertions {
+            let Some(k) = a.tuple_key.as_ref() else {
+                continue;
+            };
+            let key = fga::FgaTupleKey::new(k.user.clone(), k.relation.clone(), k.object.clone());
+            let extra: Vec<fga::FgaTupleKey> =
+                a.contextual_tuples.iter().map(tuples::key).collect();
+            fga::validate_question(&schema, &key, &extra, &limits).map_err(|e| {
+                let e = tuples::engine_error(e);
+                FgaError::validation(e.message)
+            })?;
+        }
+        let bytes = serde_json::to_vec(&req.assertions).map_or(0, |b| b.len());
+        if bytes > MAX_ASSERTIONS_BYTES {
+            return Err(FgaError::exceeded_entity_limit(format!(
+                "the assertions are {bytes} bytes, more than the allowed {MAX_ASSERTIONS_BYTES}"
+            )));
+        }
+        self.put_meta(
+            &tenant,
+            Meta::OpenfgaAssertions {
+                model_id: req.authorization_model_id,
+                assertions: req.assertions,
+            },
+        )
+        .await?;
+        Ok(pb::WriteAssertionsResponse {})
+    }
+
+    /// ReadAssertions: the set last written for the model (none yet: empty).
+    pub async fn read_assertions(
+        &self,
+        req: pb::ReadAssertionsRequest,
+    ) -> FgaResult<pb::ReadAssertionsResponse> {
+        let tenant = self.tenant(&req.store_id)?;
+        self.model_version(&tenant, &req.authorization_model_id)?;
+        let assertions = self
+            .history(&tenant)?
+            .into_iter()
+            .rev()
+            .find_map(|s| match Meta::from_comment(&s.record.comment) {
+                Some(Meta::OpenfgaAssertions {
+                    model_id,
+                    assertions,
+                }) if model_id == req.authorization_model_id => Some(assertions),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Ok(pb::ReadAssertionsResponse {
+            authorization_model_id: req.authorization_model_id,
+            assertions,
+        })
+    }
+
     // ---- tuples ----
 
     /// Write: atomic, at most [`MAX_TUPLES_PER_WRITE`] tuples.
     pub async fn write(&self, req: pb::WriteRequest) -> FgaResult<pb::WriteResponse> {
+        self.write_with_token(req).await.map(|(r, _)| r)
+    }
+
+    /// Write, with the consistency token (zookie) of the revision it
+    /// committed at, for clients that opt in to read-your-writes
+    /// ([`super::token`]).
+    pub async fn write_with_token(
+        &self,
+        req: pb::WriteRequest,
+    ) -> FgaResult<(pb::WriteResponse, String)> {
         let (writes, on_duplicate) = req
             .writes
             .map(|w| (w.tuple_keys, w.on_duplicate))
@@ -503,7 +730,7 @@ impl Fga {
             })
             .await;
         match planned {
-            Ok(_) => Ok(pb::WriteResponse {}),
+            Ok((outcome, ())) => Ok((pb::WriteResponse {}, self.state.zookie(outcome.revision))),
             Err(e) => Err(refused.lock().take().unwrap_or_else(|| e.into())),
         }
     }
@@ -849,79 +1076,95 @@ impl Fga {
         })
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "ListObjects and StreamedListObjects share it: each argument is one field of their requests"
-    )]
-    async fn list(
-        &self,
-        store_id: &str,
-        model_id: &str,
-        pref: i32,
-        ty: &str,
-        relation: &str,
-        user: &str,
-        extra: Vec<fga::FgaTupleKey>,
-        context: Option<&pbjson_types::Struct>,
-        cap: usize,
-    ) -> FgaResult<Vec<String>> {
-        let r = self.resolve(store_id, model_id, pref).await?;
-        let context = tuples::context_map(context);
-        let (ty, relation, user) = (ty.to_string(), relation.to_string(), user.to_string());
-        self.evaluate(r, move |engine, reader| {
-            engine.fga_list_objects(
-                reader,
-                &ty,
-                &relation,
-                &user,
-                &extra,
-                &context,
-                &limits(cap),
-            )
-        })
-        .await
+    /// Starts a ListObjects: evaluates on the blocking pool, sending each
+    /// object on the channel as it is found, at most `cap` (0 = all), until
+    /// the configured deadline. Waits for the first item so that a request
+    /// refused before any object is an error of the call itself.
+    async fn list(&self, q: ListQuery, cap: usize) -> FgaResult<ObjectStream> {
+        let r = self.resolve(&q.store_id, &q.model_id, q.pref).await?;
+        let settings = self.state.settings.openfga;
+        let deadline = std::time::Instant::now() + settings.list_objects_deadline;
+        let state = self.state.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<FgaResult<String>>(LIST_CHANNEL_DEPTH);
+        tokio::task::spawn_blocking(move || {
+            let run = || -> FgaResult<()> {
+                let snapshot = state
+                    .store
+                    .snapshot(&r.tenant, r.revision)
+                    .map_err(NodeError::from)?;
+                let context = tuples::context_map(q.context.as_ref());
+                let query = fga::FgaListObjects {
+                    object_type: &q.ty,
+                    relation: &q.relation,
+                    user: &q.user,
+                    contextual_tuples: &q.extra,
+                    context: &context,
+                };
+                r.engine
+                    .fga_list_objects_each(
+                        &snapshot,
+                        &query,
+                        &limits(cap),
+                        Some(deadline),
+                        &mut |o| tx.blocking_send(Ok(o)).is_ok(),
+                    )
+                    .map_err(tuples::engine_error)?;
+                Ok(())
+            };
+            if let Err(e) = run() {
+                // The receiver may be gone; nothing more to tell then.
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        let first = match rx.recv().await {
+            Some(Err(e)) => return Err(e),
+            other => other,
+        };
+        Ok(ObjectStream { first, rest: rx })
     }
 
-    /// ListObjects (at most [`MAX_LIST_RESULTS`]).
+    /// ListObjects: at most the configured cap (default 1000), what was
+    /// found by the deadline (default 3 s), as OpenFGA.
     pub async fn list_objects(
         &self,
         req: pb::ListObjectsRequest,
     ) -> FgaResult<pb::ListObjectsResponse> {
-        let extra = tuples::keys(req.contextual_tuples.as_ref());
-        let objects = self
-            .list(
-                &req.store_id,
-                &req.authorization_model_id,
-                req.consistency,
-                &req.r#type,
-                &req.relation,
-                &req.user,
-                extra,
-                req.context.as_ref(),
-                MAX_LIST_RESULTS,
-            )
-            .await?;
+        let q = ListQuery {
+            extra: tuples::keys(req.contextual_tuples.as_ref()),
+            store_id: req.store_id,
+            model_id: req.authorization_model_id,
+            pref: req.consistency,
+            ty: req.r#type,
+            relation: req.relation,
+            user: req.user,
+            context: req.context,
+        };
+        let cap = self.state.settings.openfga.list_objects_max_results;
+        let mut stream = self.list(q, cap).await?;
+        let mut objects = Vec::new();
+        while let Some(item) = stream.next().await {
+            objects.push(item?);
+        }
         Ok(pb::ListObjectsResponse { objects })
     }
 
-    /// StreamedListObjects: every object (no result cap).
+    /// StreamedListObjects: every object (no result cap) as it is found,
+    /// until the deadline.
     pub async fn streamed_list_objects(
         &self,
         req: pb::StreamedListObjectsRequest,
-    ) -> FgaResult<Vec<String>> {
-        let extra = tuples::keys(req.contextual_tuples.as_ref());
-        self.list(
-            &req.store_id,
-            &req.authorization_model_id,
-            req.consistency,
-            &req.r#type,
-            &req.relation,
-            &req.user,
-            extra,
-            req.context.as_ref(),
-            0,
-        )
-        .await
+    ) -> FgaResult<ObjectStream> {
+        let q = ListQuery {
+            extra: tuples::keys(req.contextual_tuples.as_ref()),
+            store_id: req.store_id,
+            model_id: req.authorization_model_id,
+            pref: req.consistency,
+            ty: req.r#type,
+            relation: req.relation,
+            user: req.user,
+            context: req.context,
+        };
+        self.list(q, 0).await
     }
 
     /// ListUsers (exactly one filter).
@@ -988,13 +1231,6 @@ impl Fga {
             })
             .collect();
         Ok(pb::ListUsersResponse { users })
-    }
-
-    /// What answers 5004 for now.
-    pub fn unimplemented(rpc: &str) -> FgaError {
-        FgaError::unimplemented(format!(
-            "openfga.v1.OpenFGAService/{rpc} is not implemented by Verdict yet"
-        ))
     }
 }
 
