@@ -343,10 +343,7 @@ async fn concurrent_writes_share_entries_and_keep_their_own_outcomes_on_one_node
     let (writes, entries) = grouped(&[port]).await;
     // The seed and every data write went through the group committer;
     // with 48 writers some of them shared an entry.
-    assert!(
-        writes as usize >= 1 + WRITERS * WRITES_EACH,
-        "{writes} writes"
-    );
+    assert!(writes as usize > WRITERS * WRITES_EACH, "{writes} writes");
     assert!(
         entries < writes,
         "no two writes shared an entry ({writes} writes in {entries} entries)"
