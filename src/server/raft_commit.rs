@@ -32,6 +32,9 @@ use super::raft_net::{InternalHandler, Network, PeerClient, Rpc};
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// Timeout of a forwarded write or read-index call.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a follower that forwarded a write waits to apply it itself
+/// before answering (see [`RaftCommitter::await_local_apply`]).
+const FORWARDED_APPLY_WAIT: Duration = Duration::from_secs(2);
 
 /// A cluster administration request (internal service, cluster key).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -383,7 +386,21 @@ impl RaftCommitter {
                 ))
             })?;
         let result: Result<Response, PeerError> = codec::decode(&reply)?;
-        result.map_err(|source| NodeError::Peer { source })
+        let response = result.map_err(|source| NodeError::Peer { source })?;
+        self.await_local_apply(response.revision()).await;
+        Ok(response)
+    }
+
+    /// Waits, at most [`FORWARDED_APPLY_WAIT`], until this node has applied
+    /// `revision`: a client that wrote through a follower then sees its
+    /// write on that follower next (a schema written there validates the
+    /// next relationship written there, instead of "no schema"). Past the
+    /// bound the write is answered anyway: it is committed, and reads wait
+    /// as their consistency asks.
+    async fn await_local_apply(&self, revision: Revision) {
+        let mut applied = self.subscribe();
+        let caught_up = applied.wait_for(|r| *r >= revision);
+        let _ = tokio::time::timeout(FORWARDED_APPLY_WAIT, caught_up).await;
     }
 
     /// Commits `batch` for `tenant` at the next revision.
