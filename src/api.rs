@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod error;
 pub mod guard;
+pub mod http;
 mod inline_gate;
 mod key_service;
 pub mod openfga;
@@ -17,6 +18,7 @@ pub mod schema_plan;
 mod schema_service;
 pub mod spicedb;
 mod tenant_service;
+pub mod tls;
 mod watch_service;
 
 use std::sync::Arc;
@@ -32,7 +34,7 @@ pub use watch_service::{WatchApi, WatchTiming};
 
 /// The HTTP routes (health, readiness, metrics, and OpenFGA's `/stores/...`).
 pub fn http_router(state: Arc<AppState>) -> axum::Router {
-    crate::server::http::router(state.clone()).merge(openfga::http_router(state))
+    http::router(state.clone()).merge(openfga::http_router(state))
 }
 
 /// The gRPC router: every service behind the auth/limits/metrics layer.
@@ -59,7 +61,7 @@ pub fn grpc_router(state: Arc<AppState>) -> Result<GrpcRouter, String> {
     let mut builder = tonic::transport::Server::builder();
     if let Some((cert, key)) = &state.settings.ops.tls {
         builder = builder
-            .tls_config(crate::server::tls::grpc_config(cert, key)?)
+            .tls_config(tls::grpc_config(cert, key)?)
             .map_err(|e| format!("TLS: {e}"))?;
     }
     let router = builder

@@ -46,7 +46,7 @@ pub enum MigrateError {
 #[serde(deny_unknown_fields)]
 pub struct Migration {
     /// The steps, each a one-key map (`- apply_schema: {file: v2.zed}`).
-    #[serde(deserialize_with = "serde_yaml::with::singleton_map_recursive::deserialize")]
+    #[serde(deserialize_with = "serde_yaml_ng::with::singleton_map_recursive::deserialize")]
     pub steps: Vec<Step>,
 }
 
@@ -129,7 +129,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Migration, MigrateError> {
         path: path.display().to_string(),
         message,
     };
-    let m: Migration = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    let m: Migration = serde_yaml_ng::from_str(text).map_err(|e| invalid(e.to_string()))?;
     if m.steps.is_empty() {
         return Err(invalid("`steps` is empty".into()));
     }

@@ -49,7 +49,7 @@ pub async fn run(
     }
     let http_tls = match &settings.ops.tls {
         Some((cert, key)) => {
-            Some(crate::server::tls::acceptor(cert, key).map_err(ServerError::Config)?)
+            Some(crate::api::tls::acceptor(cert, key).map_err(ServerError::Config)?)
         }
         None => None,
     };
@@ -91,13 +91,12 @@ pub async fn run(
     };
     let http_task = match http_tls {
         Some(acceptor) => {
-            let listener =
-                crate::server::tls::TlsListener::new(http, acceptor).map_err(|source| {
-                    ServerError::Bind {
-                        addr: http_addr,
-                        source,
-                    }
-                })?;
+            let listener = crate::api::tls::TlsListener::new(http, acceptor).map_err(|source| {
+                ServerError::Bind {
+                    addr: http_addr,
+                    source,
+                }
+            })?;
             let server = axum::serve(listener, router).with_graceful_shutdown(stopped);
             tokio::spawn(async move { server.await })
         }

@@ -221,7 +221,7 @@ fn check_expected(
     schema: &Schema,
     reader: &dyn TupleReader,
     key: &str,
-    expected: &serde_yaml::Value,
+    expected: &serde_yaml_ng::Value,
     now: Timestamp,
 ) -> Result<(), String> {
     let (object, relation) = key

@@ -301,7 +301,7 @@ impl Checker {
 
     fn object(
         &mut self,
-        v: &serde_yaml::Value,
+        v: &serde_yaml_ng::Value,
         shape: Shape,
         required: &[&str],
         instance: &str,
@@ -352,10 +352,10 @@ impl Checker {
 
     fn array(
         &mut self,
-        v: &serde_yaml::Value,
+        v: &serde_yaml_ng::Value,
         instance: &str,
         schema: &str,
-        mut each: impl FnMut(&mut Self, &serde_yaml::Value, &str, &str),
+        mut each: impl FnMut(&mut Self, &serde_yaml_ng::Value, &str, &str),
     ) {
         let Some(seq) = v.as_sequence() else {
             self.push(
@@ -377,7 +377,7 @@ impl Checker {
         }
     }
 
-    fn value(&mut self, v: &serde_yaml::Value, kind: Kind, instance: &str, schema: &str) {
+    fn value(&mut self, v: &serde_yaml_ng::Value, kind: Kind, instance: &str, schema: &str) {
         match kind {
             Kind::Str => {
                 if !v.is_string() {
@@ -431,8 +431,8 @@ impl Checker {
 
 /// Structural errors of a store file's YAML, as upstream reports them.
 pub fn check_store_yaml(src: &str) -> Result<Vec<StoreError>, StoreFileError> {
-    let v: serde_yaml::Value =
-        serde_yaml::from_str(src).map_err(|e| StoreFileError::Yaml(e.to_string()))?;
+    let v: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(src).map_err(|e| StoreFileError::Yaml(e.to_string()))?;
     let mut c = Checker { errors: Vec::new() };
     c.object(&v, TOP, &["tests"], "", "#");
     if let Some(map) = v.as_mapping() {
@@ -454,7 +454,7 @@ impl StoreFile {
     /// are refused, but no JSON-schema pass runs first (so `users:` lists
     /// in checks and `null` assertion lists are accepted).
     pub fn parse(src: &str) -> Result<Self, StoreFileError> {
-        serde_yaml::from_str(src).map_err(|e| StoreFileError::Yaml(e.to_string()))
+        serde_yaml_ng::from_str(src).map_err(|e| StoreFileError::Yaml(e.to_string()))
     }
 
     /// Parses and structurally checks a store file's YAML.
@@ -463,7 +463,7 @@ impl StoreFile {
         if !errors.is_empty() {
             return Err(StoreFileError::Schema(errors));
         }
-        serde_yaml::from_str(src).map_err(|e| StoreFileError::Yaml(e.to_string()))
+        serde_yaml_ng::from_str(src).map_err(|e| StoreFileError::Yaml(e.to_string()))
     }
 
     /// Reads a store file from disk.
@@ -556,7 +556,7 @@ pub fn load_tuple_file(path: &Path) -> Result<Vec<Tuple>, StoreFileError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
         "json" => serde_json::from_str(&src).map_err(|e| bad(e.to_string())),
-        "yaml" | "yml" => serde_yaml::from_str(&src).map_err(|e| bad(e.to_string())),
+        "yaml" | "yml" => serde_yaml_ng::from_str(&src).map_err(|e| bad(e.to_string())),
         "csv" => parse_csv_tuples(&src).map_err(bad),
         other => Err(bad(format!(
             "unsupported extension `{other}` (use yaml, json or csv)"

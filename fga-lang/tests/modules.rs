@@ -58,7 +58,7 @@ fn fga_mod_transformer_cases() {
     };
     let file = "fga-mod-transformer-cases.yaml";
     let cases: Vec<ModCase> =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
     let results: Vec<_> = cases
         .iter()
         .filter(|c| !c.skip)

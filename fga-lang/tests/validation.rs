@@ -129,7 +129,7 @@ fn dsl_cases(file: &str, known: &[(&str, &str)]) {
         return;
     };
     let cases: Vec<DslCase> =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
     let skipped = cases.iter().filter(|c| c.skip).count();
     if skipped > 0 {
         println!("{file}: {skipped} cases marked `skip: true` upstream not run");
@@ -182,7 +182,7 @@ fn json_validation_cases() {
     };
     let file = "json-validation-cases.yaml";
     let cases: Vec<JsonCase> =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
     let results: Vec<_> = cases
         .iter()
         .map(|c| {
@@ -215,7 +215,7 @@ fn json_syntax_transformer_validation_cases() {
     };
     let file = "json-syntax-transformer-validation-cases.yaml";
     let cases: Vec<JsonToDslCase> =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
     let results: Vec<_> = cases
         .iter()
         .map(|c| {
@@ -246,7 +246,7 @@ fn object_id_validation_cases() {
     };
     let file = "object-id-validation-cases.yaml";
     let cases: Vec<IdCase> =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
     let results: Vec<_> = cases
         .iter()
         .map(|c| {

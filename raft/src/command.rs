@@ -146,6 +146,24 @@ pub enum Rejection {
     /// The tenant does not exist.
     #[error("tenant `{0}` not found")]
     TenantNotFound(String),
+    /// A CREATE named a relationship that already exists: the store's
+    /// `TupleAlreadyExists`, kept typed across the Raft port.
+    #[error("operation {index} creates `{tuple}`, which already exists")]
+    RelationshipExists {
+        /// Index of the operation in the batch.
+        index: usize,
+        /// The relationship, in text form.
+        tuple: String,
+    },
+    /// A precondition of a write batch did not hold: the store's
+    /// `PreconditionFailed`, kept typed across the Raft port.
+    #[error("precondition {index} failed: {} filter", precondition_kind(*must_match))]
+    PreconditionFailed {
+        /// Index of the precondition in the batch.
+        index: usize,
+        /// Whether it was a must-match (else must-not-match) precondition.
+        must_match: bool,
+    },
     /// The tenant changed after the revision a planned batch was built at;
     /// the proposer plans again.
     #[error("tenant `{tenant}` changed after revision {since} while the write was planned; retry")]
@@ -157,7 +175,39 @@ pub enum Rejection {
     },
 }
 
+/// The store's words for a precondition's kind.
+fn precondition_kind(must_match: bool) -> &'static str {
+    if must_match {
+        "must match"
+    } else {
+        "must not match"
+    }
+}
+
 impl Rejection {
+    /// The store's own error for a rejection the store made (a CREATE
+    /// conflict, a failed precondition), rebuilt on this side of the Raft
+    /// port so it reaches the edge with the same reason, code and metadata
+    /// as on the replica that applied it; `None` for the state machine's
+    /// own refusals.
+    pub fn storage_error(&self) -> Option<StorageError> {
+        match self {
+            Rejection::RelationshipExists { index, tuple } => {
+                Some(StorageError::TupleAlreadyExists {
+                    index: *index,
+                    tuple: tuple.clone(),
+                })
+            }
+            Rejection::PreconditionFailed { index, must_match } => {
+                Some(StorageError::PreconditionFailed {
+                    index: *index,
+                    kind: precondition_kind(*must_match),
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// The rejection for a storage rejection (see `StorageError::is_rejection`).
     pub fn from_storage(e: &StorageError) -> Rejection {
         use StorageError as S;
@@ -166,8 +216,14 @@ impl Rejection {
                 field: "tenant".into(),
                 reason: e.to_string(),
             },
-            S::TupleAlreadyExists { .. } => Rejection::AlreadyExists(e.to_string()),
-            S::PreconditionFailed { .. } => Rejection::FailedPrecondition(e.to_string()),
+            S::TupleAlreadyExists { index, tuple } => Rejection::RelationshipExists {
+                index: *index,
+                tuple: tuple.clone(),
+            },
+            S::PreconditionFailed { index, kind } => Rejection::PreconditionFailed {
+                index: *index,
+                must_match: *kind == precondition_kind(true),
+            },
             _ => Rejection::InvalidArgument {
                 field: "updates".into(),
                 reason: e.to_string(),

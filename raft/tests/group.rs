@@ -175,8 +175,17 @@ async fn each_write_of_a_group_stands_alone_and_sees_the_ones_before_it() {
         vec![true, false, true, false, true, false, true, false],
         "{results:?}"
     );
-    assert!(matches!(results[1], Err(Rejection::AlreadyExists(_))));
-    assert!(matches!(results[3], Err(Rejection::FailedPrecondition(_))));
+    assert!(matches!(
+        &results[1],
+        Err(Rejection::RelationshipExists { index: 0, tuple }) if tuple == "doc:a#viewer@user:a"
+    ));
+    assert!(matches!(
+        results[3],
+        Err(Rejection::PreconditionFailed {
+            index: 0,
+            must_match: true
+        })
+    ));
     assert!(matches!(results[5], Err(Rejection::FailedPrecondition(_))));
     for r in results.iter().flatten() {
         assert_eq!(r.revision, Revision(2), "kept writes share the revision");

@@ -254,7 +254,7 @@ async fn replays_are_no_ops_and_rejections_consume_the_revision() {
     assert!(matches!(
         out[2],
         Response::Rejected {
-            rejection: Rejection::AlreadyExists(_),
+            rejection: Rejection::RelationshipExists { index: 0, .. },
             revision: Revision(3)
         }
     ));

@@ -447,8 +447,7 @@ mod tests {
                 .unwrap();
             svc.call(request).await.unwrap();
         }
-        let mut out = String::new();
-        state.ops.metrics.render(&mut out);
+        let out = crate::server::node_metrics::render(&state);
         assert!(
             out.contains("method=\"unknown\",tenant=\"\",code=\"UNIMPLEMENTED\"} 50"),
             "{out}"

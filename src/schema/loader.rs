@@ -32,7 +32,7 @@ pub struct ValidationFile {
     pub assertions: Option<Assertions>,
     /// Expected relations (`type:id#permission` → subjects); kept raw.
     #[serde(default)]
-    pub validation: Option<serde_yaml::Value>,
+    pub validation: Option<serde_yaml_ng::Value>,
 }
 
 /// `assertions:` of a validation file.
@@ -135,7 +135,7 @@ pub fn parse_validation_file(text: &str) -> Result<ValidationFile, String> {
     if text.trim().is_empty() || text.trim() == "---" {
         return Ok(ValidationFile::default());
     }
-    serde_yaml::from_str(text).map_err(|e| e.to_string())
+    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
 }
 
 /// Loads schema text from a `.zed` file or a validation file.

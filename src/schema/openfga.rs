@@ -82,7 +82,7 @@ pub fn load_model(path: &std::path::Path) -> Option<Result<(String, String), Str
             let text =
                 std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
             let store: StoreModel =
-                serde_yaml::from_str(&text).map_err(|e| format!("{shown}: {e}"))?;
+                serde_yaml_ng::from_str(&text).map_err(|e| format!("{shown}: {e}"))?;
             match (store.model, store.model_file) {
                 (Some(m), _) => Ok((shown.clone(), m)),
                 (None, Some(f)) => {

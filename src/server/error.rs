@@ -274,8 +274,10 @@ pub enum NodeError {
     #[error("{}", storage_message(.0))]
     Storage(#[from] StorageError),
     /// The state machine refused a command (identically on every replica).
+    /// A refusal the store made arrives as [`NodeError::Storage`] instead
+    /// (see `From<Rejection>`).
     #[error(transparent)]
-    Rejected(#[from] Rejection),
+    Rejected(Rejection),
     /// A read names a revision this node has not applied within the wait bound.
     #[error(
         "`{field}` names revision {} but this node has applied only {} after waiting {waited:?}; retry later",
@@ -452,6 +454,8 @@ fn rejection_reason(r: &Rejection) -> Reason {
             Reason::PreconditionFailed
         }
         Rejection::TenantNotFound(_) => Reason::TenantNotFound,
+        Rejection::RelationshipExists { .. } => Reason::AlreadyExists,
+        Rejection::PreconditionFailed { .. } => Reason::PreconditionFailed,
     }
 }
 
@@ -467,6 +471,19 @@ impl From<EngineError> for NodeError {
                 Err(shared) => NodeError::Engine(EngineError::Storage(shared)),
             },
             other => NodeError::Engine(other),
+        }
+    }
+}
+
+/// A rejection the store made on the replica that applied the entry (a
+/// CREATE conflict, a failed precondition) becomes the store's own error
+/// again, so it maps exactly as on a single node; the state machine's own
+/// refusals stay [`NodeError::Rejected`].
+impl From<Rejection> for NodeError {
+    fn from(r: Rejection) -> Self {
+        match r.storage_error() {
+            Some(e) => NodeError::Storage(e),
+            None => NodeError::Rejected(r),
         }
     }
 }
@@ -608,6 +625,42 @@ pub enum ServerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_rejection_that_crossed_raft_is_the_store_error_again() {
+        let stored = || {
+            [
+                StorageError::TupleAlreadyExists {
+                    index: 2,
+                    tuple: "doc:1#viewer@user:a".into(),
+                },
+                StorageError::PreconditionFailed {
+                    index: 1,
+                    kind: "must not match",
+                },
+                StorageError::PreconditionFailed {
+                    index: 0,
+                    kind: "must match",
+                },
+            ]
+        };
+        for (e, same) in stored().into_iter().zip(stored()) {
+            let direct = NodeError::from(same);
+            // Through the log's codec, as a follower's answer arrives.
+            let rejection = Rejection::from_storage(&e);
+            let bytes = serde_json::to_vec(&rejection).unwrap();
+            let crossed: Rejection = serde_json::from_slice(&bytes).unwrap();
+            let lifted = NodeError::from(crossed);
+            assert!(matches!(lifted, NodeError::Storage(_)), "{lifted:?}");
+            assert_eq!(lifted.to_string(), direct.to_string());
+            assert_eq!(lifted.reason_kind(), direct.reason_kind());
+            assert_eq!(lifted.metadata(), direct.metadata());
+        }
+        // The state machine's own refusals stay rejections.
+        let own = NodeError::from(Rejection::TenantNotFound("acme".into()));
+        assert!(matches!(own, NodeError::Rejected(_)));
+        assert_eq!(own.reason_kind(), Reason::TenantNotFound);
+    }
 
     #[test]
     fn a_store_error_met_in_the_engine_maps_as_the_store_error_does() {

@@ -22,7 +22,6 @@
 //! entry's revision, so two writes of one group answer the same zookie.
 
 use std::collections::{HashSet, VecDeque};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +31,10 @@ use tokio::task::JoinSet;
 use verdict_raft::{Command, GroupedWrite, Request, Response};
 use verdict_storage::{ApplyOutcome, ApplyStatus, Op, Revision, Tenant, Tuple, WriteBatch};
 
+use prometheus_client::encoding::DescriptorEncoder;
+
 use super::error::{NodeError, PeerError};
+use super::exposition::{self, Encoded, HistogramCounts};
 use super::raft_commit::RaftCommitter;
 
 /// How writes are grouped (`verdict serve --group-commit*`).
@@ -94,7 +96,7 @@ const WAIT_BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
-/// Group commit metrics (Prometheus text via [`GroupMetrics::render`]).
+/// Group commit metrics (written by [`GroupMetrics::encode`]).
 #[derive(Debug, Default)]
 pub struct GroupMetrics {
     sizes: [AtomicU64; SIZE_BUCKETS.len()],
@@ -137,38 +139,37 @@ impl GroupMetrics {
     /// writes each proposed entry carried) and
     /// `verdict_group_commit_wait_seconds` (how long each write was queued
     /// before its entry was proposed: linger plus waiting for a slot).
-    pub fn render(&self, out: &mut String) {
+    pub fn encode(&self, encoder: &mut DescriptorEncoder<'_>) -> Encoded {
         let entries = self.entries.load(Ordering::Relaxed);
         let writes = self.writes.load(Ordering::Relaxed);
-        let name = "verdict_group_commit_writes_per_entry";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Writes carried by each Raft entry the group committer proposed."
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, b) in SIZE_BUCKETS.iter().zip(&self.sizes) {
-            cumulative += b.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {entries}");
-        let _ = writeln!(out, "{name}_sum {writes}");
-        let _ = writeln!(out, "{name}_count {entries}");
-        let name = "verdict_group_commit_wait_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time each write was queued before its entry was proposed."
-        );
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, b) in WAIT_BUCKETS.iter().zip(&self.waits) {
-            cumulative += b.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let sum = self.wait_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {writes}");
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {writes}");
+        exposition::histogram(
+            encoder,
+            "verdict_group_commit_writes_per_entry",
+            "Writes carried by each Raft entry the group committer proposed.",
+            &HistogramCounts {
+                buckets: SIZE_BUCKETS
+                    .iter()
+                    .zip(&self.sizes)
+                    .map(|(bound, n)| (*bound as f64, n.load(Ordering::Relaxed)))
+                    .collect(),
+                count: entries,
+                sum: writes as f64,
+            },
+        )?;
+        exposition::histogram(
+            encoder,
+            "verdict_group_commit_wait_seconds",
+            "Time each write was queued before its entry was proposed.",
+            &HistogramCounts {
+                buckets: WAIT_BUCKETS
+                    .iter()
+                    .zip(&self.waits)
+                    .map(|(bound, n)| (*bound, n.load(Ordering::Relaxed)))
+                    .collect(),
+                count: writes,
+                sum: self.wait_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            },
+        )
     }
 }
 
@@ -433,18 +434,29 @@ mod tests {
         assert!(take_group(&mut q, 4).is_empty());
     }
 
+    #[derive(Debug)]
+    struct Only(GroupMetrics);
+
+    impl prometheus_client::collector::Collector for Only {
+        fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Encoded {
+            self.0.encode(&mut encoder)
+        }
+    }
+
     #[test]
     fn metrics_render_sizes_and_waits() {
         let m = GroupMetrics::default();
         m.record_entry(1);
         m.record_entry(40);
         m.record_wait(Duration::from_micros(50));
-        let mut out = String::new();
-        m.render(&mut out);
-        assert!(out.contains("verdict_group_commit_writes_per_entry_bucket{le=\"1\"} 1"));
-        assert!(out.contains("verdict_group_commit_writes_per_entry_bucket{le=\"32\"} 1"));
-        assert!(out.contains("verdict_group_commit_writes_per_entry_bucket{le=\"64\"} 2"));
-        assert!(out.contains("verdict_group_commit_writes_per_entry_sum 41"));
+        let out = exposition::render(Only(m));
+        assert!(out.contains("verdict_group_commit_writes_per_entry_bucket{le=\"1.0\"} 1"));
+        assert!(out.contains("verdict_group_commit_writes_per_entry_bucket{le=\"32.0\"} 1"));
+        assert!(out.contains("verdict_group_commit_writes_per_entry_bucket{le=\"64.0\"} 2"));
+        assert!(
+            out.contains("verdict_group_commit_writes_per_entry_sum 41.0"),
+            "{out}"
+        );
         assert!(out.contains("verdict_group_commit_wait_seconds_bucket{le=\"0.0001\"} 1"));
     }
 }

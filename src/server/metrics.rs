@@ -3,11 +3,14 @@
 //! the request path takes no global mutex.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+
+use super::exposition::{self, label_value, Encoded, HistogramCounts};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -99,133 +102,127 @@ impl RequestMetrics {
         );
     }
 
-    /// Appends the Prometheus text of these metrics to `out`.
-    pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP verdict_requests_total gRPC requests by method, tenant and status code."
-        );
-        let _ = writeln!(out, "# TYPE verdict_requests_total counter");
+    /// Writes these metrics: request counts by method, tenant and code,
+    /// latency histograms by method and tenant, and the node-wide counters.
+    ///
+    /// Recording stays on per-series atomics found by `&str` lookups, not
+    /// a `prometheus_client` `Family`: a `Family` lookup needs an owned
+    /// label set (two `String`s) per request, and this is on every
+    /// request's path.
+    pub fn encode(&self, encoder: &mut DescriptorEncoder<'_>) -> Encoded {
         let map = self.series.read();
-        let mut rows: Vec<(&String, &String, &Arc<Series>)> = map
+        let mut rows: Vec<(String, String, &Arc<Series>)> = map
             .iter()
-            .flat_map(|(m, t)| t.iter().map(move |(tenant, s)| (m, tenant, s)))
+            .flat_map(|(m, t)| {
+                t.iter()
+                    .map(move |(tenant, s)| (label_value(m), label_value(tenant), s))
+            })
             .collect();
-        rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        exposition::counters(
+            encoder,
+            "verdict_requests",
+            "gRPC requests by method, tenant and status code.",
+            rows.iter().flat_map(|(method, tenant, s)| {
+                CODES.iter().zip(&s.codes).filter_map(move |(code, n)| {
+                    let n = n.load(Ordering::Relaxed);
+                    (n > 0).then(|| {
+                        (
+                            [
+                                ("method", method.clone()),
+                                ("tenant", tenant.clone()),
+                                ("code", (*code).to_string()),
+                            ],
+                            n,
+                        )
+                    })
+                })
+            }),
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "verdict_request_duration_seconds",
+            "gRPC request latency (to the response headers) by method and tenant.",
+            None,
+            MetricType::Histogram,
+        )?;
         for (method, tenant, s) in &rows {
-            for (name, n) in CODES.iter().zip(&s.codes) {
-                let n = n.load(Ordering::Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "verdict_requests_total{{method=\"{}\",tenant=\"{}\",code=\"{}\"}} {n}",
-                        escape(method),
-                        escape(tenant),
-                        name
-                    );
-                }
-            }
+            let labels = [("method", method.as_str()), ("tenant", tenant.as_str())];
+            s.histogram().encode(&mut family.encode_family(&labels)?)?;
         }
-        let _ = writeln!(
-            out,
-            "# HELP verdict_request_duration_seconds gRPC request latency (to the response headers) by method and tenant."
-        );
-        let _ = writeln!(out, "# TYPE verdict_request_duration_seconds histogram");
-        for (method, tenant, s) in &rows {
-            let labels = format!(
-                "method=\"{}\",tenant=\"{}\"",
-                escape(method),
-                escape(tenant)
-            );
-            let mut cumulative = 0u64;
-            for (bound, bucket) in BUCKETS.iter().zip(&s.buckets) {
-                cumulative += bucket.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "verdict_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let count = s.count.load(Ordering::Relaxed);
-            let sum = s.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "verdict_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "verdict_request_duration_seconds_sum{{{labels}}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "verdict_request_duration_seconds_count{{{labels}}} {count}"
-            );
-        }
-        let simple: [(&str, &str, &str, i64); 6] = [
-            (
-                "verdict_requests_shed_total",
-                "counter",
-                "Requests refused with UNAVAILABLE because --max-concurrent-requests were in flight.",
-                self.shed.load(Ordering::Relaxed) as i64,
-            ),
-            (
-                "verdict_rate_limited_total",
-                "counter",
-                "Requests refused with RESOURCE_EXHAUSTED by --tenant-rate-limit.",
-                self.rate_limited.load(Ordering::Relaxed) as i64,
-            ),
-            (
-                "verdict_decision_log_dropped_total",
-                "counter",
-                "Decision log lines dropped because the writer fell behind.",
-                self.decision_log_dropped.load(Ordering::Relaxed) as i64,
-            ),
-            (
-                "verdict_decision_log_written_total",
-                "counter",
-                "Decision log lines written.",
-                self.decision_log_written.load(Ordering::Relaxed) as i64,
-            ),
-            (
-                "verdict_watch_consumers",
-                "gauge",
-                "Open watch streams.",
-                self.watch_consumers.load(Ordering::Relaxed),
-            ),
-            (
-                "verdict_requests_in_flight",
-                "gauge",
-                "gRPC requests being evaluated now.",
-                self.in_flight.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, kind, help, value) in simple {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        }
+        exposition::counter(
+            encoder,
+            "verdict_requests_shed",
+            "Requests refused with UNAVAILABLE because --max-concurrent-requests were in flight.",
+            self.shed.load(Ordering::Relaxed),
+        )?;
+        exposition::counter(
+            encoder,
+            "verdict_rate_limited",
+            "Requests refused with RESOURCE_EXHAUSTED by --tenant-rate-limit.",
+            self.rate_limited.load(Ordering::Relaxed),
+        )?;
+        exposition::counter(
+            encoder,
+            "verdict_decision_log_dropped",
+            "Decision log lines dropped because the writer fell behind.",
+            self.decision_log_dropped.load(Ordering::Relaxed),
+        )?;
+        exposition::counter(
+            encoder,
+            "verdict_decision_log_written",
+            "Decision log lines written.",
+            self.decision_log_written.load(Ordering::Relaxed),
+        )?;
+        exposition::gauge(
+            encoder,
+            "verdict_watch_consumers",
+            "Open watch streams.",
+            self.watch_consumers.load(Ordering::Relaxed),
+        )?;
+        exposition::gauge(
+            encoder,
+            "verdict_requests_in_flight",
+            "gRPC requests being evaluated now.",
+            self.in_flight.load(Ordering::Relaxed),
+        )
     }
 }
 
-/// Escapes a Prometheus label value.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl Series {
+    fn histogram(&self) -> HistogramCounts {
+        HistogramCounts {
+            buckets: BUCKETS
+                .iter()
+                .zip(&self.buckets)
+                .map(|(bound, n)| (*bound, n.load(Ordering::Relaxed)))
+                .collect(),
+            count: self.count.load(Ordering::Relaxed),
+            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
+    struct Only(RequestMetrics);
+
+    impl prometheus_client::collector::Collector for Only {
+        fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Encoded {
+            self.0.encode(&mut encoder)
+        }
+    }
+
     #[test]
     fn counts_and_histograms_render() {
         let m = RequestMetrics::default();
+        m.record("/v1.P/Check\"", "acme", 0, Duration::from_secs(60));
         m.record("/v1.P/Check", "acme", 0, Duration::from_millis(2));
         m.record("/v1.P/Check", "acme", 0, Duration::from_millis(20));
         m.record("/v1.P/Check", "acme", 7, Duration::from_millis(1));
-        let mut out = String::new();
-        m.render(&mut out);
+        let out = super::super::exposition::render(Only(m));
         assert!(out.contains(
             "verdict_requests_total{method=\"/v1.P/Check\",tenant=\"acme\",code=\"OK\"} 2"
         ));
@@ -236,5 +233,13 @@ mod tests {
         assert!(out.contains(
             "verdict_request_duration_seconds_count{method=\"/v1.P/Check\",tenant=\"acme\"} 3"
         ));
+        // Above the last bound: only in +Inf; a quote in a method is escaped.
+        assert!(out.contains(
+            "verdict_request_duration_seconds_bucket{method=\"/v1.P/Check\\\"\",tenant=\"acme\",le=\"10.0\"} 0"
+        ), "{out}");
+        assert!(out.contains(
+            "verdict_request_duration_seconds_bucket{method=\"/v1.P/Check\\\"\",tenant=\"acme\",le=\"+Inf\"} 1"
+        ), "{out}");
+        assert!(out.contains("verdict_requests_shed_total 0"), "{out}");
     }
 }

@@ -1,31 +1,35 @@
-//! Per-tenant request budgets: one token bucket per tenant (refilled at
-//! the configured rate, holding at most one second's worth).
+//! Per-tenant request budgets: one `governor` GCRA limiter per tenant,
+//! refilled at the configured rate and holding at most one second's worth
+//! (at least one request). The tenant map is ours so a request looks its
+//! tenant up by `&str` (a keyed governor limiter needs an owned key per
+//! call); the budget arithmetic is governor's.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use governor::clock::Clock as _;
+use governor::{DefaultDirectRateLimiter, Quota};
+use parking_lot::RwLock;
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-/// Token buckets by tenant.
+/// Budgets by tenant.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_second: f64,
-    buckets: RwLock<HashMap<String, Arc<Mutex<Bucket>>>>,
+    quota: Quota,
+    budgets: RwLock<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
 }
 
 impl RateLimiter {
-    /// A limiter allowing `per_second` requests per tenant.
+    /// A limiter allowing `per_second` requests per tenant (`parse_rate`
+    /// accepts only finite positive rates; anything else allows
+    /// `u32::MAX` per second).
     pub fn new(per_second: f64) -> Self {
         RateLimiter {
             per_second,
-            buckets: RwLock::new(HashMap::new()),
+            quota: quota(per_second),
+            budgets: RwLock::new(HashMap::new()),
         }
     }
 
@@ -34,41 +38,41 @@ impl RateLimiter {
         self.per_second
     }
 
-    fn capacity(&self) -> f64 {
-        self.per_second.max(1.0)
-    }
-
-    fn bucket(&self, tenant: &str) -> Arc<Mutex<Bucket>> {
-        if let Some(b) = self.buckets.read().get(tenant) {
+    fn budget(&self, tenant: &str) -> Arc<DefaultDirectRateLimiter> {
+        if let Some(b) = self.budgets.read().get(tenant) {
             return b.clone();
         }
-        self.buckets
+        self.budgets
             .write()
             .entry(tenant.to_string())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(Bucket {
-                    tokens: self.capacity(),
-                    last: Instant::now(),
-                }))
-            })
+            .or_insert_with(|| Arc::new(governor::RateLimiter::direct(self.quota)))
             .clone()
     }
 
-    /// Takes one token for `tenant`; `Err(wait)` when the budget is spent,
-    /// with roughly how long until a token is available.
+    /// Takes one request from `tenant`'s budget; `Err(wait)` when it is
+    /// spent, with how long until the next request fits.
     pub fn try_acquire(&self, tenant: &str) -> Result<(), Duration> {
-        let bucket = self.bucket(tenant);
-        let mut b = bucket.lock();
-        let now = Instant::now();
-        let refill = now.duration_since(b.last).as_secs_f64() * self.per_second;
-        b.tokens = (b.tokens + refill).min(self.capacity());
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second))
-        }
+        let budget = self.budget(tenant);
+        budget
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(budget.clock().now()))
+    }
+}
+
+/// One request every `1 / per_second`, bursting up to one second's worth.
+fn quota(per_second: f64) -> Quota {
+    let unlimited = Quota::per_second(NonZeroU32::MAX);
+    if !per_second.is_finite() || per_second <= 0.0 {
+        return unlimited;
+    }
+    let burst = NonZeroU32::new(per_second.clamp(1.0, f64::from(u32::MAX)) as u32)
+        .unwrap_or(NonZeroU32::MIN);
+    match Duration::try_from_secs_f64(1.0 / per_second)
+        .ok()
+        .and_then(Quota::with_period)
+    {
+        Some(q) => q.allow_burst(burst),
+        None => unlimited,
     }
 }
 
@@ -82,9 +86,21 @@ mod tests {
         for _ in 0..5 {
             assert!(l.try_acquire("a").is_ok());
         }
-        assert!(l.try_acquire("a").is_err());
+        let wait = l.try_acquire("a").unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(200),
+            "{wait:?}"
+        );
         assert!(l.try_acquire("b").is_ok());
         std::thread::sleep(Duration::from_millis(250));
         assert!(l.try_acquire("a").is_ok());
+    }
+
+    #[test]
+    fn a_slow_rate_still_allows_one_request() {
+        let l = RateLimiter::new(0.5);
+        assert!(l.try_acquire("a").is_ok());
+        let wait = l.try_acquire("a").unwrap_err();
+        assert!(wait > Duration::from_millis(1500), "{wait:?}");
     }
 }

@@ -104,7 +104,7 @@ fn is_spicedb_validation_file(path: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else {
         return false;
     };
-    let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+    let Ok(value) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
         // Malformed YAML among SpiceDB's files is a loader negative case.
         return LOADER_REJECTS.contains(&file_name(path));
     };

@@ -397,7 +397,7 @@ fn openfga_server_conformance() {
             continue;
         };
         found = true;
-        let suite: Suite = serde_yaml::from_str(&text).unwrap();
+        let suite: Suite = serde_yaml_ng::from_str(&text).unwrap();
         let mut stored = Tally::default();
         let mut ctx = Tally::default();
         for test in &suite.tests {

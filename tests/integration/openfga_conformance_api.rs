@@ -378,7 +378,7 @@ fn openfga_server_conformance_over_the_api() {
             continue;
         };
         found = true;
-        let suite: Suite = serde_yaml::from_str(&text).unwrap();
+        let suite: Suite = serde_yaml_ng::from_str(&text).unwrap();
         let mut stored = Tally::default();
         let mut ctx = Tally::default();
         for test in &suite.tests {

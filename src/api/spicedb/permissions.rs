@@ -280,27 +280,11 @@ fn precondition_error(p: &pb::Precondition) -> SpiceError {
     )
 }
 
-/// A commit's rejection, worded as SpiceDB does: the storage messages name
-/// the CREATE conflict (`… creates `<tuple>`, which already exists`) and the
-/// failed precondition (`precondition <i> failed: …`).
+/// A commit's rejection, worded as SpiceDB does. A CREATE conflict or a
+/// failed precondition is the store's typed error here, whether it was
+/// met on this node or crossed Raft from the replica that applied it.
 fn commit_error(e: ApiError, preconditions: &[pb::Precondition]) -> SpiceError {
-    use verdict_raft::Rejection;
     use verdict_storage::StorageError;
-    let recreated = |m: &str| match m.split('`').nth(1).and_then(|text| Tuple::parse(text).ok()) {
-        Some(t) => recreate_error(&t),
-        None => SpiceError::plain(Code::AlreadyExists, m.to_string()),
-    };
-    let precondition = |m: &str| {
-        let index = m
-            .trim_start_matches("precondition ")
-            .split(' ')
-            .next()
-            .and_then(|i| i.parse::<usize>().ok());
-        match index.and_then(|i| preconditions.get(i)) {
-            Some(p) => precondition_error(p),
-            None => SpiceError::plain(Code::FailedPrecondition, m.to_string()),
-        }
-    };
     match &e {
         ApiError::Storage(StorageError::TupleAlreadyExists { tuple, .. }) => {
             match Tuple::parse(tuple) {
@@ -313,15 +297,6 @@ fn commit_error(e: ApiError, preconditions: &[pb::Precondition]) -> SpiceError {
                 Some(p) => precondition_error(p),
                 None => SpiceError::plain(Code::FailedPrecondition, e.to_string()),
             }
-        }
-        // Rejections applied by the state machine cross Raft as text.
-        ApiError::AlreadyExists(m) | ApiError::Rejected(Rejection::AlreadyExists(m)) => {
-            recreated(m)
-        }
-        ApiError::FailedPrecondition(m) | ApiError::Rejected(Rejection::FailedPrecondition(m))
-            if m.starts_with("precondition ") =>
-        {
-            precondition(m)
         }
         _ => e.into(),
     }

@@ -331,11 +331,12 @@ pub async fn node_metrics(port: u16) -> String {
 }
 
 /// The value of the unlabelled metric `name` of the node serving HTTP on
-/// `port`.
+/// `port` (a histogram's `_sum` is written as a float, e.g. `41.0`).
 pub async fn node_metric(port: u16, name: &str) -> u64 {
     let body = node_metrics(port).await;
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
 }
