@@ -39,7 +39,7 @@ use std::io::Cursor;
 pub use command::{Command, GroupedWrite, Rejection, Request, Response};
 pub use keys::{KeyRecord, KeySet, MemKeySet};
 pub use log_store::LogStore;
-pub use state_machine::{ApplyObserver, StateMachine, TenantSet};
+pub use state_machine::{ApplyObserver, MemTenantSet, StateMachine, TenantSet};
 
 pub use openraft;
 

@@ -54,6 +54,41 @@ pub trait TenantSet: Send + Sync + Debug + 'static {
     fn replace(&self, names: Vec<String>) -> Result<(), String>;
 }
 
+/// A [`TenantSet`] kept in memory only (tests, simulations).
+#[derive(Debug, Default)]
+pub struct MemTenantSet(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl MemTenantSet {
+    fn names(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, std::collections::BTreeSet<String>>, String> {
+        self.0
+            .lock()
+            .map_err(|_| "tenant set lock poisoned".to_string())
+    }
+}
+
+impl TenantSet for MemTenantSet {
+    fn contains(&self, name: &str) -> bool {
+        self.names().is_ok_and(|n| n.contains(name))
+    }
+    fn insert(&self, name: &str) -> Result<bool, String> {
+        Ok(self.names()?.insert(name.into()))
+    }
+    fn remove(&self, name: &str) -> Result<bool, String> {
+        Ok(self.names()?.remove(name))
+    }
+    fn list(&self) -> Vec<String> {
+        self.names()
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+    fn replace(&self, names: Vec<String>) -> Result<(), String> {
+        *self.names()? = names.into_iter().collect();
+        Ok(())
+    }
+}
+
 /// Told about every change before the state machine applies it (on every
 /// replica), so a cache of answers knows which revisions changed what.
 pub trait ApplyObserver: Send + Sync + std::fmt::Debug {

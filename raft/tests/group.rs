@@ -11,41 +11,18 @@
     reason = "tests assert by panicking"
 )]
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use verdict_raft::{
-    Command, GroupedWrite, MemKeySet, Rejection, Request, Response, StateMachine, TenantSet,
-    TypeConfig,
+    Command, GroupedWrite, MemKeySet, MemTenantSet, Rejection, Request, Response, StateMachine,
+    TenantSet, TypeConfig,
 };
 use verdict_storage::{
     ApplyStatus, ChangeKind, Precondition, RelationStore, Revision, RocksOptions, RocksStore,
     SchemaVersionRecord, Tenant, Tuple, TupleFilter, TupleReaderExt, WriteBatch,
 };
-
-#[derive(Debug, Default)]
-struct MemTenants(Mutex<BTreeSet<String>>);
-
-impl TenantSet for MemTenants {
-    fn contains(&self, name: &str) -> bool {
-        self.0.lock().unwrap().contains(name)
-    }
-    fn insert(&self, name: &str) -> Result<bool, String> {
-        Ok(self.0.lock().unwrap().insert(name.into()))
-    }
-    fn remove(&self, name: &str) -> Result<bool, String> {
-        Ok(self.0.lock().unwrap().remove(name))
-    }
-    fn list(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().cloned().collect()
-    }
-    fn replace(&self, names: Vec<String>) -> Result<(), String> {
-        *self.0.lock().unwrap() = names.into_iter().collect();
-        Ok(())
-    }
-}
 
 fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
     Entry {
@@ -69,7 +46,7 @@ fn open(dir: &std::path::Path) -> (Arc<RocksStore>, StateMachine) {
         )
         .unwrap(),
     );
-    let tenants = Arc::new(MemTenants::default());
+    let tenants = Arc::new(MemTenantSet::default());
     tenants.insert("default").unwrap();
     let sm = StateMachine::open_with_keys(
         store.clone(),

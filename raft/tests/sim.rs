@@ -27,7 +27,8 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, Config, SnapshotPolicy};
 use verdict_raft::{
-    Command, LogStore, Node, NodeId, Raft, Request, Response, StateMachine, TenantSet, TypeConfig,
+    Command, LogStore, MemTenantSet, Node, NodeId, Raft, Request, Response, StateMachine,
+    TenantSet, TypeConfig,
 };
 use verdict_storage::{
     RelationStore, RocksOptions, RocksStore, Tenant, TupleFilter, TupleReaderExt, WriteBatch,
@@ -51,28 +52,6 @@ impl Rng {
     }
     fn below(&self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-#[derive(Debug, Default)]
-struct MemTenants(Mutex<BTreeSet<String>>);
-
-impl TenantSet for MemTenants {
-    fn contains(&self, name: &str) -> bool {
-        self.0.lock().unwrap().contains(name)
-    }
-    fn insert(&self, name: &str) -> Result<bool, String> {
-        Ok(self.0.lock().unwrap().insert(name.into()))
-    }
-    fn remove(&self, name: &str) -> Result<bool, String> {
-        Ok(self.0.lock().unwrap().remove(name))
-    }
-    fn list(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().cloned().collect()
-    }
-    fn replace(&self, names: Vec<String>) -> Result<(), String> {
-        *self.0.lock().unwrap() = names.into_iter().collect();
-        Ok(())
     }
 }
 
@@ -227,7 +206,7 @@ impl Sim {
                 )
                 .unwrap(),
             );
-            let tenants = Arc::new(MemTenants::default());
+            let tenants = Arc::new(MemTenantSet::default());
             tenants.insert("default").unwrap();
             let log = LogStore::open(base.join("log"), false).unwrap();
             let sm = StateMachine::open(store.clone(), tenants, base.join("snap")).unwrap();

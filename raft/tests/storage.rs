@@ -10,7 +10,6 @@
     reason = "tests assert by panicking"
 )]
 
-use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
@@ -19,35 +18,13 @@ use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, Vote,
 };
 use verdict_raft::{
-    Command, KeyRecord, KeySet, LogStore, MemKeySet, Rejection, Request, Response, StateMachine,
-    TenantSet, TypeConfig,
+    Command, KeyRecord, KeySet, LogStore, MemKeySet, MemTenantSet, Rejection, Request, Response,
+    StateMachine, TenantSet, TypeConfig,
 };
 use verdict_storage::{
     ApplyStatus, RelationStore, Revision, RocksOptions, RocksStore, SchemaVersionRecord, Tenant,
     Tuple, TupleFilter, TupleReaderExt, WriteBatch,
 };
-
-#[derive(Debug, Default)]
-struct MemTenants(Mutex<BTreeSet<String>>);
-
-impl TenantSet for MemTenants {
-    fn contains(&self, name: &str) -> bool {
-        self.0.lock().unwrap().contains(name)
-    }
-    fn insert(&self, name: &str) -> Result<bool, String> {
-        Ok(self.0.lock().unwrap().insert(name.into()))
-    }
-    fn remove(&self, name: &str) -> Result<bool, String> {
-        Ok(self.0.lock().unwrap().remove(name))
-    }
-    fn list(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().cloned().collect()
-    }
-    fn replace(&self, names: Vec<String>) -> Result<(), String> {
-        *self.0.lock().unwrap() = names.into_iter().collect();
-        Ok(())
-    }
-}
 
 fn log_id(index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(1, 1), index)
@@ -84,7 +61,7 @@ fn tuple(s: &str) -> Tuple {
 
 struct Machine {
     store: Arc<RocksStore>,
-    tenants: Arc<MemTenants>,
+    tenants: Arc<MemTenantSet>,
     keys: Arc<MemKeySet>,
     sm: StateMachine,
 }
@@ -106,7 +83,7 @@ fn open_with(dir: &std::path::Path, keys: Arc<MemKeySet>) -> Machine {
         )
         .unwrap(),
     );
-    let tenants = Arc::new(MemTenants::default());
+    let tenants = Arc::new(MemTenantSet::default());
     tenants.insert("default").unwrap();
     let sm = StateMachine::open_with_keys(
         store.clone(),

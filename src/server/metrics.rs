@@ -227,18 +227,19 @@ mod tests {
             "verdict_requests_total{method=\"/v1.P/Check\",tenant=\"acme\",code=\"OK\"} 2"
         ));
         assert!(out.contains("code=\"PERMISSION_DENIED\"} 1"));
+        // prometheus-client writes `le` before the family's labels.
         assert!(out.contains(
-            "verdict_request_duration_seconds_bucket{method=\"/v1.P/Check\",tenant=\"acme\",le=\"0.0025\"} 2"
+            "verdict_request_duration_seconds_bucket{le=\"0.0025\",method=\"/v1.P/Check\",tenant=\"acme\"} 2"
         ));
         assert!(out.contains(
             "verdict_request_duration_seconds_count{method=\"/v1.P/Check\",tenant=\"acme\"} 3"
         ));
         // Above the last bound: only in +Inf; a quote in a method is escaped.
         assert!(out.contains(
-            "verdict_request_duration_seconds_bucket{method=\"/v1.P/Check\\\"\",tenant=\"acme\",le=\"10.0\"} 0"
+            "verdict_request_duration_seconds_bucket{le=\"10.0\",method=\"/v1.P/Check\\\"\",tenant=\"acme\"} 0"
         ), "{out}");
         assert!(out.contains(
-            "verdict_request_duration_seconds_bucket{method=\"/v1.P/Check\\\"\",tenant=\"acme\",le=\"+Inf\"} 1"
+            "verdict_request_duration_seconds_bucket{le=\"+Inf\",method=\"/v1.P/Check\\\"\",tenant=\"acme\"} 1"
         ), "{out}");
         assert!(out.contains("verdict_requests_shed_total 0"), "{out}");
     }

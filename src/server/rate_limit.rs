@@ -9,16 +9,22 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::clock::Clock as _;
-use governor::{DefaultDirectRateLimiter, Quota};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::Quota;
 use parking_lot::RwLock;
 
-/// Budgets by tenant.
+type Budget<C> =
+    governor::RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// Budgets by tenant, timed by `C` (the monotonic clock; a fake one in tests).
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<C: Clock = DefaultClock> {
     per_second: f64,
     quota: Quota,
-    budgets: RwLock<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+    clock: C,
+    budgets: RwLock<HashMap<String, Arc<Budget<C>>>>,
 }
 
 impl RateLimiter {
@@ -26,9 +32,17 @@ impl RateLimiter {
     /// accepts only finite positive rates; anything else allows
     /// `u32::MAX` per second).
     pub fn new(per_second: f64) -> Self {
+        RateLimiter::with_clock(per_second, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RateLimiter<C> {
+    /// A limiter timed by `clock`.
+    pub fn with_clock(per_second: f64, clock: C) -> Self {
         RateLimiter {
             per_second,
             quota: quota(per_second),
+            clock,
             budgets: RwLock::new(HashMap::new()),
         }
     }
@@ -38,14 +52,19 @@ impl RateLimiter {
         self.per_second
     }
 
-    fn budget(&self, tenant: &str) -> Arc<DefaultDirectRateLimiter> {
+    fn budget(&self, tenant: &str) -> Arc<Budget<C>> {
         if let Some(b) = self.budgets.read().get(tenant) {
             return b.clone();
         }
         self.budgets
             .write()
             .entry(tenant.to_string())
-            .or_insert_with(|| Arc::new(governor::RateLimiter::direct(self.quota)))
+            .or_insert_with(|| {
+                Arc::new(governor::RateLimiter::direct_with_clock(
+                    self.quota,
+                    self.clock.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -55,7 +74,7 @@ impl RateLimiter {
         let budget = self.budget(tenant);
         budget
             .check()
-            .map_err(|not_until| not_until.wait_time_from(budget.clock().now()))
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
 
@@ -79,28 +98,41 @@ fn quota(per_second: f64) -> Quota {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     #[test]
     fn budget_is_per_tenant_and_refills() {
-        let l = RateLimiter::new(5.0);
+        let clock = FakeRelativeClock::default();
+        let l = RateLimiter::with_clock(5.0, clock.clone());
         for _ in 0..5 {
             assert!(l.try_acquire("a").is_ok());
         }
         let wait = l.try_acquire("a").unwrap_err();
+        assert_eq!(wait, Duration::from_millis(200));
         assert!(
-            wait > Duration::ZERO && wait <= Duration::from_millis(200),
-            "{wait:?}"
+            l.try_acquire("b").is_ok(),
+            "another tenant has its own budget"
         );
-        assert!(l.try_acquire("b").is_ok());
-        std::thread::sleep(Duration::from_millis(250));
+        clock.advance(Duration::from_millis(199));
+        assert!(l.try_acquire("a").is_err());
+        clock.advance(Duration::from_millis(1));
         assert!(l.try_acquire("a").is_ok());
+        assert!(l.try_acquire("a").is_err());
+        // A long pause refills at most one second's worth.
+        clock.advance(Duration::from_secs(60));
+        for _ in 0..5 {
+            assert!(l.try_acquire("a").is_ok());
+        }
+        assert!(l.try_acquire("a").is_err());
     }
 
     #[test]
     fn a_slow_rate_still_allows_one_request() {
-        let l = RateLimiter::new(0.5);
+        let clock = FakeRelativeClock::default();
+        let l = RateLimiter::with_clock(0.5, clock.clone());
         assert!(l.try_acquire("a").is_ok());
-        let wait = l.try_acquire("a").unwrap_err();
-        assert!(wait > Duration::from_millis(1500), "{wait:?}");
+        assert_eq!(l.try_acquire("a").unwrap_err(), Duration::from_secs(2));
+        clock.advance(Duration::from_secs(2));
+        assert!(l.try_acquire("a").is_ok());
     }
 }

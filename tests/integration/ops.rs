@@ -392,7 +392,7 @@ fn decision_log_metrics_and_request_ids() {
     let metrics = server.http_get("/metrics");
     for needle in [
         "verdict_requests_total{method=\"/verdict.v1.PermissionService/Check\",tenant=\"default\",code=\"OK\"} 2",
-        "verdict_request_duration_seconds_bucket{method=\"/verdict.v1.PermissionService/Check\",tenant=\"default\",le=\"+Inf\"} 2",
+        "verdict_request_duration_seconds_bucket{le=\"+Inf\",method=\"/verdict.v1.PermissionService/Check\",tenant=\"default\"} 2",
         "verdict_request_duration_seconds_count{method=\"/verdict.v1.PermissionService/BulkCheck\",tenant=\"default\"} 1",
         "verdict_decision_cache_hit_ratio ",
         "verdict_revision_lag ",
