@@ -12,6 +12,7 @@
 pub mod cluster;
 pub mod config;
 pub mod consistency;
+pub mod counter_commit;
 pub mod decision_log;
 pub mod error;
 pub mod exposition;

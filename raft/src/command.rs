@@ -41,6 +41,12 @@ impl std::fmt::Display for Request {
                 write!(f, "create-key({}, {})", record.id, record.tenant)
             }
             Command::RevokeKey { id } => write!(f, "revoke-key({id})"),
+            Command::RegisterCounter { tenant, name, .. } => {
+                write!(f, "register-counter({}, {name})", tenant.as_str())
+            }
+            Command::UnregisterCounter { tenant, name } => {
+                write!(f, "unregister-counter({}, {name})", tenant.as_str())
+            }
             Command::WriteGroup { tenant, writes } => {
                 write!(
                     f,
@@ -112,6 +118,26 @@ pub enum Command {
         tenant: Tenant,
         /// The writes, in the order they are applied.
         writes: Vec<GroupedWrite>,
+    },
+    /// Register a relationship counter (SpiceDB's
+    /// ExperimentalRegisterRelationshipCounter): a name and the filter
+    /// whose matches it counts. A name already registered is refused
+    /// (`AlreadyExists`). Nodes that predate it cannot apply it.
+    RegisterCounter {
+        /// The tenant.
+        tenant: Tenant,
+        /// The counter's name.
+        name: String,
+        /// The filter, encoded by the front door that registered it.
+        filter: Vec<u8>,
+    },
+    /// Unregister a relationship counter; an unknown name is refused
+    /// (`FailedPrecondition`).
+    UnregisterCounter {
+        /// The tenant.
+        tenant: Tenant,
+        /// The counter's name.
+        name: String,
     },
 }
 

@@ -342,6 +342,7 @@ impl StateMachine {
         })
     }
 
+    /// The response of a key or counter command: done, or refused.
     fn key_outcome(
         &self,
         revision: Revision,
@@ -455,6 +456,8 @@ impl StateMachine {
                     .keys
                     .remove_tenant(tenant.as_str())
                     .map_err(msg_err)?;
+                // And its relationship counters.
+                store.delete_counters(&tenant).map_err(|e| sm_err(&e))?;
                 // The tuples are deleted even when the registry no longer
                 // lists the tenant (a replay after such a crash, or a
                 // snapshot taken in between), so every replica ends with none.
@@ -491,6 +494,44 @@ impl StateMachine {
                         .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
                 }
                 self.apply_group(revision, &tenant, &writes)
+            }
+            Command::RegisterCounter {
+                tenant,
+                name,
+                filter,
+            } => {
+                if !tenants.contains(tenant.as_str()) {
+                    return self
+                        .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
+                }
+                let done = if store
+                    .put_counter(&tenant, &name, &filter)
+                    .map_err(|e| sm_err(&e))?
+                {
+                    Ok(())
+                } else {
+                    Err(Rejection::AlreadyExists(format!(
+                        "counter `{name}` is already registered"
+                    )))
+                };
+                self.key_outcome(revision, done)
+            }
+            Command::UnregisterCounter { tenant, name } => {
+                if !tenants.contains(tenant.as_str()) {
+                    return self
+                        .reject(revision, Rejection::TenantNotFound(tenant.as_str().into()));
+                }
+                let done = if store
+                    .delete_counter(&tenant, &name)
+                    .map_err(|e| sm_err(&e))?
+                {
+                    Ok(())
+                } else {
+                    Err(Rejection::FailedPrecondition(format!(
+                        "counter `{name}` is not registered"
+                    )))
+                };
+                self.key_outcome(revision, done)
             }
         }
     }
@@ -574,7 +615,9 @@ impl StateMachine {
                 Command::Write { tenant, .. }
                 | Command::Import { tenant, .. }
                 | Command::WriteGroup { tenant, .. }
-                | Command::DeleteTenant { tenant } => Some(tenant.clone()),
+                | Command::DeleteTenant { tenant }
+                | Command::RegisterCounter { tenant, .. }
+                | Command::UnregisterCounter { tenant, .. } => Some(tenant.clone()),
                 Command::CreateTenant { .. }
                 | Command::CreateKey { .. }
                 | Command::RevokeKey { .. } => None,

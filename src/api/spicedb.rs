@@ -12,15 +12,23 @@
 //! It uses only the node layer (`crate::server`), never the `verdict.v1`
 //! handlers. ZedTokens are Verdict zookies. What is not implemented yet
 //! answers UNIMPLEMENTED (see README "Coming from SpiceDB").
+//! SchemaService's reflection RPCs are `reflection` (messages),
+//! `reachability` and `schema_diff`; CheckPermission's trace and expiry
+//! are `debug_trace`; the relationship counters are `counters`.
 
 pub mod auth;
 pub mod convert;
+mod counters;
 pub mod cursor;
+mod debug_trace;
 pub mod error;
 mod experimental;
 pub mod pb;
 mod permissions;
+mod reachability;
+mod reflection;
 mod schema;
+mod schema_diff;
 mod watch;
 
 use std::sync::Arc;

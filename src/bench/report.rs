@@ -37,6 +37,9 @@ pub struct RunReport {
     /// Mixed mode: `reads:writes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mix: Option<String>,
+    /// The API the checks used when not `verdict.v1` (`authzed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
     /// Seconds per measured phase.
     pub duration_s: f64,
     /// Headline figures: those of the highest concurrency run.
@@ -108,10 +111,13 @@ pub fn markdown(reports: &[RunReport]) -> String {
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for r in reports {
-        let mode = match &r.mix {
+        let mut mode = match &r.mix {
             Some(mix) => format!("{} {mix}", r.mode),
             None => r.mode.clone(),
         };
+        if let Some(api) = &r.api {
+            let _ = write!(mode, " ({api})");
+        }
         for run in &r.runs {
             let c = &run.checks;
             let _ = writeln!(

@@ -11,6 +11,7 @@ use super::driver::{drive, histogram, micros, summarise, Done, Latency, OpResult
 use super::report::{ConcurrencyRun, RunReport};
 use crate::api::convert::{object_to_pb, subject_to_pb, tuple_to_pb};
 use crate::api::pb;
+use crate::api::spicedb::pb as authzed;
 use crate::api::CACHE_HEADER;
 use crate::cli::client::{CliError, Conn};
 use crate::workload::Workload;
@@ -44,6 +45,27 @@ impl Mode {
             Mode::Mixed => "mixed",
             Mode::Write => "write",
             Mode::Propagation => "propagation",
+        }
+    }
+}
+
+/// Which front door the checks go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Api {
+    /// `verdict.v1.PermissionService/Check`.
+    #[default]
+    Verdict,
+    /// SpiceDB's `authzed.api.v1.PermissionsService/CheckPermission` (the
+    /// tenant is the one the bearer token selects: with the admin key, the
+    /// default tenant).
+    Authzed,
+}
+
+impl Api {
+    fn name(self) -> &'static str {
+        match self {
+            Api::Verdict => "verdict",
+            Api::Authzed => "authzed",
         }
     }
 }
@@ -114,6 +136,8 @@ pub struct RunOptions {
     pub write_concurrency: usize,
     /// The name the report gives the workload.
     pub workload_name: String,
+    /// The API the checks use.
+    pub api: Api,
 }
 
 fn at_least_as_fresh(z: pb::Zookie) -> Option<pb::Consistency> {
@@ -131,9 +155,11 @@ fn answer_name(permissionship: i32) -> &'static str {
     }
 }
 
-/// One prepared check: the request (consistency set per call) and its line.
+/// One prepared check: the request (consistency set per call) in both
+/// APIs, and its line.
 struct PreparedCheck {
     request: pb::CheckRequest,
+    authzed: authzed::CheckPermissionRequest,
     line: String,
 }
 
@@ -145,6 +171,7 @@ struct CheckCtx {
     mismatches: Mismatches,
     compared: std::sync::atomic::AtomicU64,
     bypass: bool,
+    api: Api,
 }
 
 impl CheckCtx {
@@ -152,6 +179,25 @@ impl CheckCtx {
         let Some(c) = self.checks.get(index % self.checks.len().max(1)) else {
             return Err("the workload has no checks".into());
         };
+        let got = match self.api {
+            Api::Verdict => self.check_verdict(c, zookie).await?,
+            Api::Authzed => self.check_authzed(c, zookie).await?,
+        };
+        if let Some(expected) = self.answers.as_ref().and_then(|a| a.expected(&c.line)) {
+            self.compared
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if got != expected {
+                self.mismatches.record(&c.line, expected, got);
+            }
+        }
+        Ok(Done::Counted(0))
+    }
+
+    async fn check_verdict(
+        &self,
+        c: &PreparedCheck,
+        zookie: pb::Zookie,
+    ) -> Result<&'static str, String> {
         let mut request = tonic::Request::new(pb::CheckRequest {
             consistency: at_least_as_fresh(zookie),
             ..c.request.clone()
@@ -168,15 +214,43 @@ impl CheckCtx {
             .await
             .map_err(|s| format!("check {}: {}", c.line, s.message()))?
             .into_inner();
-        if let Some(expected) = self.answers.as_ref().and_then(|a| a.expected(&c.line)) {
-            self.compared
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let got = answer_name(response.permissionship);
-            if got != expected {
-                self.mismatches.record(&c.line, expected, got);
-            }
+        Ok(answer_name(response.permissionship))
+    }
+
+    async fn check_authzed(
+        &self,
+        c: &PreparedCheck,
+        zookie: pb::Zookie,
+    ) -> Result<&'static str, String> {
+        let mut request = tonic::Request::new(authzed::CheckPermissionRequest {
+            consistency: Some(authzed::Consistency {
+                requirement: Some(authzed::consistency::Requirement::AtLeastAsFresh(
+                    authzed::ZedToken {
+                        token: zookie.token,
+                    },
+                )),
+            }),
+            ..c.authzed.clone()
+        });
+        if self.bypass {
+            request
+                .metadata_mut()
+                .insert(CACHE_HEADER, MetadataValue::from_static("bypass"));
         }
-        Ok(Done::Counted(0))
+        let response = self
+            .conn
+            .authzed_permissions()
+            .check_permission(request)
+            .await
+            .map_err(|s| format!("check {}: {}", c.line, s.message()))?
+            .into_inner();
+        use authzed::check_permission_response::Permissionship as P;
+        Ok(match P::try_from(response.permissionship) {
+            Ok(P::HasPermission) => "allowed",
+            Ok(P::NoPermission) => "denied",
+            Ok(P::ConditionalPermission) => "conditional",
+            _ => "unspecified",
+        })
     }
 }
 
@@ -279,6 +353,14 @@ pub async fn run(
                 with_trace: false,
                 with_footprint: false,
             },
+            authzed: authzed::CheckPermissionRequest {
+                consistency: None,
+                resource: Some(crate::api::spicedb::convert::object_to_pb(&c.resource)),
+                permission: c.relation.clone(),
+                subject: Some(crate::api::spicedb::convert::subject_to_pb(&c.subject)),
+                context: None,
+                with_tracing: false,
+            },
             line: c.to_string(),
         })
         .collect();
@@ -305,12 +387,14 @@ pub async fn run(
         mismatches: Mismatches::default(),
         compared: std::sync::atomic::AtomicU64::new(0),
         bypass: opts.mode == Mode::Cold,
+        api: opts.api,
     });
     let mut report = RunReport {
         workload: opts.workload_name.clone(),
         relationships: workload.relationships.len(),
         workload_checks: workload.checks.len(),
         mode: opts.mode.name().to_string(),
+        api: (opts.api != Api::Verdict).then(|| opts.api.name().to_string()),
         mix: (opts.mode == Mode::Mixed).then(|| format!("{}:{}", opts.mix.0, opts.mix.1)),
         duration_s: opts.duration.as_secs_f64(),
         ..RunReport::default()

@@ -333,6 +333,18 @@ impl Conn {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    /// SpiceDB's `authzed.api.v1` PermissionsService (the bearer token
+    /// selects the tenant: the admin key serves the default one).
+    pub fn authzed_permissions(
+        &self,
+    ) -> crate::api::spicedb::pb::permissions_service_client::PermissionsServiceClient<Svc> {
+        crate::api::spicedb::pb::permissions_service_client::PermissionsServiceClient::new(
+            self.svc(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
     /// A WatchService client.
     pub fn watch(&self) -> pb::watch_service_client::WatchServiceClient<Svc> {
         pb::watch_service_client::WatchServiceClient::new(self.svc())

@@ -26,7 +26,12 @@
 //!                       esc(res_type) esc(relation) esc(res_id) inv(rev)    Version
 //!         sub 0x03 LOG  be64(rev) be32(chunk)                          ChangeChunk
 //!         sub 0x04 SCHEMA be64(rev)                                    SchemaVersionRecord
+//! 0x03  COUNTER 0x03 esc(tenant) esc(name)                            counter filter bytes
 //! ```
+//!
+//! COUNTER rows (SpiceDB's relationship counters: a name and the filter
+//! whose matches it counts) are not versioned; they sit after every TENANT
+//! row so the scans of tenant data never meet them.
 //!
 //! A tuple's *chain key* is its FWD (or REV) key without `inv(rev)`; all
 //! versions of one tuple are contiguous, newest first. A version is either
@@ -43,6 +48,8 @@ pub(crate) const META: u8 = 0x00;
 pub(crate) const REVINFO: u8 = 0x01;
 /// Per-tenant data.
 pub(crate) const TENANT: u8 = 0x02;
+/// Registered relationship counters, per tenant.
+pub(crate) const COUNTER: u8 = 0x03;
 
 /// Forward index: resource → subject.
 pub(crate) const SUB_FWD: u8 = 0x01;
@@ -52,6 +59,20 @@ pub(crate) const SUB_REV: u8 = 0x02;
 pub(crate) const SUB_LOG: u8 = 0x03;
 /// Schema versions.
 pub(crate) const SUB_SCHEMA: u8 = 0x04;
+
+/// `0x03 esc(tenant)`: the prefix of a tenant's counters.
+pub(crate) fn counter_prefix(tenant: &Tenant) -> Vec<u8> {
+    let mut buf = vec![COUNTER];
+    push_esc(&mut buf, tenant.as_str().as_bytes());
+    buf
+}
+
+/// `0x03 esc(tenant) esc(name)`: one counter's key.
+pub(crate) fn counter_key(tenant: &Tenant, name: &str) -> Vec<u8> {
+    let mut buf = counter_prefix(tenant);
+    push_esc(&mut buf, name.as_bytes());
+    buf
+}
 
 /// Length of the `inv(rev)` suffix of index keys.
 pub(crate) const REV_SUFFIX_LEN: usize = 8;

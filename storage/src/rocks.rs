@@ -36,6 +36,7 @@ use crate::tenant::Tenant;
 use crate::tuple::Tuple;
 use crate::value::{self, RevisionStatus};
 
+mod counters;
 mod group;
 pub use group::GroupOutcome;
 

@@ -47,6 +47,7 @@ mod spicedb_api;
 mod spicedb_differential;
 mod spicedb_fuzz;
 mod spicedb_regressions;
+mod spicedb_schema_rpcs;
 mod spicedb_sdk;
 mod support;
 mod tenant_isolation;

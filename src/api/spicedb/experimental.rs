@@ -2,8 +2,9 @@
 //! still call, answered by their PermissionsService successors. Their
 //! messages are wire-identical for every field (SpiceDB renamed them when
 //! it promoted the RPCs), so each request and response is transcoded
-//! through its protobuf encoding. The reflection twins and relationship
-//! counters answer UNIMPLEMENTED for now.
+//! through its protobuf encoding. The reflection twins (`Exp*` messages,
+//! wire-identical to SchemaService's) are answered by [`SchemaApi`] the
+//! same way. The relationship counters are [`CountersApi`].
 
 use std::pin::Pin;
 
@@ -11,20 +12,29 @@ use prost::Message;
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::counters::CountersApi;
 use super::error::SpiceError;
 use super::pb;
-use super::PermissionsApi;
+use super::{PermissionsApi, SchemaApi};
 
 /// The ExperimentalService implementation.
 #[derive(Debug, Clone)]
 pub struct ExperimentalApi {
     permissions: PermissionsApi,
+    schema: SchemaApi,
+    counters: CountersApi,
 }
 
 impl ExperimentalApi {
     /// The service, delegating to `permissions`.
     pub fn new(permissions: PermissionsApi) -> Self {
-        ExperimentalApi { permissions }
+        let schema = SchemaApi::new(permissions.state().clone());
+        let counters = CountersApi::new(permissions.state().clone());
+        ExperimentalApi {
+            permissions,
+            schema,
+            counters,
+        }
     }
 }
 
@@ -33,12 +43,6 @@ fn transcode<To: Message + Default>(from: &impl Message) -> Result<To, Status> {
     To::decode(from.encode_to_vec().as_slice()).map_err(|e| {
         SpiceError::plain(Code::Internal, format!("message transcoding failed: {e}")).into()
     })
-}
-
-fn unimplemented(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "authzed.api.v1.ExperimentalService/{rpc} is not implemented by Verdict yet"
-    ))
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -84,50 +88,66 @@ impl pb::experimental_service_server::ExperimentalService for ExperimentalApi {
 
     async fn experimental_reflect_schema(
         &self,
-        _request: Request<pb::ExperimentalReflectSchemaRequest>,
+        request: Request<pb::ExperimentalReflectSchemaRequest>,
     ) -> Result<Response<pb::ExperimentalReflectSchemaResponse>, Status> {
-        Err(unimplemented("ExperimentalReflectSchema"))
+        let req: pb::ReflectSchemaRequest = transcode(&request.into_inner())?;
+        let answer = self.schema.reflect(req).await?;
+        Ok(Response::new(transcode(&answer)?))
     }
 
     async fn experimental_computable_permissions(
         &self,
-        _request: Request<pb::ExperimentalComputablePermissionsRequest>,
+        request: Request<pb::ExperimentalComputablePermissionsRequest>,
     ) -> Result<Response<pb::ExperimentalComputablePermissionsResponse>, Status> {
-        Err(unimplemented("ExperimentalComputablePermissions"))
+        let req: pb::ComputablePermissionsRequest = transcode(&request.into_inner())?;
+        let answer = self.schema.computable(req).await?;
+        Ok(Response::new(transcode(&answer)?))
     }
 
     async fn experimental_dependent_relations(
         &self,
-        _request: Request<pb::ExperimentalDependentRelationsRequest>,
+        request: Request<pb::ExperimentalDependentRelationsRequest>,
     ) -> Result<Response<pb::ExperimentalDependentRelationsResponse>, Status> {
-        Err(unimplemented("ExperimentalDependentRelations"))
+        let req: pb::DependentRelationsRequest = transcode(&request.into_inner())?;
+        let answer = self.schema.dependent(req).await?;
+        Ok(Response::new(transcode(&answer)?))
     }
 
     async fn experimental_diff_schema(
         &self,
-        _request: Request<pb::ExperimentalDiffSchemaRequest>,
+        request: Request<pb::ExperimentalDiffSchemaRequest>,
     ) -> Result<Response<pb::ExperimentalDiffSchemaResponse>, Status> {
-        Err(unimplemented("ExperimentalDiffSchema"))
+        let req: pb::DiffSchemaRequest = transcode(&request.into_inner())?;
+        let answer = self.schema.diff(req).await?;
+        Ok(Response::new(transcode(&answer)?))
     }
 
     async fn experimental_register_relationship_counter(
         &self,
-        _request: Request<pb::ExperimentalRegisterRelationshipCounterRequest>,
+        request: Request<pb::ExperimentalRegisterRelationshipCounterRequest>,
     ) -> Result<Response<pb::ExperimentalRegisterRelationshipCounterResponse>, Status> {
-        Err(unimplemented("ExperimentalRegisterRelationshipCounter"))
+        self.counters.register(request.into_inner()).await?;
+        Ok(Response::new(
+            pb::ExperimentalRegisterRelationshipCounterResponse {},
+        ))
     }
 
     async fn experimental_count_relationships(
         &self,
-        _request: Request<pb::ExperimentalCountRelationshipsRequest>,
+        request: Request<pb::ExperimentalCountRelationshipsRequest>,
     ) -> Result<Response<pb::ExperimentalCountRelationshipsResponse>, Status> {
-        Err(unimplemented("ExperimentalCountRelationships"))
+        Ok(Response::new(
+            self.counters.count(request.into_inner()).await?,
+        ))
     }
 
     async fn experimental_unregister_relationship_counter(
         &self,
-        _request: Request<pb::ExperimentalUnregisterRelationshipCounterRequest>,
+        request: Request<pb::ExperimentalUnregisterRelationshipCounterRequest>,
     ) -> Result<Response<pb::ExperimentalUnregisterRelationshipCounterResponse>, Status> {
-        Err(unimplemented("ExperimentalUnregisterRelationshipCounter"))
+        self.counters.unregister(request.into_inner()).await?;
+        Ok(Response::new(
+            pb::ExperimentalUnregisterRelationshipCounterResponse {},
+        ))
     }
 }

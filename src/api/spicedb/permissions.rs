@@ -28,9 +28,12 @@ use super::convert::{
     subject_to_pb, validate_relation, validate_type, zedtoken,
 };
 use super::cursor;
+use super::debug_trace;
 use super::error::{SpiceError, SpiceResult};
 use super::pb::{self, ErrorReason};
 use crate::api::error::ApiError;
+use crate::api::inline_gate::InlineGate;
+use crate::api::CACHE_HEADER;
 use crate::engine::{CheckRequest, ExpandKind, ExpandNode};
 use crate::relationships::{validate_against_schema, RelationshipError};
 use crate::schema::ir::Schema;
@@ -60,12 +63,24 @@ const LOOKUP_PAGE: usize = 1_000;
 #[derive(Debug, Clone)]
 pub struct PermissionsApi {
     state: Arc<AppState>,
+    /// Lets one cold check at a time run on the receiving worker (as the
+    /// `verdict.v1` check does, see `api::inline_gate`).
+    inline: Arc<InlineGate>,
 }
 
 impl PermissionsApi {
     /// A service over the shared state.
     pub fn new(state: Arc<AppState>) -> Self {
-        PermissionsApi { state }
+        PermissionsApi {
+            state,
+            inline: Arc::new(InlineGate::new()),
+        }
+    }
+
+    /// The shared state this service reads (for the ExperimentalService
+    /// twins of other services).
+    pub(super) fn state(&self) -> &Arc<AppState> {
+        &self.state
     }
 
     fn tenant(&self) -> SpiceResult<Tenant> {
@@ -792,8 +807,14 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
         &self,
         request: Request<pb::CheckPermissionRequest>,
     ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
+        // `x-verdict-cache: bypass` (`verdict bench --mode cold`): neither
+        // read nor fill the decision cache, as on `verdict.v1`.
+        let bypass = request
+            .metadata()
+            .get(CACHE_HEADER)
+            .is_some_and(|v| v.as_bytes() == b"bypass");
         let req = request.into_inner();
-        let check = check_from_pb(
+        let mut check = check_from_pb(
             req.resource.as_ref(),
             &req.permission,
             req.subject.as_ref(),
@@ -805,27 +826,58 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
         let (tenant, revision, schema) = self
             .resolve(consistency, &check.resource.object_type)
             .await?;
-        let response = match schema
-            .engine
-            .check_cached(tenant.as_str(), revision, &check)
-        {
-            Some(r) => r,
+        // Expiring relationships: trace the check (without the cache and the
+        // group index, so every granting tuple is visited) to learn when
+        // the answer may change.
+        let expiring = schema.engine.schema().use_flags().contains("expiration");
+        check.trace = req.with_tracing || expiring;
+        let cached = if check.trace || bypass {
+            None
+        } else {
+            schema
+                .engine
+                .check_cached(tenant.as_str(), revision, &check)
+        };
+        let (response, check) = match cached {
+            Some(r) => (r, check),
             None => {
                 let state = self.state.clone();
-                blocking(move || {
+                let schema = schema.clone();
+                let work = move || {
                     let snapshot = state.store.snapshot(&tenant, revision)?;
-                    Ok(schema.engine.check(&snapshot, &check)?)
-                })
-                .await?
+                    let response = if check.trace {
+                        schema.engine.isolated().check(&snapshot, &check)?
+                    } else if bypass {
+                        schema.engine.without_cache().check(&snapshot, &check)?
+                    } else {
+                        schema.engine.check(&snapshot, &check)?
+                    };
+                    Ok::<_, SpiceError>((response, check))
+                };
+                match self.inline.try_pass() {
+                    Some(_pass) => work()?,
+                    None => blocking(work).await?,
+                }
             }
         };
         let (permissionship, partial_caveat_info) = check_permissionship(&response.outcome);
+        let trace = response.trace.as_ref();
+        let optional_expires_at =
+            trace
+                .and_then(debug_trace::earliest_expiration)
+                .map(|e| prost_types::Timestamp {
+                    seconds: e.0,
+                    nanos: 0,
+                });
+        let debug_trace = trace.filter(|_| req.with_tracing).map(|t| {
+            debug_trace::debug_information(t, schema.engine.schema(), &schema.text, &check.subject)
+        });
         Ok(Response::new(pb::CheckPermissionResponse {
             checked_at: Some(self.zed(revision)),
             permissionship: permissionship as i32,
             partial_caveat_info,
-            debug_trace: None,
-            optional_expires_at: None,
+            debug_trace,
+            optional_expires_at,
         }))
     }
 

@@ -1,7 +1,8 @@
 //! `authzed.api.v1.SchemaService`: ReadSchema and WriteSchema over the
 //! tenant's schema versions (each WriteSchema is a new Verdict schema
-//! version), and ReflectSchema. ComputablePermissions, DependentRelations
-//! and DiffSchema answer UNIMPLEMENTED for now.
+//! version), ReflectSchema, ComputablePermissions and DependentRelations
+//! (`reachability`) and DiffSchema (`schema_diff`). The ExperimentalService
+//! twins call the `pub(super)` methods here.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use super::auth;
 use super::convert::zedtoken;
 use super::error::{SpiceError, SpiceResult};
 use super::pb::{self, ErrorReason};
+use super::{reachability, reflection, schema_diff};
 use crate::api::error::ApiError;
 use crate::api::schema_plan::{self, Orphans};
 use crate::schema::ir::Schema;
@@ -225,12 +227,6 @@ fn reflect(
     (definitions, caveats)
 }
 
-fn unimplemented(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "authzed.api.v1.SchemaService/{rpc} is not implemented by Verdict yet"
-    ))
-}
-
 impl SchemaApi {
     async fn write(&self, text: String, author: String) -> SpiceResult<Revision> {
         if text.len() > MAX_SCHEMA_BYTES {
@@ -280,6 +276,152 @@ impl SchemaApi {
     }
 }
 
+impl SchemaApi {
+    /// The tenant's schema at the request's consistency (`None`: no schema
+    /// written yet) and the revision read.
+    async fn schema_at(
+        &self,
+        consistency: Option<&pb::Consistency>,
+    ) -> SpiceResult<(Option<Arc<Schema>>, Revision)> {
+        let consistency = super::convert::consistency_from_pb(consistency, &self.state.zookies)?;
+        let tenant = self.state.tenant(&auth::tenant_name())?;
+        let revision = self.state.read_revision(consistency).await?;
+        match self.state.engine_at(&tenant, revision) {
+            Ok(entry) => Ok((Some(entry.engine.schema().clone()), revision)),
+            Err(ApiError::NoSchema(_)) => Ok((None, revision)),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// ComputablePermissions: what a change to `definition#relation` (or to
+    /// objects of `definition` when the relation is empty) can affect.
+    pub(super) async fn computable(
+        &self,
+        req: pb::ComputablePermissionsRequest,
+    ) -> SpiceResult<pb::ComputablePermissionsResponse> {
+        let (schema, revision) = self.schema_at(req.consistency.as_ref()).await?;
+        let schema = schema.unwrap_or_default();
+        let def = schema
+            .definition_named(&req.definition_name)
+            .ok_or_else(|| SpiceError::unknown_definition(&req.definition_name))?;
+        let start = if req.relation_name.is_empty() {
+            None
+        } else {
+            let rel = def
+                .relation_named(&req.relation_name)
+                .ok_or_else(|| SpiceError::unknown_relation(&def.name, &req.relation_name))?;
+            Some(rel.id)
+        };
+        let reached = reachability::reachable_from_subject(&schema, (def.id, start));
+        let permissions = references(&schema, reached, |d, r| {
+            !(Some(r) == start && d == def.id)
+                && starts(
+                    &schema.definition(d).name,
+                    &req.optional_definition_name_filter,
+                )
+        });
+        Ok(pb::ComputablePermissionsResponse {
+            permissions,
+            read_at: Some(zedtoken(&self.state.zookies, revision)),
+        })
+    }
+
+    /// DependentRelations: every relation and permission
+    /// `definition#permission` is computed from.
+    pub(super) async fn dependent(
+        &self,
+        req: pb::DependentRelationsRequest,
+    ) -> SpiceResult<pb::DependentRelationsResponse> {
+        let (schema, revision) = self.schema_at(req.consistency.as_ref()).await?;
+        let schema = schema.unwrap_or_default();
+        let def = schema
+            .definition_named(&req.definition_name)
+            .ok_or_else(|| SpiceError::unknown_definition(&req.definition_name))?;
+        let rel = def
+            .relation_named(&req.permission_name)
+            .ok_or_else(|| SpiceError::unknown_relation(&def.name, &req.permission_name))?;
+        if !rel.is_permission() {
+            return Err(SpiceError::reasoned(
+                Code::InvalidArgument,
+                ErrorReason::UnknownRelationOrPermission,
+                format!("the relation `{}` is not a permission", rel.name),
+                &[("relationName", &rel.name)],
+            ));
+        }
+        let start = (def.id, rel.id);
+        let found = reachability::dependencies_of(&schema, start);
+        let relations = references(&schema, found, |d, r| (d, r) != start);
+        Ok(pb::DependentRelationsResponse {
+            relations,
+            read_at: Some(zedtoken(&self.state.zookies, revision)),
+        })
+    }
+
+    /// DiffSchema: the stored schema (empty if none) against the request's.
+    pub(super) async fn diff(
+        &self,
+        req: pb::DiffSchemaRequest,
+    ) -> SpiceResult<pb::DiffSchemaResponse> {
+        let text = &req.comparison_schema;
+        if text.len() > MAX_SCHEMA_BYTES {
+            return Err(SpiceError::validation(
+                "comparison_schema",
+                format!("value length must be at most {MAX_SCHEMA_BYTES} bytes"),
+            ));
+        }
+        let limits = SchemaLimits::default();
+        let parsed = schema::parse(text, &limits).map_err(|e| parse_error(&e, text))?;
+        let comparison =
+            schema::compile_parsed(parsed, &limits).map_err(|e| type_error(&e, text))?;
+        let (existing, revision) = self.schema_at(req.consistency.as_ref()).await?;
+        let existing = existing.unwrap_or_default();
+        Ok(pb::DiffSchemaResponse {
+            diffs: schema_diff::diff(&existing, &comparison.schema),
+            read_at: Some(zedtoken(&self.state.zookies, revision)),
+        })
+    }
+
+    /// ReflectSchema (also answers ExperimentalReflectSchema).
+    pub(super) async fn reflect(
+        &self,
+        req: pb::ReflectSchemaRequest,
+    ) -> SpiceResult<pb::ReflectSchemaResponse> {
+        let (schema, revision) = self.schema_at(req.consistency.as_ref()).await?;
+        let schema = schema.ok_or_else(|| {
+            SpiceError::plain(
+                Code::NotFound,
+                "no schema has been defined; please call WriteSchema to start",
+            )
+        })?;
+        let (definitions, caveats) = reflect(&schema, &req.optional_filters);
+        Ok(pb::ReflectSchemaResponse {
+            definitions,
+            caveats,
+            read_at: Some(zedtoken(&self.state.zookies, revision)),
+        })
+    }
+}
+
+/// The kept relations as references, sorted by definition then name.
+fn references(
+    schema: &Schema,
+    nodes: std::collections::BTreeSet<reachability::Node>,
+    keep: impl Fn(crate::schema::ir::TypeId, crate::schema::ir::RelationId) -> bool,
+) -> Vec<pb::ReflectionRelationReference> {
+    let mut out: Vec<pb::ReflectionRelationReference> = nodes
+        .into_iter()
+        .filter(|(d, r)| keep(*d, *r))
+        .map(|(d, r)| {
+            let def = schema.definition(d);
+            reflection::relation_reference(def, def.relation(r))
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (&a.definition_name, &a.relation_name).cmp(&(&b.definition_name, &b.relation_name))
+    });
+    out
+}
+
 #[tonic::async_trait]
 impl pb::schema_service_server::SchemaService for SchemaApi {
     async fn read_schema(
@@ -326,54 +468,27 @@ impl pb::schema_service_server::SchemaService for SchemaApi {
         &self,
         request: Request<pb::ReflectSchemaRequest>,
     ) -> Result<Response<pb::ReflectSchemaResponse>, Status> {
-        let req = request.into_inner();
-        let consistency =
-            super::convert::consistency_from_pb(req.consistency.as_ref(), &self.state.zookies)?;
-        let tenant = self
-            .state
-            .tenant(&auth::tenant_name())
-            .map_err(SpiceError::from)?;
-        let revision = self
-            .state
-            .read_revision(consistency)
-            .await
-            .map_err(SpiceError::from)?;
-        let entry = self
-            .state
-            .engine_at(&tenant, revision)
-            .map_err(|e| match e {
-                ApiError::NoSchema(_) => SpiceError::plain(
-                    Code::NotFound,
-                    "no schema has been defined; please call WriteSchema to start",
-                ),
-                other => other.into(),
-            })?;
-        let (definitions, caveats) = reflect(entry.engine.schema(), &req.optional_filters);
-        Ok(Response::new(pb::ReflectSchemaResponse {
-            definitions,
-            caveats,
-            read_at: Some(zedtoken(&self.state.zookies, revision)),
-        }))
+        Ok(Response::new(self.reflect(request.into_inner()).await?))
     }
 
     async fn computable_permissions(
         &self,
-        _request: Request<pb::ComputablePermissionsRequest>,
+        request: Request<pb::ComputablePermissionsRequest>,
     ) -> Result<Response<pb::ComputablePermissionsResponse>, Status> {
-        Err(unimplemented("ComputablePermissions"))
+        Ok(Response::new(self.computable(request.into_inner()).await?))
     }
 
     async fn dependent_relations(
         &self,
-        _request: Request<pb::DependentRelationsRequest>,
+        request: Request<pb::DependentRelationsRequest>,
     ) -> Result<Response<pb::DependentRelationsResponse>, Status> {
-        Err(unimplemented("DependentRelations"))
+        Ok(Response::new(self.dependent(request.into_inner()).await?))
     }
 
     async fn diff_schema(
         &self,
-        _request: Request<pb::DiffSchemaRequest>,
+        request: Request<pb::DiffSchemaRequest>,
     ) -> Result<Response<pb::DiffSchemaResponse>, Status> {
-        Err(unimplemented("DiffSchema"))
+        Ok(Response::new(self.diff(request.into_inner()).await?))
     }
 }

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use crate::bench::answers::Answers;
 use crate::bench::propagation;
 use crate::bench::report::{self, RunReport};
-use crate::bench::runner::{self, Mode, RunOptions};
+use crate::bench::runner::{self, Api, Mode, RunOptions};
 use crate::cli::client::{run_client, CliError, ClientArgs, Conn};
 use crate::workload::{parse_workload, Workload};
 
@@ -106,6 +106,11 @@ pub struct RunArgs {
     /// Mixed mode: READS:WRITES per cycle.
     #[arg(long, default_value = "99:1", value_parser = parse_mix)]
     pub mix: (u32, u32),
+    /// The API the checks go through: verdict (`verdict.v1` Check) or
+    /// authzed (SpiceDB's `authzed.api.v1` CheckPermission; the bearer
+    /// token selects the tenant, the admin key the default one).
+    #[arg(long, value_enum, default_value = "verdict")]
+    pub api: Api,
     /// Expected answers (`CHECK<TAB>allowed|denied|conditional`, e.g.
     /// SpiceDB's `--answers` output); every disagreement is counted and
     /// listed.
@@ -247,6 +252,7 @@ fn bench_run(args: &RunArgs) -> ExitCode {
         write_batch: args.write_batch,
         write_concurrency: args.write_concurrency.max(1),
         workload_name: file_name(&args.workload),
+        api: args.api,
     };
     let workload = Arc::new(workload);
     if args.mode == Mode::Propagation {
