@@ -18,9 +18,12 @@ pub mod convert;
 pub mod cursor;
 pub mod error;
 mod experimental;
+pub mod http;
+pub mod json;
 pub mod pb;
 mod permissions;
 mod schema;
+pub mod testing;
 mod watch;
 
 use std::sync::Arc;
