@@ -336,7 +336,12 @@ fn every_permissions_and_schema_route_answers_protojson() {
     assert_eq!(status, 200, "{text}");
     let imported: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(imported["numLoaded"], "2", "{imported}");
-    let (status, pages) = post_stream(&server, "/v1/relationships/exportbulk", &json!({}), t);
+    let (status, pages) = post_stream(
+        &server,
+        "/v1/relationships/exportbulk",
+        &json!({"consistency": {"fullyConsistent": true}}),
+        t,
+    );
     assert_eq!(status, 200);
     let exported: usize = pages
         .iter()
