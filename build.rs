@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &[std::path::PathBuf::from("proto"), include],
             )?;
         compile_authzed()?;
+        compile_authzed_json()?;
         compile_openfga()?;
     }
     Ok(())
@@ -95,6 +96,60 @@ fn compile_authzed() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .compile_fds_with_config(fds, config)?;
+    Ok(())
+}
+
+/// A second copy of the `authzed.api.v1` and `google.rpc` messages (no
+/// services) with protojson serde impls from pbjson, for SpiceDB's
+/// HTTP/JSON gateway. A separate copy because pbjson needs the well-known
+/// types as `pbjson_types` while the gRPC copy uses `prost_types`; the
+/// gateway converts between the two by their (identical) wire encoding.
+#[cfg(feature = "server")]
+fn compile_authzed_json() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::PathBuf::from("proto/vendor");
+    let protos: Vec<std::path::PathBuf> = [
+        "authzed/api/v1/core.proto",
+        "authzed/api/v1/debug.proto",
+        "authzed/api/v1/error_reason.proto",
+        "authzed/api/v1/permission_service.proto",
+        "authzed/api/v1/schema_service.proto",
+        "authzed/api/v1/watch_service.proto",
+        "authzed/api/v1/experimental_service.proto",
+        "google/rpc/status.proto",
+        "google/rpc/error_details.proto",
+    ]
+    .iter()
+    .map(|p| root.join(p))
+    .collect();
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    let include = protoc_bin_vendored::include_path()?;
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("authzed_json");
+    std::fs::create_dir_all(&out_dir)?;
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    config.compile_well_known_types();
+    config.extern_path(".google.protobuf", "::pbjson_types");
+    let mut fds = config.load_fds(&protos, &[root, include])?;
+    fds.file.retain(|f| {
+        matches!(
+            f.package(),
+            "authzed.api.v1" | "google.rpc" | "google.protobuf"
+        )
+    });
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .out_dir(&out_dir)
+        .compile_fds_with_config(fds, config)?;
+    let descriptors = std::fs::read(
+        std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("authzed_descriptor.bin"),
+    )?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .out_dir(&out_dir)
+        .ignore_unknown_fields()
+        .emit_fields()
+        .build(&[".authzed.api.v1", ".google.rpc"])?;
     Ok(())
 }
 

@@ -32,9 +32,12 @@ pub use schema_service::SchemaApi;
 pub use tenant_service::TenantApi;
 pub use watch_service::{WatchApi, WatchTiming};
 
-/// The HTTP routes (health, readiness, metrics, and OpenFGA's `/stores/...`).
+/// The HTTP routes (health, readiness, metrics, OpenFGA's `/stores/...`
+/// and SpiceDB's `/v1/...` gateway).
 pub fn http_router(state: Arc<AppState>) -> axum::Router {
-    http::router(state.clone()).merge(openfga::http_router(state))
+    http::router(state.clone())
+        .merge(openfga::http_router(state.clone()))
+        .merge(spicedb::http::router(state))
 }
 
 /// The gRPC router: every service behind the auth/limits/metrics layer.

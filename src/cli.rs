@@ -94,11 +94,32 @@ pub enum Command {
     /// Run a node on an embedded data directory (gRPC + HTTP; Raft).
     #[cfg(feature = "server")]
     Serve(crate::server::config::ServeArgs),
+    /// SpiceDB's `serve-testing`: a throwaway single node (temporary data
+    /// directory, removed on exit) where any bearer token is accepted and
+    /// each distinct token gets its own empty tenant; no auth config.
+    #[cfg(feature = "server")]
+    ServeTesting(ServeTestingArgs),
     /// Run SpiceDB validation files (schema, relationships, assertions,
     /// expected relations) against a real store; exits non-zero on any
     /// failure and explains each one.
     #[cfg(feature = "server")]
     Validate(ValidateArgs),
+}
+
+/// Arguments of `verdict serve-testing`.
+#[cfg(feature = "server")]
+#[derive(Debug, Args)]
+pub struct ServeTestingArgs {
+    /// gRPC listen address. Default = 127.0.0.1:50051
+    #[arg(long, env = "VERDICT_GRPC_ADDR")]
+    pub grpc_addr: Option<std::net::SocketAddr>,
+    /// HTTP listen address (SpiceDB's HTTP/JSON API, /healthz). Default = 127.0.0.1:8080
+    #[arg(long, env = "VERDICT_HTTP_ADDR")]
+    pub http_addr: Option<std::net::SocketAddr>,
+    /// SpiceDB validation files (schema + relationships) loaded into every
+    /// token's tenant on its first use (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    pub load_configs: Vec<PathBuf>,
 }
 
 /// Arguments of `verdict validate`.
@@ -217,6 +238,8 @@ pub fn run(cli: Cli) -> ExitCode {
         #[cfg(feature = "server")]
         Command::Serve(args) => serve(&args),
         #[cfg(feature = "server")]
+        Command::ServeTesting(args) => serve_testing(&args),
+        #[cfg(feature = "server")]
         Command::Cluster(command) => commands::cluster::run(&command),
     }
 }
@@ -230,6 +253,53 @@ fn serve(args: &crate::server::config::ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    run_server(settings)
+}
+
+/// `verdict serve-testing`: `serve` on a temporary data directory (a real
+/// RocksDB store, as `serve` runs, rather than a second in-memory storage
+/// path; removed on exit), without fsync, in serve-testing mode.
+#[cfg(feature = "server")]
+fn serve_testing(args: &ServeTestingArgs) -> ExitCode {
+    // Fail at start-up, not on the first request, on a bad config file.
+    if let Err(e) = crate::api::spicedb::testing::read_configs(&args.load_configs) {
+        eprintln!("error: {}", e.message());
+        return ExitCode::FAILURE;
+    }
+    let dir = match tempfile::Builder::new()
+        .prefix("verdict-serve-testing-")
+        .tempdir()
+    {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot create a temporary data directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let serve_args = crate::server::config::ServeArgs {
+        data_dir: Some(dir.path().to_path_buf()),
+        grpc_addr: args.grpc_addr,
+        http_addr: args.http_addr,
+        insecure_no_auth: true,
+        sync_writes: Some(false),
+        ..Default::default()
+    };
+    let mut settings = match serve_args.resolve() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    settings.ops.serve_testing = Some(args.load_configs.clone());
+    let code = run_server(settings);
+    drop(dir);
+    code
+}
+
+/// Runs a node with `settings` until SIGINT/SIGTERM.
+#[cfg(feature = "server")]
+fn run_server(settings: crate::server::config::ServerSettings) -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VERDICT_LOG")

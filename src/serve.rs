@@ -54,7 +54,10 @@ pub async fn run(
         None => None,
     };
     let state = AppState::open(settings.clone()).await?;
-    if settings.insecure_no_auth && settings.ops.admin_key.is_none() {
+    if settings.insecure_no_auth
+        && settings.ops.admin_key.is_none()
+        && settings.ops.serve_testing.is_none()
+    {
         tracing::warn!("serving WITHOUT authentication (--insecure-no-auth): any client can read and write every tenant");
         eprintln!("WARNING: --insecure-no-auth: any client can read and write every tenant");
     }

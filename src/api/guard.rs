@@ -279,6 +279,11 @@ where
                     Err(denied) => return Ok(finish(denied.into_http(), "")),
                 }
             };
+            // serve-testing: a token's tenant is created on its first use.
+            if let Err(failed) = crate::api::spicedb::testing::admit(&guard.state, &principal).await
+            {
+                return Ok(finish(failed.into_http(), ""));
+            }
             if let Principal::Tenant { key_id, tenant } = &principal {
                 if ADMIN_SERVICES.iter().any(|s| method.starts_with(s)) {
                     let denied = status(NodeError::AdminOnly {

@@ -23,12 +23,15 @@ pub mod cursor;
 mod debug_trace;
 pub mod error;
 mod experimental;
+pub mod http;
+pub mod json;
 pub mod pb;
 mod permissions;
 mod reachability;
 mod reflection;
 mod schema;
 mod schema_diff;
+pub mod testing;
 mod watch;
 
 use std::sync::Arc;

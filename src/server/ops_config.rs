@@ -90,6 +90,9 @@ pub struct OpsSettings {
     pub decision_log: Option<PathBuf>,
     /// Bearer tokens that serve the default tenant (`--grpc-preshared-key`).
     pub grpc_preshared_keys: Vec<String>,
+    /// `verdict serve-testing`: every bearer token gets its own tenant,
+    /// preloaded with these SpiceDB validation files (`None` = not testing).
+    pub serve_testing: Option<Vec<PathBuf>>,
 }
 
 impl Default for OpsSettings {
@@ -103,6 +106,7 @@ impl Default for OpsSettings {
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT,
             decision_log: None,
             grpc_preshared_keys: Vec::new(),
+            serve_testing: None,
         }
     }
 }
@@ -200,6 +204,7 @@ impl OpsArgs {
                 .map(|k| k.trim().to_string())
                 .filter(|k| !k.is_empty())
                 .collect(),
+            serve_testing: None,
         })
     }
 }

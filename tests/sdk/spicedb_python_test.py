@@ -8,6 +8,7 @@ Environment:
   VERDICT_AUTH_ENDPOINT  host:port of a `verdict serve --grpc-preshared-key
                          VERDICT_PRESHARED_KEY` (optional: the auth tests)
   VERDICT_PRESHARED_KEY  that key
+  VERDICT_SERVE_TESTING  set when VERDICT_ENDPOINT is a `verdict serve-testing`
 
 Prints one line per test and `N passed, M failed`; exits 1 on any failure.
 """
@@ -664,8 +665,15 @@ def test_schema_change_that_orphans_relationships_is_refused(c):
 
 
 def test_tenant_keys_are_isolated_from_the_default_tenant(c):
-    """An unknown token under --insecure-no-auth is the default tenant."""
+    """An unknown token under --insecure-no-auth is the default tenant; under
+    serve-testing (VERDICT_SERVE_TESTING set) every token is its own tenant."""
     other = client(os.environ["VERDICT_ENDPOINT"], token="some-other-token")
+    if os.environ.get("VERDICT_SERVE_TESTING"):
+        expect_error(lambda: other.ReadSchema(ReadSchemaRequest()), grpc.StatusCode.NOT_FOUND)
+        other.WriteSchema(WriteSchemaRequest(schema=SCHEMA))
+        assert check(other, "doc:1", "view", "user:alice").permissionship == NO, "the other token sees no data"
+        assert "definition doc" in c.ReadSchema(ReadSchemaRequest()).schema_text
+        return
     assert "definition doc" in other.ReadSchema(ReadSchemaRequest()).schema_text
 
 

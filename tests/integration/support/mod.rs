@@ -57,11 +57,29 @@ impl Server {
 
     /// Starts with the data directory `data`.
     pub fn start_in(data: tempfile::TempDir, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_verdict"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_verdict"));
+        command
             .args(["serve", "--data-dir"])
             .arg(data.path())
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .args(extra)
+            .args(extra);
+        Self::spawn(command, data)
+    }
+
+    /// Starts `verdict serve-testing` with `extra` flags (its data
+    /// directory is its own temporary one; `data_dir()` is unused).
+    pub fn start_testing(extra: &[&str]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_verdict"));
+        command
+            .arg("serve-testing")
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(extra);
+        Self::spawn(command, tempfile::tempdir().unwrap())
+    }
+
+    /// Runs `command` and waits for its `ready` line.
+    fn spawn(mut command: Command, data: tempfile::TempDir) -> Server {
+        let mut child = command
             .env_remove("VERDICT_ADMIN_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
