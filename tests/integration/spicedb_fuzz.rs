@@ -1275,7 +1275,7 @@ fn verdict_lookups(job: &Job, now: Timestamp) -> Result<Vec<LookupAnswer>, Strin
                 subject,
                 context: c,
             } => {
-                let subject = Tuple::parse(&format!("x:x#x@{subject}"))
+                let subject = Tuple::parse(&format!("xxx:x#xxx@{subject}"))
                     .expect("subject parses")
                     .subject;
                 engine

@@ -366,6 +366,16 @@ pub fn filter_against_schema(schema: &Schema, f: &TupleFilter) -> SpiceResult<()
             if def.relation_named(r).is_none() {
                 return Err(SpiceError::unknown_relation(t, r));
             }
+            // A permission holds no relationships: SpiceDB refuses to
+            // filter on one (found by tests/integration/spicedb_api_differential.rs).
+            if def.stored_relation(r).is_none() {
+                return Err(SpiceError::reasoned(
+                    Code::FailedPrecondition,
+                    pb::ErrorReason::SchemaTypeError,
+                    format!("relation `{r}` does not have type information"),
+                    &[],
+                ));
+            }
         }
     }
     if let Some(t) = &f.subject_type {
