@@ -505,7 +505,7 @@ impl Side {
                 format!("resources {best:?}")
             }
             Step::LookupSubjects(req) => {
-                let found: BTreeSet<String> = self
+                let found: Vec<String> = self
                     .perms
                     .lookup_subjects(req.clone())
                     .await?
@@ -524,7 +524,19 @@ impl Side {
                     })
                     .collect::<Result<_, _>>()
                     .await?;
-                format!("subjects {found:?}")
+                // As for LookupResources: a subject SpiceDB streams twice
+                // (definite and conditional) is compared once, definite.
+                let mut best: BTreeMap<String, String> = BTreeMap::new();
+                for f in found {
+                    let (key, rest) = f.split_once(':').unwrap_or_default();
+                    let e = best
+                        .entry(key.to_string())
+                        .or_insert_with(|| rest.to_string());
+                    if rest < e.as_str() {
+                        *e = rest.to_string();
+                    }
+                }
+                format!("subjects {best:?}")
             }
             Step::Expand(req) => {
                 let resp = self
@@ -998,11 +1010,12 @@ async fn verdict_answers_the_spicedb_api_as_spicedb_does() {
     );
 }
 
-/// Found by the differential run (seed 18, step 12): a relationship filter
-/// naming a permission is refused as SpiceDB refuses it, on reads, deletes
-/// and preconditions alike (no peer needed).
+/// Found by the differential runs (seed 18, step 12; seed 1, step 185):
+/// ReadRelationships refuses a filter naming a permission, as SpiceDB does,
+/// while DeleteRelationships and preconditions accept one and match
+/// nothing, as in SpiceDB (no peer needed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_filter_on_a_permission_is_a_schema_type_error() {
+async fn reading_by_a_permission_is_a_schema_type_error() {
     let server = Server::start(&["--insecure-no-auth"]);
     let mut verdict = Side::connect(&server.grpc.to_string()).await;
     assert_eq!(verdict.run(&Step::Schema(SCHEMA.to_string())).await, "ok");
@@ -1022,7 +1035,7 @@ async fn a_filter_on_a_permission_is_a_schema_type_error() {
         relationship_filter: Some(filter.clone()),
         ..Default::default()
     });
-    assert_eq!(verdict.run(&delete).await, want);
+    assert_eq!(verdict.run(&delete).await, "deleted progress 1 count 0");
     let write = Step::Write(pb::WriteRelationshipsRequest {
         updates: vec![update(
             pb::relationship_update::Operation::Touch,
@@ -1034,7 +1047,7 @@ async fn a_filter_on_a_permission_is_a_schema_type_error() {
         }],
         optional_transaction_metadata: None,
     });
-    assert_eq!(verdict.run(&write).await, want);
+    assert_eq!(verdict.run(&write).await, "written true");
     // A relation is still fine.
     let ok = Step::Read(pb::ReadRelationshipsRequest {
         consistency: full(),
@@ -1045,5 +1058,5 @@ async fn a_filter_on_a_permission_is_a_schema_type_error() {
         }),
         ..Default::default()
     });
-    assert_eq!(verdict.run(&ok).await, "read {}");
+    assert_eq!(verdict.run(&ok).await, "read {\"doc:d0#viewer@user:u0\"}");
 }
