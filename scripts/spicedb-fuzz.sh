@@ -22,4 +22,4 @@ if [ ! -x "$peers/setup.sh" ]; then
 fi
 "$peers/setup.sh" >/dev/null
 export VERDICT_PEERS_DIR="$(cd "$peers" && pwd)"
-exec cargo test --release --test integration spicedb_fuzz:: -- --nocapture
+exec cargo test --release --workspace --test integration -- spicedb_fuzz:: --nocapture

@@ -7,10 +7,20 @@ The differential fuzzer (tests/integration/spicedb_fuzz.rs) writes one JSON obje
 line:
   {"id": "...", "schema": "...", "relationships": ["doc:d#viewer@user:a", ...],
    "checks": [{"check": "doc:d#view@user:a", "context": {...} | null}, ...],
+   "lookups": [{"kind": "resources", "resource_type": "doc", "permission": "view",
+                "subject": "user:a" | "group:g#member", "context": ...},
+               {"kind": "subjects", "resource": "doc:d", "permission": "view",
+                "subject_type": "user", "subject_relation": "member" | null, "context": ...},
+               {"kind": "expand", "resource": "doc:d", "permission": "view"}, ...],
    "start": 0}
 and reads one JSON object per line back, in the same order:
   {"id": "...", "answers": ["allowed" | "denied" | "conditional[missing=a,b]" |
-                            "error: ...", ...]}            (checks[start:])
+                            "error: ...", ..., LOOKUP, ...]}  ((checks + lookups)[start:])
+where a LOOKUP answer is {"items": [...]} or {"error": "..."}: resource ids
+(LookupResources) or subject ids (LookupSubjects; the wildcard as "*" or
+"*-a,b" with its exclusions), each with "?" appended when CONDITIONAL;
+for "expand" the sorted, de-duplicated leaf subjects of the tree
+("type:id" or "type:id#rel"), the tree's shape normalised away.
 or, when SpiceDB refuses the schema or a relationship,
   {"id": "...", "load_error": "..."}.
 
@@ -51,6 +61,71 @@ def check_answer(sp, db, text: str, context) -> str:
     return ans
 
 
+def _subject(sp, text: str):
+    obj, _, rel = text.partition("#")
+    ty, _, oid = obj.partition(":")
+    return sp.SubjectReference(object=sp.ObjectReference(object_type=ty, object_id=oid), optional_relation=rel)
+
+
+def _leaves(node, out: set) -> None:
+    """Every leaf subject of an ExpandPermissionTree answer."""
+    if node.HasField("leaf"):
+        for s in node.leaf.subjects:
+            text = f"{s.object.object_type}:{s.object.object_id}"
+            if s.optional_relation:
+                text += "#" + s.optional_relation
+            out.add(text)
+    else:
+        for child in node.intermediate.children:
+            _leaves(child, out)
+
+
+def lookup_answer(sp, db, q: dict) -> dict:
+    """One lookup, answered by SpiceDB (see the module docs for the form)."""
+    from authzed.api.v1 import (  # noqa: E402
+        ExpandPermissionTreeRequest,
+        LookupResourcesRequest,
+        LookupSubjectsRequest,
+    )
+    from authzed.api.v1.permission_service_pb2 import LOOKUP_PERMISSIONSHIP_CONDITIONAL_PERMISSION
+    from authzed.api.v1.permission_service_pb2_grpc import PermissionsServiceStub
+
+    full = sp.Consistency(fully_consistent=True)
+    conditional = LOOKUP_PERMISSIONSHIP_CONDITIONAL_PERMISSION
+    stub = PermissionsServiceStub(db.channel())
+    kind = q["kind"]
+    if kind == "expand":
+        ty, _, oid = q["resource"].partition(":")
+        resp = db.permissions().ExpandPermissionTree(ExpandPermissionTreeRequest(
+            consistency=full, resource=sp.ObjectReference(object_type=ty, object_id=oid),
+            permission=q["permission"]))
+        out: set = set()
+        _leaves(resp.tree_root, out)
+        return {"items": sorted(out)}
+    items = []
+    if kind == "resources":
+        req = LookupResourcesRequest(consistency=full, resource_object_type=q["resource_type"],
+                                     permission=q["permission"], subject=_subject(sp, q["subject"]))
+        if q.get("context") is not None:
+            req.context.CopyFrom(sp._struct(q["context"]))
+        for r in stub.LookupResources(req, timeout=60):
+            items.append(r.resource_object_id + ("?" if r.permissionship == conditional else ""))
+    else:
+        ty, _, oid = q["resource"].partition(":")
+        req = LookupSubjectsRequest(consistency=full, resource=sp.ObjectReference(object_type=ty, object_id=oid),
+                                    permission=q["permission"], subject_object_type=q["subject_type"],
+                                    optional_subject_relation=q.get("subject_relation") or "")
+        if q.get("context") is not None:
+            req.context.CopyFrom(sp._struct(q["context"]))
+        for r in stub.LookupSubjects(req, timeout=60):
+            s = r.subject
+            text = s.subject_object_id
+            if r.excluded_subjects:
+                text += "-" + ",".join(sorted(e.subject_object_id for e in r.excluded_subjects))
+            items.append(text + ("?" if s.permissionship == conditional else ""))
+    return {"items": sorted(set(items))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--peers", required=True, type=Path, help="the ../shared/peers directory")
@@ -81,21 +156,26 @@ def main() -> int:
                 out["load_error"] = f"relationships: {e}"
         if "load_error" not in out:
             answers = []
-            for q in job["checks"][job.get("start", 0):]:
+            queries = job["checks"] + job.get("lookups", [])
+            for q in queries[job.get("start", 0):]:
                 result: dict = {}
 
                 def run(q=q, result=result):
                     try:
-                        result["answer"] = check_answer(sp, db, q["check"], q.get("context"))
+                        if "kind" in q:
+                            result["answer"] = lookup_answer(sp, db, q)
+                        else:
+                            result["answer"] = check_answer(sp, db, q["check"], q.get("context"))
                     except Exception as e:  # noqa: BLE001  (max depth and other check errors)
                         detail = e.details() if hasattr(e, "details") else str(e)
-                        result["answer"] = f"error: {detail}"
+                        result["answer"] = {"error": detail} if "kind" in q else f"error: {detail}"
 
                 worker = threading.Thread(target=run, daemon=True)
                 worker.start()
                 worker.join(args.deadline)
                 if worker.is_alive():
-                    answers.append(f"error: deadline exceeded ({args.deadline}s)")
+                    overrun = f"deadline exceeded ({args.deadline}s)"
+                    answers.append({"error": overrun} if "kind" in q else f"error: {overrun}")
                     out["answers"] = answers
                     out["incomplete"] = True
                     print(json.dumps(out), flush=True)

@@ -44,6 +44,7 @@ mod schema_roundtrip;
 mod server_e2e;
 mod setup_scripts;
 mod spicedb_api;
+mod spicedb_api_differential;
 mod spicedb_differential;
 mod spicedb_fuzz;
 mod spicedb_http;

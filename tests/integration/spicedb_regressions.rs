@@ -53,7 +53,9 @@ fn verdict_passes(path: &Path) {
 /// SpiceDB's output on `path` (status, stdout), or `None` when the peers
 /// are not installed.
 fn spicedb(path: &Path) -> Option<(i32, String)> {
-    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers");
+    let peers = std::env::var_os("VERDICT_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers"));
     let python = peers.join(".venv/bin/python");
     if !python.is_file() {
         return None;

@@ -381,6 +381,26 @@ pub fn filter_against_schema(schema: &Schema, f: &TupleFilter) -> SpiceResult<()
     Ok(())
 }
 
+/// [`filter_against_schema`] for ReadRelationships, which SpiceDB also
+/// refuses on a permission (a permission holds no relationships);
+/// DeleteRelationships and preconditions accept one and match nothing, as
+/// in SpiceDB (found by tests/integration/spicedb_api_differential.rs).
+pub fn read_filter_against_schema(schema: &Schema, f: &TupleFilter) -> SpiceResult<()> {
+    filter_against_schema(schema, f)?;
+    let (Some(t), Some(r)) = (&f.resource_type, &f.relation) else {
+        return Ok(());
+    };
+    match schema.definition_named(t) {
+        Some(def) if def.stored_relation(r).is_none() => Err(SpiceError::reasoned(
+            Code::FailedPrecondition,
+            pb::ErrorReason::SchemaTypeError,
+            format!("relation `{r}` does not have type information"),
+            &[],
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `Precondition` → the storage precondition.
 pub fn precondition_from_pb(
     p: &pb::Precondition,

@@ -23,9 +23,10 @@ use verdict_storage::{
 use super::auth;
 use super::convert::{
     check_permissionship, consistency_from_pb, filter_against_schema, filter_from_pb, filter_text,
-    lookup_permissionship, object_from_pb, object_to_pb, precondition_from_pb, refuse_wildcard,
-    relationship_from_pb, relationship_key, relationship_to_pb, struct_to_json, subject_from_pb,
-    subject_to_pb, validate_relation, validate_type, zedtoken,
+    lookup_permissionship, object_from_pb, object_to_pb, precondition_from_pb,
+    read_filter_against_schema, refuse_wildcard, relationship_from_pb, relationship_key,
+    relationship_to_pb, struct_to_json, subject_from_pb, subject_to_pb, validate_relation,
+    validate_type, zedtoken,
 };
 use super::cursor;
 use super::debug_trace;
@@ -548,7 +549,7 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
         let consistency = read_at(req.consistency.as_ref(), position.as_ref(), &self.state)?;
         let definition = filter.resource_type.clone().unwrap_or_default();
         let (tenant, revision, schema) = self.resolve(consistency, &definition).await?;
-        filter_against_schema(schema.engine.schema(), &filter)?;
+        read_filter_against_schema(schema.engine.schema(), &filter)?;
         let state = self.state.clone();
         let read_at = self.zed(revision);
         let limit = (req.optional_limit > 0).then_some(req.optional_limit as usize);
