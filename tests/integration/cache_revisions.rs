@@ -20,6 +20,8 @@ use verdict::engine::{CheckRequest, DecisionCache, Engine, EngineConfig};
 use verdict::schema::{self, SchemaLimits};
 use verdict_storage::{MemStore, RelationStore, Revision, Tenant, Tuple, WriteBatch};
 
+use crate::support::rng::Rng;
+
 const SCHEMA: &str = "definition user {}
 definition group {
     relation member: user | group#member
@@ -36,22 +38,6 @@ definition document {
     permission view = (viewer + parent->view) - banned
 }
 ";
-
-/// splitmix64: deterministic across runs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn random_tuple(rng: &mut Rng) -> Tuple {
     let (g, f, d, u) = (rng.below(4), rng.below(4), rng.below(5), rng.below(5));

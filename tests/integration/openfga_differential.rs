@@ -46,33 +46,7 @@ use verdict::engine::{Engine, EngineConfig};
 use verdict::schema::{compile, SchemaLimits};
 use verdict_storage::{MemStore, Op, RelationStore, Revision, Tenant, WriteBatch};
 
-/// splitmix64: small, seedable, the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n <= 1 {
-            return 0;
-        }
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, num: usize, den: usize) -> bool {
-        self.below(den) < num
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+use crate::support::rng::Rng;
 
 /// Relation names of `folder` and `doc`, in definition order (a define
 /// refers only to earlier ones, or to itself through `parent`).

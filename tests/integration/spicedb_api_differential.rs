@@ -41,6 +41,8 @@ use verdict::api::spicedb::pb;
 
 use crate::support::Server;
 
+use crate::support::rng::Rng;
+
 const SCHEMA: &str = "use expiration
 
 caveat is_small(x int, limit int) {
@@ -85,34 +87,6 @@ const NAMES: [(&str, &[&str]); 4] = [
 const FUTURE: &str = "2099-01-01T00:00:00Z";
 
 // ───────────────────────────── random source ─────────────────────────────
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n <= 1 {
-            return 0;
-        }
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, num: usize, den: usize) -> bool {
-        self.below(den) < num
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 fn id(r: &mut Rng, prefix: &str, n: usize) -> String {
     format!("{prefix}{}", r.below(n))

@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod nemesis;
+pub mod rng;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
