@@ -827,11 +827,7 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
         let (tenant, revision, schema) = self
             .resolve(consistency, &check.resource.object_type)
             .await?;
-        // Expiring relationships: trace the check (without the cache and the
-        // group index, so every granting tuple is visited) to learn when
-        // the answer may change.
-        let expiring = schema.engine.schema().use_flags().contains("expiration");
-        check.trace = req.with_tracing || expiring;
+        check.trace = req.with_tracing;
         let cached = if check.trace || bypass {
             None
         } else {
@@ -844,6 +840,7 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
             None => {
                 let state = self.state.clone();
                 let schema = schema.clone();
+                let tenant = tenant.clone();
                 let work = move || {
                     let snapshot = state.store.snapshot(&tenant, revision)?;
                     let response = if check.trace {
@@ -860,6 +857,25 @@ impl pb::permissions_service_server::PermissionsService for PermissionsApi {
                     None => blocking(work).await?,
                 }
             }
+        };
+        // Expiring relationships: a granted (or conditional) answer is walked
+        // again traced, without the cache and the group index, so every
+        // granting tuple is visited, to learn when the answer may change. A
+        // denial has no expiry, so it keeps the fast path.
+        let expiring = schema.engine.schema().use_flags().contains("expiration");
+        let (response, check) = if expiring && !check.trace && !response.outcome.is_denied() {
+            let mut check = check;
+            check.trace = true;
+            let state = self.state.clone();
+            let schema = schema.clone();
+            blocking(move || {
+                let snapshot = state.store.snapshot(&tenant, revision)?;
+                let response = schema.engine.isolated().check(&snapshot, &check)?;
+                Ok::<_, SpiceError>((response, check))
+            })
+            .await?
+        } else {
+            (response, check)
         };
         let (permissionship, partial_caveat_info) = check_permissionship(&response.outcome);
         let trace = response.trace.as_ref();
